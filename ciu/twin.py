@@ -1,0 +1,256 @@
+"""The twin: the read model every other part of CIU Twin goes through.
+
+>>> from ciu import Twin                                  # doctest: +SKIP
+>>> twin = Twin.connect()                                 # doctest: +SKIP
+>>> twin.units(level="district")                          # doctest: +SKIP
+>>> twin.rollup("people", level="district", freq="D")     # doctest: +SKIP
+>>> twin.cube(level="grid", variables=["people"])         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+import xarray as xr
+
+from ciu.errors import ValidationError
+from ciu.settings import DatabaseSettings
+from ciu.store import LoadReport, SourceRecord, Store, Variable
+
+
+@dataclass
+class Unit:
+    """One City Information Unit, with its place in the hierarchy."""
+
+    code: str
+    level: str
+    name: str | None
+    parent_code: str | None
+    geometry: shapely.Geometry
+    z_min: float | None
+    z_max: float | None
+    area_m2: float
+    attrs: dict[str, Any]
+    restricted: dict[str, Any] | None = None
+    _twin: Twin | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def parent(self) -> Unit | None:
+        """The unit one level up (``None`` for the root)."""
+        if self.parent_code is None or self._twin is None:
+            return None
+        return self._twin.unit(self.parent_code)
+
+    @property
+    def children(self) -> list[Unit]:
+        """The units one level down."""
+        if self._twin is None:
+            return []
+        codes = self._twin.store.child_codes(self.code)
+        return [self._twin.unit(c) for c in codes]
+
+    @property
+    def ancestors(self) -> list[Unit]:
+        """Parent, grandparent, ... up to the root."""
+        if self._twin is None:
+            return []
+        return [self._twin.unit(c) for c in self._twin.store.ancestor_codes(self.code)]
+
+
+def _to_datetime(value: datetime | str | None) -> datetime | None:
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return ts.to_pydatetime()
+
+
+class Twin:
+    """A city twin stored in PostGIS.
+
+    Use :meth:`connect`; everything reads through the :class:`~ciu.store.Store`.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @classmethod
+    def connect(cls, url: str | None = None, *, settings: DatabaseSettings | None = None, migrate: bool = True) -> Twin:
+        """Open the twin.
+
+        Parameters
+        ----------
+        url
+            A libpq URL of any PostGIS database. When ``None``, ``CIU_DATABASE_URL``
+            is used, and when that is unset the embedded cluster is started.
+        settings
+            Database settings; read from the environment when ``None``.
+        migrate
+            Bring the schema up to date on connect (a no-op when it is).
+        """
+        from ciu.db import database_url
+
+        settings = settings or DatabaseSettings()
+        store = Store.connect(url or database_url(settings))
+        if migrate:
+            from ciu.migrate import migrate as run_migrations
+
+            run_migrations(store.conn)
+        return cls(store)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Twin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the hierarchy -------------------------------------------------------
+    @property
+    def levels(self) -> tuple[str, ...]:
+        """Level names, bottom to top."""
+        return self.store.levels()
+
+    def variables(self) -> list[Variable]:
+        return self.store.variables()
+
+    def sources(self) -> list[SourceRecord]:
+        return self.store.sources()
+
+    def units(
+        self,
+        *,
+        level: str | None = None,
+        bbox: tuple[float, float, float, float] | None = None,
+        within: str | None = None,
+        codes: Sequence[str] | None = None,
+        include_restricted: bool = False,
+    ) -> gpd.GeoDataFrame:
+        """Units as a GeoDataFrame (EPSG:4326), indexed by code.
+
+        Parameters
+        ----------
+        level
+            Only units of this level.
+        bbox
+            ``(min lon, min lat, max lon, max lat)``: units whose bounding box meets it.
+        within
+            Only the unit with this code and the units below it.
+        codes
+            Only these units.
+        include_restricted
+            Add the restricted attributes (for callers allowed to see them).
+        """
+        rows = self.store.unit_rows(level=level, bbox=bbox, within=within, codes=codes,
+                                    include_restricted=include_restricted)
+        frame = pd.DataFrame(rows, columns=["id", "code", "level", "name", "parent_code", "geometry", "z_min",
+                                            "z_max", "area_m2", "attrs"] + (["restricted"] if include_restricted else []))
+        geoms = shapely.from_wkb(np.asarray([bytes(g) for g in frame["geometry"]], dtype=object)) if len(frame) else []
+        gdf = gpd.GeoDataFrame(frame.drop(columns=["geometry", "id"]), geometry=list(geoms), crs="EPSG:4326")
+        return gdf.set_index("code")
+
+    def unit(self, code: str, *, include_restricted: bool = False) -> Unit:
+        """One unit by code, with ``parent``, ``children`` and ``ancestors``."""
+        row = self.store.unit_row(code, include_restricted=include_restricted)
+        return Unit(
+            code=row["code"], level=row["level"], name=row["name"], parent_code=row["parent_code"],
+            geometry=shapely.from_wkb(bytes(row["geometry"])), z_min=row["z_min"], z_max=row["z_max"],
+            area_m2=row["area_m2"], attrs=row["attrs"], restricted=row.get("restricted"), _twin=self,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """Units per level, variables, observed time range and sources."""
+        extent = self.store.series_extent()
+        return {
+            "units": self.store.count_units(),
+            "variables": [v.name for v in self.variables()],
+            "series": extent,
+            "time_range": (extent["tmin"].min(), extent["tmax"].max()) if len(extent) else (None, None),
+            "sources": self.sources(),
+        }
+
+    # -- features --------------------------------------------------------------
+    def observations(
+        self, variable: str, *, level: str | None = None, codes: Sequence[str] | None = None,
+        start: datetime | str | None = None, end: datetime | str | None = None,
+    ) -> pd.DataFrame:
+        """Stored observations of one variable (``code, time, value``)."""
+        return self.store.observations(variable, level=level, codes=codes, start=_to_datetime(start),
+                                       end=_to_datetime(end))
+
+    def rollup(
+        self, variable: str, *, level: str, start: datetime | str | None = None,
+        end: datetime | str | None = None, freq: str = "h", codes: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """A variable at any level, computed from the levels below by its roll-up rule.
+
+        Returns a frame ``code, time, value`` (time in UTC, the start of each
+        ``freq`` bucket; weeks start on Monday).
+        """
+        return self.store.rollup(variable, level=level, start=_to_datetime(start), end=_to_datetime(end),
+                                 freq=freq, codes=codes)
+
+    def cube(
+        self, *, level: str, variables: Sequence[str] | None = None, start: datetime | str | None = None,
+        end: datetime | str | None = None, freq: str = "h", within: str | None = None,
+    ) -> xr.Dataset:
+        """The feature cube of one level: an ``xarray.Dataset`` with dims ``unit``, ``time``.
+
+        Every variable is taken at ``level`` through :meth:`rollup` (observed,
+        rolled up from below or inherited from above). Missing values are NaN.
+        Coordinates carry each unit's name and parent; variables carry their
+        unit of measure, space and roll-up rule.
+        """
+        names = list(variables) if variables is not None else [v.name for v in self.variables()]
+        units = self.units(level=level, within=within)
+        codes = list(units.index)
+        registry = {v.name: v for v in self.variables()}
+        frames = {}
+        for name in names:
+            if name not in registry:
+                self.store.variable(name)  # raises UnknownVariable
+            frames[name] = self.rollup(name, level=level, start=start, end=end, freq=freq, codes=codes)
+        times = sorted(set().union(*[set(f["time"]) for f in frames.values()])) if frames else []
+        time_index = pd.DatetimeIndex(times).tz_convert("UTC").tz_localize(None) if times else pd.DatetimeIndex([])
+        data_vars = {}
+        for name, frame in frames.items():
+            grid = np.full((len(codes), len(time_index)), np.nan)
+            if len(frame):
+                ui = pd.Index(codes).get_indexer(frame["code"])
+                ti = time_index.get_indexer(frame["time"].dt.tz_convert("UTC").dt.tz_localize(None))
+                grid[ui, ti] = frame["value"].to_numpy()
+            var = registry[name]
+            data_vars[name] = (("unit", "time"), grid, {
+                "units": var.unit_of_measure, "space": var.space, "rollup": var.rollup,
+                "resample": var.resample, "scope": var.scope, "long_name": var.description or name,
+            })
+        return xr.Dataset(
+            data_vars,
+            coords={
+                "unit": codes,
+                "time": time_index,
+                "name": ("unit", units["name"].fillna("").astype(str).to_numpy()),
+                "parent": ("unit", units["parent_code"].fillna("").astype(str).to_numpy()),
+                "area_m2": ("unit", units["area_m2"].to_numpy(dtype=float)),
+            },
+            attrs={"level": level, "freq": freq, "time_zone": "UTC"},
+        )
+
+    # -- loading -------------------------------------------------------------------
+    def load_units(self, frame: pd.DataFrame, **kwargs: Any) -> LoadReport:
+        if isinstance(frame, gpd.GeoDataFrame) and frame.crs is not None and not frame.crs.equals("EPSG:4326"):
+            raise ValidationError(f"units must be in EPSG:4326, not {frame.crs.to_string()}", field="geometry")
+        return self.store.load_units(frame, **kwargs)
+
+    def load_observations(self, frame: pd.DataFrame, **kwargs: Any) -> LoadReport:
+        return self.store.load_observations(frame, **kwargs)

@@ -1,0 +1,1 @@
+"""Ways into the twin: loaders for source formats and the sample-city generator."""

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Set up everything CIU Twin needs on a Debian machine, idempotently.
+#   scripts/setup.sh [--browser] [--gdal]
+# A second run checks stamps and returns in seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+VENV=${VENV:-.venv}
+want_browser=0
+want_gdal=0
+for arg in "$@"; do
+  case "$arg" in
+    --browser) want_browser=1 ;;
+    --gdal) want_gdal=1 ;;
+    *) echo "setup: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then
+    as_root apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- system packages -------------------------------------------------------
+pg_share=$(ls -d /usr/share/postgresql/1[5-9] 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -z "$pg_share" ] || [ ! -f "$pg_share/extension/postgis.control" ]; then
+  say "installing PostgreSQL + PostGIS"
+  apt_install postgresql-15-postgis-3 postgresql-contrib
+fi
+if [ "$want_browser" = 1 ] && [ ! -x /usr/bin/chromium ]; then
+  say "installing Chromium (headless browser tests)"
+  apt_install chromium fonts-dejavu-core
+fi
+if [ "$want_gdal" = 1 ] && ! command -v ogr2ogr >/dev/null; then
+  say "installing gdal-bin (benchmark peer)"
+  apt_install gdal-bin
+fi
+
+# --- Python ----------------------------------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV with $PYTHON"
+  "$PYTHON" -m venv "$VENV"
+fi
+stamp="$VENV/.ciu-installed"
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  say "installing Python packages into $VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  # The CPU build of torch first, so that nothing later pulls a CUDA build.
+  "$VENV/bin/python" -m pip install -q "torch==2.13.0"
+  "$VENV/bin/python" -m pip install -q -e ".[all]"
+  cuda=$("$VENV/bin/python" -c 'import torch; print(torch.version.cuda)')
+  if [ "$cuda" != "None" ]; then
+    echo "setup: a CUDA build of torch was installed ($cuda); CIU Twin expects the CPU build" >&2
+    exit 1
+  fi
+  echo "$want" > "$stamp"
+fi
+
+# --- JavaScript for the offline views -------------------------------------
+if [ -f viz/js/package.json ]; then
+  js_stamp=viz/js/node_modules/.ciu-installed
+  js_want=$(cat viz/js/package.json viz/js/package-lock.json 2>/dev/null | sha256sum | cut -c1-16)
+  if [ ! -f "$js_stamp" ] || [ "$(cat "$js_stamp")" != "$js_want" ]; then
+    say "installing JavaScript packages (deck.gl, maplibre, cesium) from npm"
+    (cd viz/js && npm ci --no-audit --no-fund --legacy-peer-deps --loglevel=error 2>/dev/null \
+      || npm install --no-audit --no-fund --legacy-peer-deps --loglevel=error)
+    echo "$js_want" > "$js_stamp"
+  fi
+fi
+say "ready"
