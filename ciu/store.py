@@ -32,6 +32,7 @@ from ciu.errors import (
     DatabaseUnavailable,
     DuplicateError,
     HierarchyError,
+    NotFound,
     UnknownLevel,
     UnknownUnit,
     UnknownVariable,
@@ -780,6 +781,185 @@ class Store:
     # ------------------------------------------------------------------
     # model runs, predictions, alerts
     # ------------------------------------------------------------------
+    def add_model_run(
+        self, *, name: str, kind: str = "tower", params: dict[str, Any] | None = None, data_hash: str | None = None,
+        code_version: str | None = None, metrics: dict[str, Any] | None = None, checkpoint: str | None = None,
+        status: str = "trained",
+    ) -> int:
+        """Record a model run (hyper-parameters, data hash, metrics, code version); returns its id."""
+        row = self.conn.execute(
+            "INSERT INTO ciu.model_run (name, kind, params, data_hash, code_version, metrics, checkpoint, status)"
+            " VALUES (%s, %s, %s::jsonb, %s, %s, %s::jsonb, %s, %s) RETURNING id",
+            (name, kind, json.dumps(params or {}, default=_json_default), data_hash, code_version,
+             json.dumps(metrics or {}, default=_json_default), checkpoint, status),
+        ).fetchone()
+        return int(row[0])  # type: ignore[index]
+
+    def update_model_run(self, run_id: int, *, metrics: dict[str, Any] | None = None, checkpoint: str | None = None,
+                         status: str | None = None) -> None:
+        self.conn.execute(
+            "UPDATE ciu.model_run SET metrics = coalesce(%s::jsonb, metrics), checkpoint = coalesce(%s, checkpoint),"
+            " status = coalesce(%s, status) WHERE id = %s",
+            (json.dumps(metrics, default=_json_default) if metrics is not None else None, checkpoint, status, run_id),
+        )
+
+    def model_runs(self) -> pd.DataFrame:
+        rows = self.conn.execute(
+            "SELECT id, name, kind, created_at, status, params, data_hash, code_version, metrics, checkpoint"
+            " FROM ciu.model_run ORDER BY id").fetchall()
+        return pd.DataFrame(rows, columns=["id", "name", "kind", "created_at", "status", "params", "data_hash",
+                                           "code_version", "metrics", "checkpoint"])
+
+    def write_predictions(self, frame: pd.DataFrame, *, run_id: int, scenario: str = "baseline") -> int:
+        """Store forecasts (columns ``code, variable, issued_at, horizon, time, value`` and optional ``risk``).
+
+        One transaction; a forecast already stored for the same run, scenario,
+        unit, variable, issue time and horizon is replaced.
+        """
+        need = ["code", "variable", "issued_at", "horizon", "time", "value"]
+        missing = [c for c in need if c not in frame.columns]
+        if missing:
+            raise ValidationError(f"missing columns {missing}", field=missing[0])
+        if frame.empty:
+            return 0
+        values = frame["value"].to_numpy(dtype=float)
+        if not np.isfinite(values).all():
+            i = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise ValidationError("forecast value is not finite", row=i, field="value")
+        risk = frame["risk"].to_numpy(dtype=float) if "risk" in frame.columns else np.full(len(frame), np.nan)
+        ids = self.unit_ids(pd.unique(frame["code"].astype(str)))
+        unit_id = frame["code"].astype(str).map(ids)
+        if unit_id.isna().any():
+            i = int(np.flatnonzero(unit_id.isna().to_numpy())[0])
+            raise ValidationError(f"unit {frame['code'].iloc[i]!r} is not in the twin", row=i, field="code")
+        var_ids = {v: self._variable_id(v) for v in pd.unique(frame["variable"])}
+        rows = zip(unit_id.astype("int64").tolist(), frame["variable"].map(var_ids).astype(int).tolist(),
+                   pd.to_datetime(frame["issued_at"], utc=True).dt.to_pydatetime(), frame["horizon"].astype(int).tolist(),
+                   pd.to_datetime(frame["time"], utc=True).dt.to_pydatetime(), values.tolist(),
+                   [None if np.isnan(r) else float(r) for r in risk])
+        with self.transaction():
+            self.conn.execute(
+                "CREATE TEMP TABLE pred_stage (unit_id bigint, variable_id smallint, issued_at timestamptz,"
+                " horizon int, time timestamptz, value float8, risk float8) ON COMMIT DROP")
+            with self.conn.cursor() as cur:
+                with cur.copy("COPY pred_stage FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(["int8", "int2", "timestamptz", "int4", "timestamptz", "float8", "float8"])
+                    for r in rows:
+                        copy.write_row(r)
+            cur = self.conn.execute(
+                "INSERT INTO ciu.prediction (run_id, scenario, unit_id, variable_id, issued_at, horizon, time, value, risk)"
+                " SELECT %(run)s, %(scenario)s, unit_id, variable_id, issued_at, horizon, time, value, risk FROM pred_stage"
+                " ON CONFLICT (run_id, scenario, variable_id, unit_id, issued_at, horizon)"
+                " DO UPDATE SET value = excluded.value, risk = excluded.risk, time = excluded.time",
+                {"run": run_id, "scenario": scenario},
+            )
+        return cur.rowcount
+
+    def predictions(
+        self, *, variable: str | None = None, codes: Sequence[str] | None = None, level: str | None = None,
+        run_id: int | None = None, horizon: int | None = None, issued_at: datetime | None = None,
+        start: datetime | None = None, end: datetime | None = None, scenario: str = "baseline",
+        limit: int | None = None, offset: int = 0,
+    ) -> pd.DataFrame:
+        """Stored forecasts as ``run_id, code, level, variable, issued_at, horizon, time, value, risk``.
+
+        Without ``run_id`` the newest run is used; without ``issued_at`` its latest issue time.
+        """
+        if run_id is None:
+            row = self.conn.execute("SELECT max(run_id) FROM ciu.prediction WHERE scenario = %s", (scenario,)).fetchone()
+            run_id = row[0] if row else None  # type: ignore[index]
+            if run_id is None:
+                return pd.DataFrame(columns=["run_id", "code", "level", "variable", "issued_at", "horizon", "time",
+                                             "value", "risk"])
+        where = [sql.SQL("p.run_id = %(run)s"), sql.SQL("p.scenario = %(scenario)s")]
+        params: dict[str, Any] = {"run": run_id, "scenario": scenario, "offset": int(offset)}
+        if issued_at is None:
+            where.append(sql.SQL("p.issued_at = (SELECT max(issued_at) FROM ciu.prediction"
+                                 " WHERE run_id = %(run)s AND scenario = %(scenario)s)"))
+        else:
+            where.append(sql.SQL("p.issued_at = %(issued)s"))
+            params["issued"] = issued_at
+        if variable is not None:
+            where.append(sql.SQL("p.variable_id = %(vid)s"))
+            params["vid"] = self._variable_id(variable)
+        if codes is not None:
+            where.append(sql.SQL("u.code = ANY(%(codes)s)"))
+            params["codes"] = list(codes)
+        if level is not None:
+            self.rank(level)
+            where.append(sql.SQL("u.level = %(level)s"))
+            params["level"] = level
+        if horizon is not None:
+            where.append(sql.SQL("p.horizon = %(h)s"))
+            params["h"] = int(horizon)
+        if start is not None:
+            where.append(sql.SQL("p.time >= %(start)s"))
+            params["start"] = start
+        if end is not None:
+            where.append(sql.SQL("p.time < %(end)s"))
+            params["end"] = end
+        query = sql.SQL(
+            "SELECT p.run_id, u.code, u.level, v.name, p.issued_at, p.horizon, p.time, p.value, p.risk"
+            " FROM ciu.prediction p JOIN ciu.unit u ON u.id = p.unit_id JOIN ciu.variable v ON v.id = p.variable_id"
+            " WHERE {} ORDER BY u.path, v.name, p.horizon {} OFFSET %(offset)s"
+        ).format(sql.SQL(" AND ").join(where), sql.SQL("LIMIT %(limit)s") if limit is not None else sql.SQL(""))
+        if limit is not None:
+            params["limit"] = int(limit)
+        frame = _frame(self.conn, query, params,
+                       ["run_id", "code", "level", "variable", "issued_at", "horizon", "time", "value", "risk"])
+        frame["issued_at"] = pd.to_datetime(frame["issued_at"], utc=True)
+        return frame
+
+    def write_alerts(self, frame: pd.DataFrame, *, run_id: int | None) -> int:
+        """Raise alerts (columns ``code, kind, severity, time, risk, threshold, message``); repeats are ignored."""
+        if frame.empty:
+            return 0
+        ids = self.unit_ids(pd.unique(frame["code"].astype(str)))
+        n = 0
+        with self.transaction():
+            for r in frame.itertuples(index=False):
+                if r.code not in ids:
+                    raise ValidationError(f"unit {r.code!r} is not in the twin", row=r.code, field="code")
+                cur = self.conn.execute(
+                    "INSERT INTO ciu.alert (run_id, unit_id, kind, severity, time, risk, threshold, message)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, unit_id, kind, time) DO NOTHING",
+                    (run_id, ids[r.code], r.kind, r.severity, r.time, float(r.risk), float(r.threshold), r.message),
+                )
+                n += cur.rowcount
+        return n
+
+    def alerts(self, *, open_only: bool = False, codes: Sequence[str] | None = None, level: str | None = None,
+               limit: int = 1000) -> pd.DataFrame:
+        where = [sql.SQL("TRUE")]
+        params: dict[str, Any] = {"limit": int(limit)}
+        if open_only:
+            where.append(sql.SQL("a.acknowledged_at IS NULL"))
+        if codes is not None:
+            where.append(sql.SQL("u.code = ANY(%(codes)s)"))
+            params["codes"] = list(codes)
+        if level is not None:
+            self.rank(level)
+            where.append(sql.SQL("u.level = %(level)s"))
+            params["level"] = level
+        query = sql.SQL(
+            "SELECT a.id, a.run_id, u.code, u.level, a.kind, a.severity, a.time, a.issued_at, a.risk, a.threshold,"
+            " a.message, a.acknowledged_at, a.acknowledged_by FROM ciu.alert a JOIN ciu.unit u ON u.id = a.unit_id"
+            " WHERE {} ORDER BY a.time DESC, a.risk DESC NULLS LAST, a.id LIMIT %(limit)s"
+        ).format(sql.SQL(" AND ").join(where))
+        rows = self.conn.execute(query, params).fetchall()
+        return pd.DataFrame(rows, columns=["id", "run_id", "code", "level", "kind", "severity", "time", "issued_at",
+                                           "risk", "threshold", "message", "acknowledged_at", "acknowledged_by"])
+
+    def acknowledge_alert(self, alert_id: int, *, by: str) -> None:
+        """Mark an alert acknowledged (idempotent: the first acknowledgement is kept)."""
+        with self.transaction():
+            row = self.conn.execute(
+                "UPDATE ciu.alert SET acknowledged_at = coalesce(acknowledged_at, now()),"
+                " acknowledged_by = coalesce(acknowledged_by, %s) WHERE id = %s RETURNING id", (by, alert_id)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no alert with id {alert_id}")
+
     def data_hash(self) -> str:
         """A short fingerprint of the stored units and observations (for model runs)."""
         row = self.conn.execute(
