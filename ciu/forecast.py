@@ -130,7 +130,7 @@ class HistoricalAverageForecaster:
         times = wide.index
         holiday = self._external(twin, "holiday", times, default=0.0) > 0.5
         local = times.tz_convert(tz)
-        day = np.where(holiday | (local.dayofweek == 6), SUNDAY, local.dayofweek)
+        day = np.where(holiday | (local.day_of_week == 6), SUNDAY, local.day_of_week)
         slot = day * 24 + local.hour.to_numpy()
         values = wide.to_numpy(dtype=float)
         profile = np.full((7 * 24, values.shape[1]), np.nan)
@@ -200,7 +200,7 @@ class HistoricalAverageForecaster:
         holiday = np.array([d in fit["holidays"] for d in local.date])
         if ov.get("holiday"):
             holiday[:] = True
-        day = np.where(holiday | (local.dayofweek == 6), SUNDAY, local.dayofweek)
+        day = np.where(holiday | (local.day_of_week == 6), SUNDAY, local.day_of_week)
         values = fit["profile"][day * 24 + local.hour.to_numpy()]  # horizons × bottom units
         if ov.get("weather"):
             w = ov["weather"]
