@@ -56,7 +56,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "properties": {
         "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
         "detail": {"type": "string"}, "instance": {"type": "string"},
-        "field": {"type": "string", "nullable": True}, "row": {"nullable": True},
+        "field": {"type": ["string", "null"]}, "row": {"type": ["string", "null"]},
     },
     "required": ["type", "title", "status"],
 }
