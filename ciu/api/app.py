@@ -15,6 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from psycopg_pool import ConnectionPool
 
 from ciu.api import problems
+from ciu.api.deps import check_connection
 from ciu.api.recorder import Metrics, Recorder, RecordingMiddleware
 from ciu.api.routes import data, ogc, ops, scenarios, tiles, units
 from ciu.api.security import Authenticator
@@ -27,7 +28,7 @@ def _pool(url: str, settings: ApiSettings) -> ConnectionPool:
     return ConnectionPool(
         url, min_size=settings.pool_min, max_size=settings.pool_max, open=False,
         kwargs={"autocommit": True, "connect_timeout": max(1, int(settings.db_timeout_s))},
-        check=ConnectionPool.check_connection, timeout=settings.db_timeout_s, name="ciu-api",
+        check=check_connection, timeout=settings.db_timeout_s, name="ciu-api",
         reconnect_timeout=0,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -19,19 +20,24 @@ from ciu.twin import Twin
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="an API key made with `ciu keys create --role ROLE`")
+RECENT_S = 1.0
 bearer = HTTPBearer(auto_error=False, description="the same API key as a bearer token")
 
 
-def connection(request: Request) -> Iterator[psycopg.Connection]:
-    """A healthy connection from the pool for the length of the call."""
-    pool = request.app.state.pool
-    if pool is None:
-        raise DatabaseUnavailable("the API has no database pool")
-    with pool.connection(timeout=request.app.state.settings.db_timeout_s) as conn:
-        yield conn
+def mark_used(conn: psycopg.Connection) -> None:
+    """Note that ``conn`` just worked (see :func:`check_connection`)."""
+    conn._ciu_used = time.monotonic()  # type: ignore[attr-defined]
 
 
-Conn = Annotated[psycopg.Connection, Depends(connection)]
+def check_connection(conn: psycopg.Connection) -> None:
+    """The pool's health check: a round trip, unless the connection worked in the last second.
+
+    A connection that broke within that second fails its query, answers 503
+    and is thrown away by the pool, so the API still recovers by itself.
+    """
+    if time.monotonic() - getattr(conn, "_ciu_used", 0.0) < RECENT_S:
+        return
+    conn.execute("")
 
 
 @dataclass
@@ -57,13 +63,19 @@ class Context:
         return {"exact": self.who.role.exact_counts, "k": self.settings.k_threshold, "epsilon": self.settings.epsilon}
 
 
-def context(request: Request, conn: Conn, key: Annotated[str | None, Depends(api_key_header)] = None,
-            auth: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None) -> Context:
+def context(request: Request, key: Annotated[str | None, Depends(api_key_header)] = None,
+            auth: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None) -> Iterator[Context]:
+    """The caller and a pooled connection, for the length of the call."""
     token = key or (auth.credentials if auth is not None else None)
     client = request.client.host if request.client else "unknown"
-    who = request.app.state.auth.principal(conn, token=token, client=client)
-    request.state.principal = who
-    return Context(Twin(Store(conn)), ApiStore(conn), who, request.app.state.settings, request)
+    pool = request.app.state.pool
+    if pool is None:
+        raise DatabaseUnavailable("the API has no database pool")
+    with pool.connection(timeout=request.app.state.settings.db_timeout_s) as conn:
+        who = request.app.state.auth.principal(conn, token=token, client=client)
+        request.state.principal = who
+        yield Context(Twin(Store(conn)), ApiStore(conn), who, request.app.state.settings, request)
+        mark_used(conn)
 
 
 Ctx = Annotated[Context, Depends(context)]
