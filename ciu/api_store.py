@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from ciu.errors import NotFound, UnknownLevel, ValidationError
@@ -218,7 +219,17 @@ class ApiStore:
         epsilon: float | None = None,
     ) -> tuple[str, int]:
         """Stored forecasts as a JSON array text and its length (same choice of run as ``Store.predictions``)."""
-        row = self.conn.execute(load_sql("api_predictions"), {
+        filters = [sql.SQL("TRUE")]
+        if variable is not None:
+            filters.append(sql.SQL("v.name = %(variable)s"))
+        if codes is not None:
+            filters.append(sql.SQL("u.code = ANY(%(codes)s::text[])"))
+        if level is not None:
+            filters.append(sql.SQL("u.level = %(level)s"))
+        if horizon is not None:
+            filters.append(sql.SQL("p.horizon = %(horizon)s"))
+        query = sql.SQL(load_sql("api_predictions")).format(filters=sql.SQL(" AND ").join(filters))  # type: ignore[arg-type]
+        row = self.conn.execute(query, {
             "variable": variable, "codes": list(codes) if codes is not None else None, "level": level,
             "run": run_id, "horizon": horizon, "issued": issued_at, "scenario": scenario, "limit": int(limit),
             "offset": int(offset), "exact": exact, "k": float(k), "epsilon": epsilon,
@@ -234,33 +245,41 @@ class ApiStore:
         ).fetchone()
         return (int(row[0]), row[1]) if row else None
 
-    def tile(
-        self, store: Store, *, level: str, z: int, x: int, y: int, variable: str, horizon: int,
-        time: datetime | None, allowed: Sequence[str], exact: bool, k: float, epsilon: float | None,
-    ) -> bytes:
-        """A Mapbox vector tile (``ST_AsMVT``) of the units of ``level`` in tile ``z/x/y``.
-
-        Every feature carries the unit's public attributes, the restricted ones
-        named in ``allowed``, ``current`` (the variable at ``time``, default its
-        latest observation) and ``forecast``/``forecast_risk`` at ``horizon``
-        from the newest stored run.
-        """
+    def tile_context(self, store: Store, *, level: str, variable: str) -> dict[str, Any]:
+        """What a tile of ``level`` showing ``variable`` needs besides its address (cacheable for seconds)."""
         if level not in store.levels():
             raise UnknownLevel(f"unknown level {level!r}; the twin's levels are {list(store.levels())}")
         var = store.variable(variable)
         observed = store.observed_levels(variable)
         base_levels = [lv for lv in observed if store.rank(lv) <= store.rank(level)]
         base = base_levels[0] if base_levels else None
-        if time is None and base is not None:
+        latest_time = None
+        if base is not None:
             row = self.conn.execute(
                 "SELECT e.tmax FROM ciu.series_extent e JOIN ciu.variable v ON v.id = e.variable_id"
                 " WHERE v.name = %s AND e.level = %s", (variable, base)).fetchone()
-            time = row[0] if row else None
+            latest_time = row[0] if row else None
         latest = self.latest_issue()
         run, issued = latest if latest else (None, None)
+        vid = self.conn.execute("SELECT id FROM ciu.variable WHERE name = %s", (variable,)).fetchone()
+        return {"level": level, "rule": var.rollup, "base": base, "vid": vid[0] if vid else None,  # type: ignore[index]
+                "latest_time": latest_time, "run": run, "issued": issued}
+
+    def tile(
+        self, context: dict[str, Any], *, z: int, x: int, y: int, horizon: int, time: datetime | None,
+        allowed: Sequence[str], exact: bool, k: float, epsilon: float | None,
+    ) -> bytes:
+        """A Mapbox vector tile (``ST_AsMVT``) of the units of a level in tile ``z/x/y``.
+
+        Every feature carries the unit's public attributes, the restricted ones
+        named in ``allowed``, ``current`` (the variable at ``time``, default its
+        latest observation) and ``forecast``/``forecast_risk`` at ``horizon``
+        from the newest stored run. ``context`` comes from :meth:`tile_context`.
+        """
         row = self.conn.execute(load_sql("api_tile"), {
-            "z": z, "x": x, "y": y, "level": level, "allowed": list(allowed), "rule": var.rollup, "base": base,
-            "vid": store._variable_id(variable), "t": time, "run": run, "issued": issued, "horizon": horizon,
-            "exact": exact, "k": float(k), "epsilon": epsilon, "layer": level,
+            "z": z, "x": x, "y": y, "level": context["level"], "allowed": list(allowed), "rule": context["rule"],
+            "base": context["base"], "vid": context["vid"], "t": time or context["latest_time"],
+            "run": context["run"], "issued": context["issued"], "horizon": horizon, "exact": exact, "k": float(k),
+            "epsilon": epsilon, "layer": context["level"],
         }).fetchone()
         return bytes(row[0]) if row and row[0] is not None else b""  # type: ignore[index]

@@ -70,3 +70,6 @@ RETURNS double precision LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
                                   FROM (SELECT random() - 0.5 AS u) AS draw))
     END
 $$;
+
+-- The API asks for the newest run's latest issue time on every forecast read.
+CREATE INDEX prediction_run_issued ON ciu.prediction (run_id, scenario, issued_at);

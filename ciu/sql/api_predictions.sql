@@ -1,5 +1,6 @@
 -- Stored forecasts as one JSON array (the newest run and its latest issue time
--- unless given). Counts are passed through ciu.api_public_count for privacy.
+-- unless given). The WHERE filters are composed by the caller from fixed fragments with
+-- bound parameters. Counts pass through ciu.api_public_count for privacy.
 WITH run AS (
     SELECT coalesce(%(run)s::bigint,
                     (SELECT max(run_id) FROM ciu.prediction WHERE scenario = %(scenario)s)) AS id
@@ -18,10 +19,7 @@ WITH run AS (
       JOIN ciu.prediction p ON p.run_id = i.run_id AND p.issued_at = i.issued_at AND p.scenario = %(scenario)s
       JOIN ciu.unit u ON u.id = p.unit_id
       JOIN ciu.variable v ON v.id = p.variable_id
-     WHERE (%(variable)s::text IS NULL OR v.name = %(variable)s)
-       AND (%(codes)s::text[] IS NULL OR u.code = ANY(%(codes)s::text[]))
-       AND (%(level)s::text IS NULL OR u.level = %(level)s)
-       AND (%(horizon)s::int IS NULL OR p.horizon = %(horizon)s)
+     WHERE {filters}
      ORDER BY u.path, v.name, p.horizon
      LIMIT %(limit)s OFFSET %(offset)s
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from time import monotonic
 from typing import Annotated
 
 import pandas as pd
@@ -15,6 +16,21 @@ from ciu.errors import ValidationError
 router = APIRouter(tags=["tiles"])
 
 MVT = "application/vnd.mapbox-vector-tile"
+#: how long a worker reuses a level's tile context (newest run, latest observation time)
+CONTEXT_S = 5.0
+
+
+def _context(ctx: Ctx, level: str, variable: str) -> dict:
+    cache: dict = ctx.request.app.state.tile_contexts
+    hit = cache.get((level, variable))
+    now = monotonic()
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    found = ctx.api.tile_context(ctx.store, level=level, variable=variable)
+    if len(cache) > 1000:
+        cache.clear()
+    cache[(level, variable)] = (found, now + CONTEXT_S)
+    return found
 
 
 @router.get("/tiles/{level}/{z}/{x}/{y}.mvt", summary="A Mapbox vector tile of a level (Web Mercator)",
@@ -40,7 +56,7 @@ def tile(
         ts = pd.Timestamp(time)
         time = (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
     allowed = list(ctx.who.role.restricted_attrs)
-    data = ctx.api.tile(ctx.store, level=level, z=z, x=x, y=y, variable=variable, horizon=horizon, time=time,
+    data = ctx.api.tile(_context(ctx, level, variable), z=z, x=x, y=y, horizon=horizon, time=time,
                         allowed=allowed, **ctx.privacy())
     ctx.audit(units=0, restricted=bool(allowed))
     return Response(data, media_type=MVT, headers={"Cache-Control": "max-age=60"})
