@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                 [f"/collections/ciu.unit/tiles/WebMercatorQuad/{z}/{x}/{y}?level=building" for x, y in tiles],
             )
         results: dict[str, dict] = {}
+        load_before = list(os.getloadavg())
         for name, (our_paths, peer_paths) in cases.items():
             sizes = {"ciu": check(ours, our_paths[0], key), "tipg": check(peer, peer_paths[0], {})}
             print(f"bench-api: {name} ...", flush=True)
@@ -213,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         report = {
             "benchmark": "api",
             "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                        "load_average_before": load_before, "load_average_after": list(os.getloadavg()),
+                        "note": "shared machine: other work ran beside the benchmark (see load averages)"},
             "setup": {"workers_each": args.workers, "connections": args.connections, "seconds_each": args.seconds,
                       "load_generator": "wrk -t1 (same machine, loopback)", "database": "embedded PostGIS, unix socket",
                       "ciu_rate_limiter": "on (limit set above the load)", "ciu_audit_log": "on",
