@@ -53,7 +53,14 @@ BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=timezone.utc)
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 PG_EPOCH_NS = int(pd.Timestamp(PG_EPOCH).value)
 
+#: loads of at least this many new units (that also double the table) rebuild the indexes once
+BULK_ROWS = 50_000
 UNIT_COLUMNS = ("code", "parent_code", "level", "name", "geometry", "z_min", "z_max", "attrs", "restricted")
+
+
+def subtree_pattern(code: str) -> str:
+    """A LIKE pattern for every unit below ``code`` (its code, a slash, anything)."""
+    return code.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
 
 
 def load_sql(name: str) -> str:
@@ -134,9 +141,11 @@ def _translate(exc: psycopg.Error, *, what: str = "unit") -> Exception:
     primary = diag.message_primary or str(exc)
     if constraint == "unit_tree":
         return HierarchyError(primary, row=detail or None, field=diag.column_name or "parent_id")
-    if constraint == "unit_geom_valid":
-        return ValidationError("geometry is invalid or empty", row=detail or None, field="geometry")
-    if constraint == "unit_code_key" or isinstance(exc, psycopg.errors.UniqueViolation):
+    if constraint == "unit_geom_not_empty":
+        return ValidationError("geometry is empty", row=detail or None, field="geometry")
+    if constraint == "unit_code_format":
+        return ValidationError("code is not URL-safe", row=detail or None, field="code")
+    if constraint == "unit_code" or isinstance(exc, psycopg.errors.UniqueViolation):
         return DuplicateError(primary + (f" ({detail})" if detail else ""), field="code")
     if constraint == "observation_finite":
         return ValidationError("value is NaN or infinite", field="value")
@@ -365,41 +374,26 @@ class Store:
 
         A unit whose code is stored with a different level, parent or geometry
         raises :class:`DuplicateError`; a parent that is neither stored nor in
-        the frame raises :class:`HierarchyError`.
+        the frame raises :class:`HierarchyError`. The frame is checked first
+        (codes, levels, geometry validity, z-ranges), then sent with one CSV
+        ``COPY`` to a staging table, checked there against the stored tree,
+        and moved into place top level first. A load that at least doubles
+        the table rebuilds the secondary indexes once instead of updating them
+        row by row.
         """
         self.check_units(frame, source=source)
         report = LoadReport(source_id=source_id)
         n = len(frame)
-        geoms = shapely.set_srid(np.asarray(frame["geometry"], dtype=object), 4326)
-        wkb = shapely.to_wkb(geoms, include_srid=True)
-
-        def col(name: str) -> list[Any]:
-            if name not in frame.columns:
-                return [None] * n
-            return [None if (v is None or (isinstance(v, float) and math.isnan(v))) else v for v in frame[name]]
-
-        def js(name: str) -> list[str]:
-            if name not in frame.columns:
-                return ["{}"] * n
-            return [_json_object(v, row=c, field=name, source=source) for v, c in zip(frame[name], frame["code"])]
-
-        rows = zip(
-            range(n), frame["code"], col("parent_code"), frame["level"], col("name"), wkb,
-            _floats(col("z_min")), _floats(col("z_max")), js("attrs"), js("restricted"),
-        )
+        payload = _units_csv(frame, source=source)
         try:
             with self.transaction():
                 self.conn.execute(
                     "CREATE TEMP TABLE unit_stage (row int, code text, parent_code text, level text, name text,"
-                    " wkb bytea, z_min float8, z_max float8, attrs text, restricted text) ON COMMIT DROP"
+                    " wkb text, z_min float8, z_max float8, attrs text, restricted text, area_m2 float8) ON COMMIT DROP"
                 )
                 with self.conn.cursor() as cur:
-                    with cur.copy(
-                        "COPY unit_stage FROM STDIN (FORMAT BINARY)"
-                    ) as copy:
-                        copy.set_types(["int4", "text", "text", "text", "text", "bytea", "float8", "float8", "text", "text"])
-                        for r in rows:
-                            copy.write_row(r)
+                    with cur.copy("COPY unit_stage FROM STDIN (FORMAT csv)") as copy:
+                        copy.write(payload)
                 self.conn.execute("CREATE INDEX ON unit_stage (code)")
                 self.conn.execute("ANALYZE unit_stage")
                 # parents must exist, in the database or in this load
@@ -424,12 +418,24 @@ class Store:
                     )
                 report.unchanged = int(self.conn.execute(
                     "SELECT count(*) FROM unit_stage s JOIN ciu.unit u ON u.code = s.code").fetchone()[0])  # type: ignore[index]
+                stored = int(self.conn.execute("SELECT count(*) FROM ciu.unit").fetchone()[0])  # type: ignore[index]
+                rebuild = n - report.unchanged >= BULK_ROWS and n - report.unchanged >= stored
+                if rebuild:
+                    indexes = self.conn.execute(
+                        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'ciu' AND tablename = 'unit'"
+                        " AND indexname <> 'unit_pkey'").fetchall()
+                    for name, _ in indexes:
+                        self.conn.execute(sql.SQL("DROP INDEX ciu.{}").format(sql.Identifier(name)))
                 # top level first, so every parent is in place before its children
                 for level in reversed(self.levels()):
                     cur = self.conn.execute(load_sql("unit_insert"), {"level": level, "source_id": source_id})
                     report.inserted += cur.rowcount
                     if progress is not None:
                         progress(level, cur.rowcount)
+                if rebuild:
+                    for _, definition in indexes:
+                        self.conn.execute(definition)  # the server's own definition of the index
+                    self.conn.execute("ANALYZE ciu.unit")
         except psycopg.Error as exc:
             raise _translate(exc) from exc
         return report
@@ -438,7 +444,7 @@ class Store:
         """Delete a unit, everything below it and their observations."""
         with self.transaction():
             cur = self.conn.execute(
-                "DELETE FROM ciu.unit WHERE path <@ (SELECT path FROM ciu.unit WHERE code = %s)", (code,)
+                "DELETE FROM ciu.unit WHERE code = %s OR code LIKE %s", (code, subtree_pattern(code))
             )
             self.conn.execute("SELECT ciu.refresh_series_extent()")
         return cur.rowcount
@@ -481,8 +487,9 @@ class Store:
             params.update(x0=xmin, y0=ymin, x1=xmax, y1=ymax)
         if within is not None:
             self.unit_row(within)  # raises UnknownUnit
-            where.append(sql.SQL("u.path <@ (SELECT path FROM ciu.unit WHERE code = %(within)s)"))
+            where.append(sql.SQL("(u.code = %(within)s OR u.code LIKE %(within_like)s)"))
             params["within"] = within
+            params["within_like"] = subtree_pattern(within)
         if codes is not None:
             where.append(sql.SQL("u.code = ANY(%(codes)s)"))
             params["codes"] = list(codes)
@@ -491,7 +498,7 @@ class Store:
             "SELECT u.id, u.code, u.level, u.name, p.code AS parent_code, ST_AsBinary(u.geom) AS geometry,"
             " u.z_min, u.z_max, u.area_m2, u.attrs{restricted}"
             " FROM ciu.unit u LEFT JOIN ciu.unit p ON p.id = u.parent_id"
-            " WHERE {where} ORDER BY u.path {limit} OFFSET %(offset)s"
+            " WHERE {where} ORDER BY u.code {limit} OFFSET %(offset)s"
         ).format(
             restricted=restricted,
             where=sql.SQL(" AND ").join(where),
@@ -518,12 +525,12 @@ class Store:
 
     def ancestor_codes(self, code: str) -> list[str]:
         """Codes of the ancestors of a unit, the parent first and the root last."""
-        rows = self.conn.execute(
-            "SELECT a.code FROM ciu.unit a, ciu.unit u WHERE u.code = %s AND a.path @> u.path AND a.id <> u.id"
-            " ORDER BY nlevel(a.path) DESC",
-            (code,),
-        ).fetchall()
-        return [r[0] for r in rows]
+        self.unit_row(code)
+        parts = code.split("/")
+        prefixes = ["/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+        rows = self.conn.execute("SELECT code FROM ciu.unit WHERE code = ANY(%s)", (prefixes,)).fetchall()
+        found = {r[0] for r in rows}
+        return [p for p in prefixes if p in found]
 
     # ------------------------------------------------------------------
     # observations
@@ -910,7 +917,7 @@ class Store:
         query = sql.SQL(
             "SELECT p.run_id, u.code, u.level, v.name, p.issued_at, p.horizon, p.time, p.value, p.risk"
             " FROM ciu.prediction p JOIN ciu.unit u ON u.id = p.unit_id JOIN ciu.variable v ON v.id = p.variable_id"
-            " WHERE {} ORDER BY u.path, v.name, p.horizon {} OFFSET %(offset)s"
+            " WHERE {} ORDER BY u.code, v.name, p.horizon {} OFFSET %(offset)s"
         ).format(sql.SQL(" AND ").join(where), sql.SQL("LIMIT %(limit)s") if limit is not None else sql.SQL(""))
         if limit is not None:
             params["limit"] = int(limit)
@@ -1000,12 +1007,67 @@ def binary_copy_payload(columns: Sequence[tuple[np.ndarray, str]]) -> bytes:
     return header + rec.tobytes() + (-1).to_bytes(2, "big", signed=True)
 
 
+def geodesic_area(geoms: np.ndarray) -> np.ndarray:
+    """Area of each geometry on the WGS84 ellipsoid (m²), vectorised.
+
+    Coordinates are projected to a Lambert azimuthal equal-area projection
+    centred on the batch, which keeps areas exact wherever the batch lies.
+    """
+    if len(geoms) == 0:
+        return np.array([], dtype=float)
+    from pyproj import Transformer
+
+    xmin, ymin, xmax, ymax = shapely.total_bounds(geoms)
+    laea = f"+proj=laea +lat_0={(ymin + ymax) / 2} +lon_0={(xmin + xmax) / 2} +ellps=WGS84 +units=m"
+    tr = Transformer.from_crs("EPSG:4326", laea, always_xy=True)
+    projected = shapely.transform(geoms, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+    return shapely.area(projected)
+
+
+def _units_csv(frame: pd.DataFrame, *, source: str | None) -> bytes:
+    """The units as CSV for ``COPY unit_stage``, built column-wise."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    n = len(frame)
+    geoms = np.asarray(frame["geometry"], dtype=object)
+    wkb = shapely.to_wkb(shapely.set_srid(geoms, 4326), hex=True, include_srid=True)
+
+    def text(name: str) -> pa.Array:
+        if name not in frame.columns:
+            return pa.nulls(n, pa.string())
+        col = frame[name]
+        return pa.array([None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in col],
+                        type=pa.string())
+
+    def number(name: str) -> pa.Array:
+        if name not in frame.columns:
+            return pa.nulls(n, pa.float64())
+        return pa.array(pd.to_numeric(frame[name]).to_numpy(dtype=float), from_pandas=True)
+
+    def js(name: str) -> pa.Array:
+        if name not in frame.columns:
+            return pa.array(["{}"] * n, type=pa.string())
+        return pa.array([_json_object(v, row=c, field=name, source=source) for v, c in zip(frame[name], frame["code"])],
+                        type=pa.string())
+
+    table = pa.table({
+        "row": pa.array(np.arange(n, dtype=np.int32)), "code": text("code"), "parent_code": text("parent_code"),
+        "level": text("level"), "name": text("name"), "wkb": pa.array(wkb, type=pa.string()),
+        "z_min": number("z_min"), "z_max": number("z_max"), "attrs": js("attrs"), "restricted": js("restricted"),
+        "area_m2": pa.array(geodesic_area(geoms)),
+    })
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False))
+    return sink.getvalue().to_pybytes()
+
+
 def _floats(values: list[Any]) -> list[float | None]:
     return [None if v is None else float(v) for v in values]
 
 
 def _json_object(value: Any, *, row: Any, field: str, source: str | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, dict) and not value):
         return "{}"
     if isinstance(value, str):
         try:

@@ -87,6 +87,16 @@ def test_database_enforces_tree_invariant(twin):
     # changing a parent's level breaks its children: refused
     with pytest.raises(psycopg.errors.CheckViolation):
         conn.execute("UPDATE ciu.unit SET level = 'grid' WHERE code = 'c/d1'")
+    # a parent cannot be deleted from under its children
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="below it"):
+        conn.execute("DELETE FROM ciu.unit WHERE code = 'c/d1/g1/b1'")
+    # areas are filled in by the database when a writer leaves them out
+    area, geodesic = conn.execute(
+        "SELECT area_m2, ST_Area(geom::geography) FROM ciu.unit WHERE code = 'c/d1/g1'").fetchone()
+    assert area == pytest.approx(geodesic, rel=1e-4)  # the loader's equal-area figure agrees with PostGIS
+    conn.execute("UPDATE ciu.unit SET geom = ST_GeomFromText('POLYGON((5 52,5.005 52,5.005 52.01,5 52.01,5 52))', 4326)"
+                 " WHERE code = 'c/d1/g1'")
+    assert conn.execute("SELECT area_m2 FROM ciu.unit WHERE code = 'c/d1/g1'").fetchone()[0] == pytest.approx(area / 2, rel=0.01)
     # levels are frozen while units exist
     with pytest.raises(psycopg.errors.CheckViolation, match="levels cannot change"):
         conn.execute("INSERT INTO ciu.level (name, rank) VALUES ('room', 99)")
