@@ -21,6 +21,7 @@ from importlib import resources
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 import pandas as pd
 import psycopg
 import shapely
@@ -384,16 +385,19 @@ class Store:
         self.check_units(frame, source=source)
         report = LoadReport(source_id=source_id)
         n = len(frame)
-        payload = _units_csv(frame, source=source)
+        rows = _unit_rows(frame, source=source)
         try:
             with self.transaction():
                 self.conn.execute(
                     "CREATE TEMP TABLE unit_stage (row int, code text, parent_code text, level text, name text,"
-                    " wkb text, z_min float8, z_max float8, attrs text, restricted text, area_m2 float8) ON COMMIT DROP"
+                    " wkb bytea, z_min float8, z_max float8, attrs text, restricted text, area_m2 float8) ON COMMIT DROP"
                 )
                 with self.conn.cursor() as cur:
-                    with cur.copy("COPY unit_stage FROM STDIN (FORMAT csv)") as copy:
-                        copy.write(payload)
+                    with cur.copy("COPY unit_stage FROM STDIN (FORMAT BINARY)") as copy:
+                        copy.set_types(["int4", "text", "text", "text", "text", "bytea", "float8", "float8", "text",
+                                        "text", "float8"])
+                        for r in rows:
+                            copy.write_row(r)
                 self.conn.execute("CREATE INDEX ON unit_stage (code)")
                 self.conn.execute("ANALYZE unit_stage")
                 # parents must exist, in the database or in this load
@@ -1024,42 +1028,30 @@ def geodesic_area(geoms: np.ndarray) -> np.ndarray:
     return shapely.area(projected)
 
 
-def _units_csv(frame: pd.DataFrame, *, source: str | None) -> bytes:
-    """The units as CSV for ``COPY unit_stage``, built column-wise."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
+def _unit_rows(frame: pd.DataFrame, *, source: str | None) -> Iterator[tuple]:
+    """The units as rows for ``COPY unit_stage`` (binary), prepared column-wise."""
     n = len(frame)
     geoms = np.asarray(frame["geometry"], dtype=object)
-    wkb = shapely.to_wkb(shapely.set_srid(geoms, 4326), hex=True, include_srid=True)
+    wkb = shapely.to_wkb(geoms)
 
-    def text(name: str) -> pa.Array:
+    def text(name: str) -> list[Any]:
         if name not in frame.columns:
-            return pa.nulls(n, pa.string())
-        col = frame[name]
-        return pa.array([None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in col],
-                        type=pa.string())
+            return [None] * n
+        return [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in frame[name]]
 
-    def number(name: str) -> pa.Array:
+    def number(name: str) -> list[float | None]:
         if name not in frame.columns:
-            return pa.nulls(n, pa.float64())
-        return pa.array(pd.to_numeric(frame[name]).to_numpy(dtype=float), from_pandas=True)
+            return [None] * n
+        values = pd.to_numeric(frame[name]).to_numpy(dtype=float)
+        return [None if math.isnan(v) else v for v in values.tolist()]
 
-    def js(name: str) -> pa.Array:
+    def js(name: str) -> list[str]:
         if name not in frame.columns:
-            return pa.array(["{}"] * n, type=pa.string())
-        return pa.array([_json_object(v, row=c, field=name, source=source) for v, c in zip(frame[name], frame["code"])],
-                        type=pa.string())
+            return ["{}"] * n
+        return [_json_object(v, row=c, field=name, source=source) for v, c in zip(frame[name], frame["code"])]
 
-    table = pa.table({
-        "row": pa.array(np.arange(n, dtype=np.int32)), "code": text("code"), "parent_code": text("parent_code"),
-        "level": text("level"), "name": text("name"), "wkb": pa.array(wkb, type=pa.string()),
-        "z_min": number("z_min"), "z_max": number("z_max"), "attrs": js("attrs"), "restricted": js("restricted"),
-        "area_m2": pa.array(geodesic_area(geoms)),
-    })
-    sink = pa.BufferOutputStream()
-    pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False))
-    return sink.getvalue().to_pybytes()
+    return zip(range(n), text("code"), text("parent_code"), text("level"), text("name"), wkb,
+               number("z_min"), number("z_max"), js("attrs"), js("restricted"), geodesic_area(geoms).tolist())
 
 
 def _floats(values: list[Any]) -> list[float | None]:
@@ -1076,10 +1068,14 @@ def _json_object(value: Any, *, row: Any, field: str, source: str | None) -> str
             raise ValidationError(f"is not JSON: {exc}", source=source, row=row, field=field) from exc
     if not isinstance(value, dict):
         raise ValidationError("must be a mapping of attribute names to values", source=source, row=row, field=field)
+    for key, item in value.items():
+        if isinstance(item, (float, np.floating)) and not math.isfinite(item):
+            raise ValidationError(f"attribute {key!r} is NaN or infinite", source=source, row=row, field=field)
     try:
-        return json.dumps(value, allow_nan=False, default=_json_default)
-    except ValueError as exc:
-        raise ValidationError(f"holds a NaN or infinite number ({exc})", source=source, row=row, field=field) from exc
+        return orjson.dumps(value, default=_json_default,
+                            option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError as exc:
+        raise ValidationError(f"holds a value that is not JSON ({exc})", source=source, row=row, field=field) from exc
 
 
 def _json_default(value: Any) -> Any:
