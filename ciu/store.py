@@ -21,12 +21,14 @@ from importlib import resources
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 import pandas as pd
 import psycopg
 import shapely
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from ciu import rollup as rollup_arrays
 from ciu.errors import (
     ConflictError,
     DatabaseUnavailable,
@@ -38,6 +40,7 @@ from ciu.errors import (
     UnknownVariable,
     ValidationError,
 )
+from ciu.rollup import Hierarchy
 
 CODE_SEGMENT = re.compile(r"^[a-z0-9_]+$")
 CODE = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+)*$")
@@ -47,8 +50,18 @@ ROLLUPS = ("sum", "mean", "area_weighted_mean", "max", "min")
 RESAMPLES = ("sum", "mean", "max", "min")
 #: origin of time buckets: a Monday, so weekly buckets start on Mondays (UTC)
 BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=timezone.utc)
+#: PostgreSQL's epoch, in which binary COPY carries timestamps
+PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+PG_EPOCH_NS = int(pd.Timestamp(PG_EPOCH).value)
 
+#: loads of at least this many new units (that also double the table) rebuild the indexes once
+BULK_ROWS = 50_000
 UNIT_COLUMNS = ("code", "parent_code", "level", "name", "geometry", "z_min", "z_max", "attrs", "restricted")
+
+
+def subtree_pattern(code: str) -> str:
+    """A LIKE pattern for every unit below ``code`` (its code, a slash, anything)."""
+    return code.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
 
 
 def load_sql(name: str) -> str:
@@ -129,9 +142,11 @@ def _translate(exc: psycopg.Error, *, what: str = "unit") -> Exception:
     primary = diag.message_primary or str(exc)
     if constraint == "unit_tree":
         return HierarchyError(primary, row=detail or None, field=diag.column_name or "parent_id")
-    if constraint == "unit_geom_valid":
-        return ValidationError("geometry is invalid or empty", row=detail or None, field="geometry")
-    if constraint == "unit_code_key" or isinstance(exc, psycopg.errors.UniqueViolation):
+    if constraint == "unit_geom_not_empty":
+        return ValidationError("geometry is empty", row=detail or None, field="geometry")
+    if constraint == "unit_code_format":
+        return ValidationError("code is not URL-safe", row=detail or None, field="code")
+    if constraint == "unit_code" or isinstance(exc, psycopg.errors.UniqueViolation):
         return DuplicateError(primary + (f" ({detail})" if detail else ""), field="code")
     if constraint == "observation_finite":
         return ValidationError("value is NaN or infinite", field="value")
@@ -360,39 +375,27 @@ class Store:
 
         A unit whose code is stored with a different level, parent or geometry
         raises :class:`DuplicateError`; a parent that is neither stored nor in
-        the frame raises :class:`HierarchyError`.
+        the frame raises :class:`HierarchyError`. The frame is checked first
+        (codes, levels, geometry validity, z-ranges), then sent with one CSV
+        ``COPY`` to a staging table, checked there against the stored tree,
+        and moved into place top level first. A load that at least doubles
+        the table rebuilds the secondary indexes once instead of updating them
+        row by row.
         """
         self.check_units(frame, source=source)
         report = LoadReport(source_id=source_id)
         n = len(frame)
-        geoms = shapely.set_srid(np.asarray(frame["geometry"], dtype=object), 4326)
-        wkb = shapely.to_wkb(geoms, include_srid=True)
-
-        def col(name: str) -> list[Any]:
-            if name not in frame.columns:
-                return [None] * n
-            return [None if (v is None or (isinstance(v, float) and math.isnan(v))) else v for v in frame[name]]
-
-        def js(name: str) -> list[str]:
-            if name not in frame.columns:
-                return ["{}"] * n
-            return [_json_object(v, row=c, field=name, source=source) for v, c in zip(frame[name], frame["code"])]
-
-        rows = zip(
-            range(n), frame["code"], col("parent_code"), frame["level"], col("name"), wkb,
-            _floats(col("z_min")), _floats(col("z_max")), js("attrs"), js("restricted"),
-        )
+        rows = _unit_rows(frame, source=source)
         try:
             with self.transaction():
                 self.conn.execute(
                     "CREATE TEMP TABLE unit_stage (row int, code text, parent_code text, level text, name text,"
-                    " wkb bytea, z_min float8, z_max float8, attrs text, restricted text) ON COMMIT DROP"
+                    " wkb bytea, z_min float8, z_max float8, attrs text, restricted text, area_m2 float8) ON COMMIT DROP"
                 )
                 with self.conn.cursor() as cur:
-                    with cur.copy(
-                        "COPY unit_stage FROM STDIN (FORMAT BINARY)"
-                    ) as copy:
-                        copy.set_types(["int4", "text", "text", "text", "text", "bytea", "float8", "float8", "text", "text"])
+                    with cur.copy("COPY unit_stage FROM STDIN (FORMAT BINARY)") as copy:
+                        copy.set_types(["int4", "text", "text", "text", "text", "bytea", "float8", "float8", "text",
+                                        "text", "float8"])
                         for r in rows:
                             copy.write_row(r)
                 self.conn.execute("CREATE INDEX ON unit_stage (code)")
@@ -419,12 +422,24 @@ class Store:
                     )
                 report.unchanged = int(self.conn.execute(
                     "SELECT count(*) FROM unit_stage s JOIN ciu.unit u ON u.code = s.code").fetchone()[0])  # type: ignore[index]
+                stored = int(self.conn.execute("SELECT count(*) FROM ciu.unit").fetchone()[0])  # type: ignore[index]
+                rebuild = n - report.unchanged >= BULK_ROWS and n - report.unchanged >= stored
+                if rebuild:
+                    indexes = self.conn.execute(
+                        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'ciu' AND tablename = 'unit'"
+                        " AND indexname <> 'unit_pkey'").fetchall()
+                    for name, _ in indexes:
+                        self.conn.execute(sql.SQL("DROP INDEX ciu.{}").format(sql.Identifier(name)))
                 # top level first, so every parent is in place before its children
                 for level in reversed(self.levels()):
                     cur = self.conn.execute(load_sql("unit_insert"), {"level": level, "source_id": source_id})
                     report.inserted += cur.rowcount
                     if progress is not None:
                         progress(level, cur.rowcount)
+                if rebuild:
+                    for _, definition in indexes:
+                        self.conn.execute(definition)  # the server's own definition of the index
+                    self.conn.execute("ANALYZE ciu.unit")
         except psycopg.Error as exc:
             raise _translate(exc) from exc
         return report
@@ -433,8 +448,9 @@ class Store:
         """Delete a unit, everything below it and their observations."""
         with self.transaction():
             cur = self.conn.execute(
-                "DELETE FROM ciu.unit WHERE path <@ (SELECT path FROM ciu.unit WHERE code = %s)", (code,)
+                "DELETE FROM ciu.unit WHERE code = %s OR code LIKE %s", (code, subtree_pattern(code))
             )
+            self.conn.execute("SELECT ciu.refresh_series_extent()")
         return cur.rowcount
 
     def count_units(self) -> dict[str, int]:
@@ -475,8 +491,9 @@ class Store:
             params.update(x0=xmin, y0=ymin, x1=xmax, y1=ymax)
         if within is not None:
             self.unit_row(within)  # raises UnknownUnit
-            where.append(sql.SQL("u.path <@ (SELECT path FROM ciu.unit WHERE code = %(within)s)"))
+            where.append(sql.SQL("(u.code = %(within)s OR u.code LIKE %(within_like)s)"))
             params["within"] = within
+            params["within_like"] = subtree_pattern(within)
         if codes is not None:
             where.append(sql.SQL("u.code = ANY(%(codes)s)"))
             params["codes"] = list(codes)
@@ -485,7 +502,7 @@ class Store:
             "SELECT u.id, u.code, u.level, u.name, p.code AS parent_code, ST_AsBinary(u.geom) AS geometry,"
             " u.z_min, u.z_max, u.area_m2, u.attrs{restricted}"
             " FROM ciu.unit u LEFT JOIN ciu.unit p ON p.id = u.parent_id"
-            " WHERE {where} ORDER BY u.path {limit} OFFSET %(offset)s"
+            " WHERE {where} ORDER BY u.code {limit} OFFSET %(offset)s"
         ).format(
             restricted=restricted,
             where=sql.SQL(" AND ").join(where),
@@ -512,12 +529,12 @@ class Store:
 
     def ancestor_codes(self, code: str) -> list[str]:
         """Codes of the ancestors of a unit, the parent first and the root last."""
-        rows = self.conn.execute(
-            "SELECT a.code FROM ciu.unit a, ciu.unit u WHERE u.code = %s AND a.path @> u.path AND a.id <> u.id"
-            " ORDER BY nlevel(a.path) DESC",
-            (code,),
-        ).fetchall()
-        return [r[0] for r in rows]
+        self.unit_row(code)
+        parts = code.split("/")
+        prefixes = ["/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+        rows = self.conn.execute("SELECT code FROM ciu.unit WHERE code = ANY(%s)", (prefixes,)).fetchall()
+        found = {r[0] for r in rows}
+        return [p for p in prefixes if p in found]
 
     # ------------------------------------------------------------------
     # observations
@@ -634,6 +651,8 @@ class Store:
                 report.inserted = cur.rowcount
                 report.unchanged = len(frame) - report.inserted - report.conflicts
                 self.conn.execute(load_sql("series_extent_refresh"))
+                if report.inserted > 10_000:
+                    self.conn.execute("ANALYZE ciu.observation")
         except psycopg.Error as exc:
             raise _translate(exc, what="observation") from exc
         return report
@@ -690,6 +709,47 @@ class Store:
     # ------------------------------------------------------------------
     # roll-up
     # ------------------------------------------------------------------
+    def hierarchy(self) -> Hierarchy:
+        """The whole unit tree as arrays (ids, parents, level ranks, areas, codes)."""
+        rows = self.conn.execute(
+            "SELECT u.id, coalesce(u.parent_id, -1), l.rank, u.area_m2, u.code"
+            " FROM ciu.unit u JOIN ciu.level l ON l.name = u.level ORDER BY u.id"
+        ).fetchall()
+        if not rows:
+            empty = np.array([], dtype=np.int64)
+            return Hierarchy(empty, empty, empty, np.array([], dtype=float), np.array([], dtype=object))
+        ids, parents, ranks, areas, codes = zip(*rows)
+        return Hierarchy(np.asarray(ids, dtype=np.int64), np.asarray(parents, dtype=np.int64),
+                         np.asarray(ranks, dtype=np.int64), np.asarray(areas, dtype=float),
+                         np.asarray(codes, dtype=object))
+
+    def series_arrays(
+        self, variable: str, *, level: str, start: datetime | None = None, end: datetime | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stored observations of a variable at one level as arrays ``(unit id, time µs, value)``.
+
+        Read with a binary ``COPY ... TO STDOUT`` and decoded with numpy in one pass.
+        Times are microseconds since 2000-01-01 UTC (PostgreSQL's epoch).
+        """
+        query = sql.SQL(
+            "COPY (SELECT o.unit_id, o.time, o.value FROM ciu.observation o JOIN ciu.unit u ON u.id = o.unit_id"
+            " WHERE o.variable_id = {vid} AND u.level = {level}{start}{end}) TO STDOUT (FORMAT BINARY)"
+        ).format(
+            vid=sql.Literal(self._variable_id(variable)), level=sql.Literal(level),
+            start=sql.SQL(" AND o.time >= {}").format(sql.Literal(start)) if start is not None else sql.SQL(""),
+            end=sql.SQL(" AND o.time < {}").format(sql.Literal(end)) if end is not None else sql.SQL(""),
+        )
+        buf = bytearray()
+        with self.conn.cursor() as cur:
+            with cur.copy(query) as copy:
+                for chunk in copy:
+                    buf += chunk
+        rec = np.dtype([("n", ">i2"), ("l0", ">i4"), ("unit", ">i8"), ("l1", ">i4"), ("time", ">i8"),
+                        ("l2", ">i4"), ("value", ">f8")])
+        body = bytes(buf[19:len(buf) - 2])
+        arr = np.frombuffer(body, dtype=rec)
+        return (arr["unit"].astype(np.int64), arr["time"].astype(np.int64), arr["value"].astype(np.float64))
+
     def rollup(
         self,
         variable: str,
@@ -699,84 +759,44 @@ class Store:
         end: datetime | None = None,
         freq: str = "h",
         codes: Sequence[str] | None = None,
+        tree: Hierarchy | None = None,
     ) -> pd.DataFrame:
         """Values of ``variable`` for every unit of ``level`` as ``code, time, value``.
 
         Observations are bucketed to ``freq`` by the variable's ``resample``
-        rule at the lowest level where they are stored, then combined level by
-        level up to ``level`` by its ``rollup`` rule. Below the lowest observed
-        level (external features such as weather attached to the city) every
-        unit takes the value of its nearest observed ancestor.
+        rule at the lowest level where they are stored (at or below ``level``),
+        then combined level by level up to ``level`` by its ``rollup`` rule.
+        Below the lowest observed level (external features such as weather
+        attached to the city) every unit takes the value of its nearest
+        observed ancestor.
         """
         var = self.variable(variable)
         target = self.rank(level)
         observed = self.observed_levels(variable)
+        empty = pd.DataFrame({"code": pd.Series(dtype=object), "time": pd.Series(dtype="datetime64[ns, UTC]"),
+                              "value": pd.Series(dtype=float)})
         if not observed:
-            return pd.DataFrame({"code": pd.Series(dtype=str), "time": pd.Series(dtype="datetime64[ns, UTC]"),
-                                 "value": pd.Series(dtype=float)})
-        step = interval_of(freq).to_pytimedelta()
-        base_candidates = [lv for lv in observed if self.rank(lv) <= target]
-        params = {"vid": self._variable_id(variable), "step": step, "origin": BUCKET_ORIGIN,
-                  "start": start, "end": end}
-        agg_time = sql.SQL({"sum": "sum(o.value)", "mean": "avg(o.value)", "max": "max(o.value)",
-                            "min": "min(o.value)"}[var.resample])
-        time_filter = sql.SQL("(%(start)s::timestamptz IS NULL OR o.time >= %(start)s) AND "
-                              "(%(end)s::timestamptz IS NULL OR o.time < %(end)s)")
-        with self.transaction():
-            self.conn.execute("DROP TABLE IF EXISTS rollup_cur")
-            if base_candidates:
-                base = base_candidates[0]
-                self.conn.execute(
-                    sql.SQL(
-                        "CREATE TEMP TABLE rollup_cur ON COMMIT DROP AS"
-                        " SELECT o.unit_id, date_bin(%(step)s, o.time, %(origin)s) AS t, {agg} AS v"
-                        " FROM ciu.observation o JOIN ciu.unit u ON u.id = o.unit_id"
-                        " WHERE o.variable_id = %(vid)s AND u.level = %(base)s AND {tf}"
-                        " GROUP BY 1, 2"
-                    ).format(agg=agg_time, tf=time_filter),
-                    {**params, "base": base},
-                )
-                agg_space = sql.SQL({
-                    "sum": "sum(c.v)", "mean": "avg(c.v)", "max": "max(c.v)", "min": "min(c.v)",
-                    "area_weighted_mean": "sum(c.v * u.area_m2) / NULLIF(sum(u.area_m2), 0)",
-                }[var.rollup])
-                for _ in range(self.rank(base), target):
-                    self.conn.execute(
-                        sql.SQL(
-                            "CREATE TEMP TABLE rollup_next ON COMMIT DROP AS"
-                            " SELECT u.parent_id AS unit_id, c.t, {agg} AS v"
-                            " FROM rollup_cur c JOIN ciu.unit u ON u.id = c.unit_id"
-                            " WHERE u.parent_id IS NOT NULL GROUP BY 1, 2"
-                        ).format(agg=agg_space)
-                    )
-                    self.conn.execute("DROP TABLE rollup_cur")
-                    self.conn.execute("ALTER TABLE rollup_next RENAME TO rollup_cur")
-                final = sql.SQL("SELECT u.code, c.t AS time, c.v AS value FROM rollup_cur c"
-                                " JOIN ciu.unit u ON u.id = c.unit_id WHERE {codes} ORDER BY u.code, c.t")
-            else:
-                # inherit downwards from the nearest observed level above
-                above = [lv for lv in observed if self.rank(lv) > target][0]
-                self.conn.execute(
-                    sql.SQL(
-                        "CREATE TEMP TABLE rollup_cur ON COMMIT DROP AS"
-                        " SELECT o.unit_id, date_bin(%(step)s, o.time, %(origin)s) AS t, {agg} AS v"
-                        " FROM ciu.observation o JOIN ciu.unit u ON u.id = o.unit_id"
-                        " WHERE o.variable_id = %(vid)s AND u.level = %(base)s AND {tf}"
-                        " GROUP BY 1, 2"
-                    ).format(agg=agg_time, tf=time_filter),
-                    {**params, "base": above},
-                )
-                final = sql.SQL(
-                    "SELECT u.code, c.t AS time, c.v AS value FROM ciu.unit u"
-                    " JOIN ciu.unit a ON a.path @> u.path AND a.level = %(above)s"
-                    " JOIN rollup_cur c ON c.unit_id = a.id"
-                    " WHERE u.level = %(level)s AND {codes} ORDER BY u.code, c.t"
-                )
-                params.update(above=above)
-            code_filter = sql.SQL("u.code = ANY(%(codes)s)") if codes is not None else sql.SQL("TRUE")
-            return _frame(self.conn, final.format(codes=code_filter),
-                          {"codes": list(codes) if codes is not None else None, "above": params.get("above"),
-                           "level": level}, ["code", "time", "value"])
+            return empty
+        step_us = int(interval_of(freq) / pd.Timedelta(microseconds=1))
+        origin_us = int((BUCKET_ORIGIN - PG_EPOCH) / pd.Timedelta(microseconds=1))
+        below = [lv for lv in observed if self.rank(lv) <= target]
+        base = below[0] if below else [lv for lv in observed if self.rank(lv) > target][0]
+        tree = tree or self.hierarchy()
+        unit, t, v = self.series_arrays(variable, level=base, start=start, end=end)
+        unit, t, v = rollup_arrays.resample(unit, t, v, step_us=step_us, origin_us=origin_us, how=var.resample)
+        if below:
+            for _ in range(self.rank(base), target):
+                unit, t, v = rollup_arrays.step_up(tree, unit, t, v, rule=var.rollup)
+        else:
+            unit, t, v = rollup_arrays.inherit_down(tree, unit, t, v, source_rank=self.rank(base), target_rank=target)
+        frame = pd.DataFrame({
+            "code": tree.code_of(unit) if len(unit) else np.array([], dtype=object),
+            "time": pd.to_datetime(t.astype("int64") * 1000 + PG_EPOCH_NS, utc=True).as_unit("us"),
+            "value": v.astype(float),
+        })
+        if codes is not None:
+            frame = frame[frame["code"].isin(list(codes))]
+        return frame.sort_values(["code", "time"], kind="stable").reset_index(drop=True)
 
     # ------------------------------------------------------------------
     # model runs, predictions, alerts
@@ -901,7 +921,7 @@ class Store:
         query = sql.SQL(
             "SELECT p.run_id, u.code, u.level, v.name, p.issued_at, p.horizon, p.time, p.value, p.risk"
             " FROM ciu.prediction p JOIN ciu.unit u ON u.id = p.unit_id JOIN ciu.variable v ON v.id = p.variable_id"
-            " WHERE {} ORDER BY u.path, v.name, p.horizon {} OFFSET %(offset)s"
+            " WHERE {} ORDER BY u.code, v.name, p.horizon {} OFFSET %(offset)s"
         ).format(sql.SQL(" AND ").join(where), sql.SQL("LIMIT %(limit)s") if limit is not None else sql.SQL(""))
         if limit is not None:
             params["limit"] = int(limit)
@@ -991,12 +1011,55 @@ def binary_copy_payload(columns: Sequence[tuple[np.ndarray, str]]) -> bytes:
     return header + rec.tobytes() + (-1).to_bytes(2, "big", signed=True)
 
 
+def geodesic_area(geoms: np.ndarray) -> np.ndarray:
+    """Area of each geometry on the WGS84 ellipsoid (m²), vectorised.
+
+    Coordinates are projected to a Lambert azimuthal equal-area projection
+    centred on the batch, which keeps areas exact wherever the batch lies.
+    """
+    if len(geoms) == 0:
+        return np.array([], dtype=float)
+    from pyproj import Transformer
+
+    xmin, ymin, xmax, ymax = shapely.total_bounds(geoms)
+    laea = f"+proj=laea +lat_0={(ymin + ymax) / 2} +lon_0={(xmin + xmax) / 2} +ellps=WGS84 +units=m"
+    tr = Transformer.from_crs("EPSG:4326", laea, always_xy=True)
+    projected = shapely.transform(geoms, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+    return shapely.area(projected)
+
+
+def _unit_rows(frame: pd.DataFrame, *, source: str | None) -> Iterator[tuple]:
+    """The units as rows for ``COPY unit_stage`` (binary), prepared column-wise."""
+    n = len(frame)
+    geoms = np.asarray(frame["geometry"], dtype=object)
+    wkb = shapely.to_wkb(geoms)
+
+    def text(name: str) -> list[Any]:
+        if name not in frame.columns:
+            return [None] * n
+        return [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in frame[name]]
+
+    def number(name: str) -> list[float | None]:
+        if name not in frame.columns:
+            return [None] * n
+        values = pd.to_numeric(frame[name]).to_numpy(dtype=float)
+        return [None if math.isnan(v) else v for v in values.tolist()]
+
+    def js(name: str) -> list[str]:
+        if name not in frame.columns:
+            return ["{}"] * n
+        return [_json_object(v, row=c, field=name, source=source) for v, c in zip(frame[name], frame["code"])]
+
+    return zip(range(n), text("code"), text("parent_code"), text("level"), text("name"), wkb,
+               number("z_min"), number("z_max"), js("attrs"), js("restricted"), geodesic_area(geoms).tolist())
+
+
 def _floats(values: list[Any]) -> list[float | None]:
     return [None if v is None else float(v) for v in values]
 
 
 def _json_object(value: Any, *, row: Any, field: str, source: str | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, dict) and not value):
         return "{}"
     if isinstance(value, str):
         try:
@@ -1005,10 +1068,14 @@ def _json_object(value: Any, *, row: Any, field: str, source: str | None) -> str
             raise ValidationError(f"is not JSON: {exc}", source=source, row=row, field=field) from exc
     if not isinstance(value, dict):
         raise ValidationError("must be a mapping of attribute names to values", source=source, row=row, field=field)
+    for key, item in value.items():
+        if isinstance(item, (float, np.floating)) and not math.isfinite(item):
+            raise ValidationError(f"attribute {key!r} is NaN or infinite", source=source, row=row, field=field)
     try:
-        return json.dumps(value, allow_nan=False, default=_json_default)
-    except ValueError as exc:
-        raise ValidationError(f"holds a NaN or infinite number ({exc})", source=source, row=row, field=field) from exc
+        return orjson.dumps(value, default=_json_default,
+                            option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError as exc:
+        raise ValidationError(f"holds a value that is not JSON ({exc})", source=source, row=row, field=field) from exc
 
 
 def _json_default(value: Any) -> Any:
@@ -1029,7 +1096,7 @@ def _frame(conn: psycopg.Connection, query: sql.Composable, params: dict[str, An
         rows = cur.fetchall()
     frame = pd.DataFrame(rows, columns=columns)
     if "time" in frame.columns:
-        frame["time"] = pd.to_datetime(frame["time"], utc=True)
+        frame["time"] = pd.to_datetime(frame["time"], utc=True).dt.as_unit("us")
     if "value" in frame.columns:
         frame["value"] = frame["value"].astype(float)
     return frame
