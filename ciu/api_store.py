@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from ciu.errors import NotFound, UnknownLevel, ValidationError
-from ciu.store import Store, load_sql
+from ciu.store import Store, load_sql, subtree_pattern
 
 #: prefix of every token, so a leaked one is easy to recognise
 TOKEN_PREFIX = "ciu_"
@@ -205,9 +205,10 @@ class ApiStore:
             "SELECT count(*) FROM ciu.unit u"
             " WHERE (%(level)s::text IS NULL OR u.level = %(level)s)"
             " AND (%(x0)s::float8 IS NULL OR u.geom && ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326))"
-            " AND (%(within)s::text IS NULL OR u.path <@ (SELECT path FROM ciu.unit WHERE code = %(within)s))"
+            " AND (%(within)s::text IS NULL OR u.code = %(within)s OR u.code LIKE %(within_like)s)"
             " AND (%(codes)s::text[] IS NULL OR u.code = ANY(%(codes)s::text[]))",
             {"level": level, "x0": x0, "y0": y0, "x1": x1, "y1": y1, "within": within,
+             "within_like": subtree_pattern(within) if within is not None else None,
              "codes": list(codes) if codes is not None else None},
         ).fetchone()
         return int(row[0])  # type: ignore[index]

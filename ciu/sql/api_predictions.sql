@@ -20,7 +20,7 @@ WITH run AS (
       JOIN ciu.unit u ON u.id = p.unit_id
       JOIN ciu.variable v ON v.id = p.variable_id
      WHERE {filters}
-     ORDER BY u.path, v.name, p.horizon
+     ORDER BY u.code, v.name, p.horizon
      LIMIT %(limit)s OFFSET %(offset)s
 )
 SELECT coalesce(json_agg(json_build_object(

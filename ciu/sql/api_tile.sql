@@ -7,7 +7,7 @@ WITH env AS (
 ), env4326 AS (
     SELECT box3857, ST_Transform(box3857, 4326) AS box4326 FROM env
 ), tile_units AS (
-    SELECT u.id, u.code, u.name, u.path, u.level, u.area_m2, u.z_min, u.z_max,
+    SELECT u.id, u.code, u.name, u.level, u.area_m2, u.z_min, u.z_max,
            u.attrs || coalesce((SELECT jsonb_object_agg(r.key, r.value) FROM jsonb_each(u.restricted) r
                                  WHERE '*' = ANY(%(allowed)s::text[]) OR r.key = ANY(%(allowed)s::text[])),
                                 '{}'::jsonb) AS attrs,
@@ -24,7 +24,11 @@ WITH env AS (
                ELSE avg(o.value)
            END AS v
       FROM tile_units t
-      JOIN ciu.unit d ON d.path <@ t.path AND d.level = %(base)s
+      -- the unit itself, or the units below it: codes between 'code/' and 'code0'
+      -- ('0' follows '/'), a range the code index (text_pattern_ops) serves
+      JOIN ciu.unit d ON d.level = %(base)s
+                     AND (CASE WHEN %(base)s = %(level)s THEN d.id = t.id
+                               ELSE d.code ~>=~ (t.code || '/') AND d.code ~<~ (t.code || '0') END)
       JOIN ciu.observation o ON o.unit_id = d.id AND o.variable_id = %(vid)s AND o.time = %(t)s
      GROUP BY t.id
 ), forecast AS (

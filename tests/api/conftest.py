@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
-from pathlib import Path
 from dataclasses import dataclass
 
 import pandas as pd
@@ -16,16 +14,9 @@ from ciu.api.settings import ApiSettings
 from ciu.api_store import ApiStore
 from ciu.forecast import HistoricalAverageForecaster
 from ciu.twin import Twin
+from tests.conftest import fingerprint
 
-def _root_conftest():
-    spec = importlib.util.spec_from_file_location("ciu_root_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-#: counts and checksums of every table (from the root conftest)
-fingerprint = _root_conftest().fingerprint
+__all__ = ["fingerprint"]
 
 ROLES = ("public", "viewer", "operator", "finance", "security", "admin")
 RESTRICTED = ("tax_status", "assessed_value_eur", "security_level")

@@ -9,7 +9,7 @@ import mapbox_vector_tile
 import pandas as pd
 import pytest
 import shapely
-from conftest import RESTRICTED, ROLES, ApiWorld, as_role, fingerprint, tile_of
+from tests.api.conftest import RESTRICTED, ROLES, ApiWorld, as_role, fingerprint, tile_of
 from fastapi.testclient import TestClient
 
 from ciu.api.app import create_app
