@@ -253,3 +253,22 @@ def test_health_metrics_usage(client, api_world: ApiWorld) -> None:
     metrics = client.get("/metrics").text
     assert 'ciu_api_requests_total{endpoint="/levels",method="GET",status="200"}' in metrics
     assert client.get("/usage").status_code == 403
+
+
+def test_openapi_is_complete_with_examples(client) -> None:
+    spec = client.get("/openapi.json").json()
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            assert op.get("summary"), (method, path)
+            assert "200" in op["responses"], (method, path)
+            problems = [c for c in op["responses"] if c.startswith(("4", "5"))]
+            assert problems, (method, path)
+            for code in problems:
+                if (path, code) == ("/health", "503"):  # health answers its own document
+                    continue
+                assert "application/problem+json" in op["responses"][code]["content"], (method, path, code)
+    schemas = spec["components"]["schemas"]
+    for name in ("Feature", "ScenarioRequest", "Series"):
+        assert "example" in schemas[name], name
+    assert any("examples" in p.get("schema", {}) or "examples" in p for p in
+               spec["paths"]["/units"]["get"]["parameters"])

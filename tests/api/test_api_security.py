@@ -108,7 +108,16 @@ def test_small_counts_are_withheld_for_the_public(client, api_world: ApiWorld) -
         if not is_small:
             assert value == truth
     series = client.get(f"/units/{api_world.floor}/series", params={"source": "observed"}).json()["points"]
-    assert any(p["value"] is None for p in series) or all(p["value"] == 0 or p["value"] >= 5 for p in series)
+    truth = client.get(f"/units/{api_world.floor}/series", params={"source": "observed"},
+                       headers=as_role(api_world, "viewer")).json()["points"]
+    for shown, exact in zip(series, truth):
+        assert shown["value"] == (None if 0 < exact["value"] < 5 else exact["value"])
+    for props in _tile_props(client, api_world, {}):
+        for name in ("current", "forecast"):
+            assert name not in props or props[name] == 0 or props[name] >= 5
+    floors = client.get("/risk", params={"level": "floor", "limit": 1000}).json()
+    assert all(r["value"] is None or r["value"] == 0 or r["value"] >= 5 for r in floors)
+    assert any(r["value"] is None for r in floors)
 
 
 def test_laplace_noise_with_epsilon(api_world: ApiWorld) -> None:
