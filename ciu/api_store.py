@@ -25,6 +25,17 @@ from ciu.store import Store, load_sql, subtree_pattern
 TOKEN_PREFIX = "ciu_"
 
 
+#: tile attributes: the public ones, or merged with the restricted ones the caller may read
+TILE_ATTRS_PUBLIC = sql.SQL("u.attrs")
+TILE_ATTRS_RESTRICTED = sql.SQL(
+    "u.attrs || coalesce((SELECT jsonb_object_agg(r.key, r.value) FROM jsonb_each(u.restricted) r"
+    " WHERE '*' = ANY(%(allowed)s::text[]) OR r.key = ANY(%(allowed)s::text[])), '{}'::jsonb)")
+#: the base-level units of a tile unit: itself, or those below it (codes between 'code/' and 'code0',
+#: '0' following '/': a range the code index, text_pattern_ops, serves)
+TILE_SAME_UNIT = sql.SQL("d.id = t.id")
+TILE_SUBTREE = sql.SQL("d.code ~>=~ (t.code || '/') AND d.code ~<~ (t.code || '0')")
+
+
 def hash_token(token: str) -> str:
     """The stored form of a token: its sha256 in hex."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
@@ -277,7 +288,10 @@ class ApiStore:
         latest observation) and ``forecast``/``forecast_risk`` at ``horizon``
         from the newest stored run. ``context`` comes from :meth:`tile_context`.
         """
-        row = self.conn.execute(load_sql("api_tile"), {
+        attrs = TILE_ATTRS_RESTRICTED if allowed else TILE_ATTRS_PUBLIC
+        subtree = TILE_SAME_UNIT if context["base"] == context["level"] else TILE_SUBTREE
+        query = sql.SQL(load_sql("api_tile")).format(attrs=attrs, subtree=subtree)  # type: ignore[arg-type]
+        row = self.conn.execute(query, {
             "z": z, "x": x, "y": y, "level": context["level"], "allowed": list(allowed), "rule": context["rule"],
             "base": context["base"], "vid": context["vid"], "t": time or context["latest_time"],
             "run": context["run"], "issued": context["issued"], "horizon": horizon, "exact": exact, "k": float(k),
