@@ -30,7 +30,7 @@ TILE_ATTRS_PUBLIC = sql.SQL("u.attrs")
 TILE_ATTRS_RESTRICTED = sql.SQL(
     "u.attrs || coalesce((SELECT jsonb_object_agg(r.key, r.value) FROM jsonb_each(u.restricted) r"
     " WHERE '*' = ANY(%(allowed)s::text[]) OR r.key = ANY(%(allowed)s::text[])), '{}'::jsonb)")
-#: the base-level units of a tile unit: itself, or those below it (codes between 'code/' and 'code0',
+#: the base-level units of a unit: itself, or those below it (codes between 'code/' and 'code0',
 #: '0' following '/': a range the code index, text_pattern_ops, serves)
 TILE_SAME_UNIT = sql.SQL("d.id = t.id")
 TILE_SUBTREE = sql.SQL("d.code ~>=~ (t.code || '/') AND d.code ~<~ (t.code || '0')")
@@ -277,23 +277,37 @@ class ApiStore:
         return {"level": level, "rule": var.rollup, "base": base, "vid": vid[0] if vid else None,  # type: ignore[index]
                 "latest_time": latest_time, "run": run, "issued": issued}
 
+    def current_values(self, context: dict[str, Any], *, time: datetime | None) -> tuple[list[int], list[float]]:
+        """The variable at ``time`` (default: its latest observation) for every unit of the context's level.
+
+        Returns unit ids and values (units with no observation are left out).
+        """
+        if context["base"] is None:
+            return [], []
+        subtree = TILE_SAME_UNIT if context["base"] == context["level"] else TILE_SUBTREE
+        query = sql.SQL(load_sql("api_current")).format(subtree=subtree)  # type: ignore[arg-type]
+        row = self.conn.execute(query, {
+            "rule": context["rule"], "base": context["base"], "vid": context["vid"],
+            "t": time or context["latest_time"], "level": context["level"]}).fetchone()
+        return list(row[0]), [float(v) for v in row[1]]  # type: ignore[index]
+
     def tile(
-        self, context: dict[str, Any], *, z: int, x: int, y: int, horizon: int, time: datetime | None,
-        allowed: Sequence[str], exact: bool, k: float, epsilon: float | None,
+        self, context: dict[str, Any], *, z: int, x: int, y: int, horizon: int,
+        current: tuple[list[int], list[float]], allowed: Sequence[str], exact: bool, k: float,
+        epsilon: float | None,
     ) -> bytes:
         """A Mapbox vector tile (``ST_AsMVT``) of the units of a level in tile ``z/x/y``.
 
         Every feature carries the unit's public attributes, the restricted ones
-        named in ``allowed``, ``current`` (the variable at ``time``, default its
-        latest observation) and ``forecast``/``forecast_risk`` at ``horizon``
-        from the newest stored run. ``context`` comes from :meth:`tile_context`.
+        named in ``allowed``, ``current`` (from :meth:`current_values`) and
+        ``forecast``/``forecast_risk`` at ``horizon`` from the newest stored run.
+        ``context`` comes from :meth:`tile_context`.
         """
         attrs = TILE_ATTRS_RESTRICTED if allowed else TILE_ATTRS_PUBLIC
-        subtree = TILE_SAME_UNIT if context["base"] == context["level"] else TILE_SUBTREE
-        query = sql.SQL(load_sql("api_tile")).format(attrs=attrs, subtree=subtree)  # type: ignore[arg-type]
+        query = sql.SQL(load_sql("api_tile")).format(attrs=attrs)  # type: ignore[arg-type]
         row = self.conn.execute(query, {
-            "z": z, "x": x, "y": y, "level": context["level"], "allowed": list(allowed), "rule": context["rule"],
-            "base": context["base"], "vid": context["vid"], "t": time or context["latest_time"],
+            "z": z, "x": x, "y": y, "level": context["level"], "allowed": list(allowed),
+            "cur_ids": current[0], "cur_vals": current[1], "vid": context["vid"],
             "run": context["run"], "issued": context["issued"], "horizon": horizon, "exact": exact, "k": float(k),
             "epsilon": epsilon, "layer": context["level"],
         }).fetchone()

@@ -10,9 +10,6 @@ from shapely.geometry import mapping
 from ciu.api.deps import Context
 from ciu.errors import ValidationError
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {}
-
-
 def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
     """``"minlon,minlat,maxlon,maxlat"`` as four floats, checked."""
     if text is None or text == "":

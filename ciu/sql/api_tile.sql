@@ -1,9 +1,9 @@
 -- One Mapbox vector tile of the units of one level, with the current value of a
--- variable (its base-level observations at the given time aggregated over each unit's
--- subtree by the variable's roll-up rule) and the stored forecast at one horizon.
+-- variable (computed by api_current.sql for the whole level and passed in as
+-- arrays of unit ids and values) and the stored forecast at one horizon.
 -- Restricted attributes are merged in only for the names in the allowed list ('*' = all).
--- The caller composes the attributes expression and the subtree condition from
--- the fixed fragments in ciu/api_store.py.
+-- The caller composes the attributes expression from the fixed fragments in
+-- ciu/api_store.py.
 WITH env AS (
     SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS box3857
 ), env4326 AS (
@@ -15,20 +15,7 @@ WITH env AS (
       FROM ciu.unit u, env4326 e
      WHERE u.level = %(level)s AND u.geom && e.box4326
 ), current AS (
-    SELECT t.id,
-           CASE %(rule)s
-               WHEN 'sum' THEN sum(o.value)
-               WHEN 'max' THEN max(o.value)
-               WHEN 'min' THEN min(o.value)
-               WHEN 'area_weighted_mean' THEN sum(o.value * d.area_m2) / NULLIF(sum(d.area_m2), 0)
-               ELSE avg(o.value)
-           END AS v
-      FROM tile_units t
-      JOIN ciu.unit d ON d.level = %(base)s AND {subtree}
-      -- one primary-key lookup per unit (LIMIT keeps it a lookup: a join would scan the partition)
-      CROSS JOIN LATERAL (SELECT o.value FROM ciu.observation o
-                           WHERE o.variable_id = %(vid)s AND o.unit_id = d.id AND o.time = %(t)s LIMIT 1) o
-     GROUP BY t.id
+    SELECT c.id, c.v FROM unnest(%(cur_ids)s::bigint[], %(cur_vals)s::float8[]) AS c(id, v)
 ), features AS (
     SELECT t.code, t.name, t.level, t.z_min, t.z_max, round(t.area_m2::numeric, 1)::float8 AS area_m2,
            t.attrs,

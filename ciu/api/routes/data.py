@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -99,8 +100,6 @@ def predictions(
 
 
 def _q(text: str) -> str:
-    import json
-
     return json.dumps(text)
 
 

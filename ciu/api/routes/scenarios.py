@@ -15,7 +15,7 @@ from ciu.api.deps import Ctx
 from ciu.api.privacy import is_count, public_counts
 from ciu.api.schemas import ScenarioRequest, ScenarioResult
 from ciu.errors import TimeLimitExceeded, ValidationError
-from ciu.forecast import load_forecaster
+from ciu.forecast import HistoricalAverageForecaster, load_forecaster
 from ciu.store import Store
 from ciu.twin import Twin
 
@@ -62,8 +62,8 @@ class ScenarioRunner:
             if key not in self._models:
                 self._models.clear()
                 model, name = load_forecaster(twin)
-                if hasattr(model, "fit") and getattr(model, "_fit", True) is None:
-                    model.fit(twin)
+                if isinstance(model, HistoricalAverageForecaster):
+                    model.fit(twin)  # once per data version, not per call
                 self._models[key] = (model, name)
             return self._models[key]
 

@@ -16,7 +16,8 @@ from ciu.errors import ValidationError
 router = APIRouter(tags=["tiles"])
 
 MVT = "application/vnd.mapbox-vector-tile"
-#: how long a worker reuses a level's tile context (newest run, latest observation time)
+#: how long a worker reuses a level's tile context (newest run, latest observation time) and its
+#: current values: a tile shows data at most this many seconds old
 CONTEXT_S = 5.0
 
 
@@ -56,7 +57,23 @@ def tile(
         ts = pd.Timestamp(time)
         time = (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
     allowed = list(ctx.who.role.restricted_attrs)
-    data = ctx.api.tile(_context(ctx, level, variable), z=z, x=x, y=y, horizon=horizon, time=time,
+    context = _context(ctx, level, variable)
+    data = ctx.api.tile(context, z=z, x=x, y=y, horizon=horizon, current=_current(ctx, context, time),
                         allowed=allowed, **ctx.privacy())
     ctx.audit(units=0, restricted=bool(allowed))
     return Response(data, media_type=MVT, headers={"Cache-Control": "max-age=60"})
+
+
+def _current(ctx: Ctx, context: dict, time: datetime | None) -> tuple[list[int], list[float]]:
+    """The current values of the context's level, computed once per level, variable and time."""
+    cache: dict = ctx.request.app.state.tile_contexts
+    key = ("current", context["level"], context["vid"], time or context["latest_time"])
+    hit = cache.get(key)
+    now = monotonic()
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    found = ctx.api.current_values(context, time=time)
+    if len(cache) > 1000:
+        cache.clear()
+    cache[key] = (found, now + CONTEXT_S)
+    return found
