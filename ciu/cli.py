@@ -113,9 +113,9 @@ def sample_build(
 
     cfg = SampleConfig.from_toml(config, buildings=buildings, weeks=weeks, seed=seed)
     t0 = time.perf_counter()
-    with _twin() as twin, tqdm(total=len(twin.levels), desc="loading levels", unit="level", file=sys.stderr) as bar:
-        def progress(level: str, n: int) -> None:
-            bar.set_postfix_str(f"{level}: {n}")
+    with _twin() as twin, tqdm(total=3, desc=f"sample city {cfg.name}", unit="step", file=sys.stderr) as bar:
+        def progress(step: str, n: int) -> None:
+            bar.set_postfix_str(f"{step}: {n:,}")
             bar.update(1)
 
         report = build_sample(twin, cfg, uri=str(config), progress=progress)
