@@ -90,9 +90,10 @@ def db_migrate() -> None:
 
     from ciu.db import database_url
     from ciu.migrate import migrate
+    from ciu.settings import configured_levels
 
     with psycopg.connect(database_url(_settings()), autocommit=True) as conn:
-        done = migrate(conn)
+        done = migrate(conn, levels=configured_levels())
     typer.echo(f"applied migrations {done}" if done else "schema up to date")
 
 

@@ -599,28 +599,32 @@ class Store:
             i = int(np.flatnonzero(unknown_var.to_numpy())[0])
             raise ValidationError(f"variable {frame['variable'].iloc[i]!r} is not registered",
                                   source=source, row=i, field="variable")
-        key = pd.DataFrame({"c": frame["code"].to_numpy(), "v": frame["variable"].to_numpy(), "t": times.to_numpy()})
-        dup = key.duplicated(keep=False).to_numpy()
-        if dup.any():
-            rows = np.flatnonzero(dup)
-            i = int(rows[1])
+        t_py = times.dt.tz_convert("UTC")
+        micros = (t_py.to_numpy(dtype="datetime64[us]") - np.datetime64("2000-01-01T00:00:00", "us")).astype(np.int64)
+        # resolve codes and variables through their few distinct values, not row by row
+        code_pos, code_values = pd.factorize(frame["code"].astype(str))
+        code_ids = self.unit_ids(list(code_values))
+        ids_of_values = np.array([code_ids.get(c, -1) for c in code_values], dtype=np.int64)
+        unit_id = ids_of_values[code_pos]
+        if (unit_id < 0).any():
+            i = int(np.flatnonzero(unit_id < 0)[0])
+            raise ValidationError(f"unit {frame['code'].iloc[i]!r} is not in the twin", source=source,
+                                  row=i, field="code")
+        var_pos, var_values = pd.factorize(frame["variable"])
+        variable_id = np.array([self._variable_id(v) for v in var_values], dtype=np.int16)[var_pos]
+        order = np.lexsort((micros, unit_id, variable_id))
+        same = ((variable_id[order][1:] == variable_id[order][:-1]) & (unit_id[order][1:] == unit_id[order][:-1])
+                & (micros[order][1:] == micros[order][:-1]))
+        if same.any():
+            i = int(max(order[1:][same][0], order[:-1][same][0]))
             raise DuplicateError(
                 f"unit {frame['code'].iloc[i]!r}, variable {frame['variable'].iloc[i]!r} at {times.iloc[i]} is given twice",
                 source=source, row=i, field="time",
             )
-        t_py = times.dt.tz_convert("UTC")
-        code_ids = self.unit_ids(pd.unique(frame["code"].astype(str)))
-        unit_id = frame["code"].astype(str).map(code_ids)
-        if unit_id.isna().any():
-            i = int(np.flatnonzero(unit_id.isna().to_numpy())[0])
-            raise ValidationError(f"unit {frame['code'].iloc[i]!r} is not in the twin", source=source,
-                                  row=i, field="code")
-        var_ids = {v: self._variable_id(v) for v in pd.unique(frame["variable"])}
-        variable_id = frame["variable"].map(var_ids).to_numpy(dtype=np.int16)
         micros = (t_py.to_numpy(dtype="datetime64[us]") - np.datetime64("2000-01-01T00:00:00", "us")).astype(np.int64)
         payload = binary_copy_payload([
             (np.arange(len(frame), dtype=np.int32), "int4"),
-            (unit_id.to_numpy(dtype=np.int64), "int8"),
+            (unit_id, "int8"),
             (variable_id, "int2"),
             (micros, "int8"),
             (values, "float8"),
