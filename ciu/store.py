@@ -376,73 +376,149 @@ class Store:
         A unit whose code is stored with a different level, parent or geometry
         raises :class:`DuplicateError`; a parent that is neither stored nor in
         the frame raises :class:`HierarchyError`. The frame is checked first
-        (codes, levels, geometry validity, z-ranges), then sent with one CSV
-        ``COPY`` to a staging table, checked there against the stored tree,
-        and moved into place top level first. A load that at least doubles
-        the table rebuilds the secondary indexes once instead of updating them
-        row by row.
+        (codes, levels, parents, geometry validity, z-ranges); ids and parents
+        are resolved here, and the new units go into ``ciu.unit`` with one
+        binary ``COPY``. The database's statement-level triggers then check
+        the tree invariant over all of them at once. A load that at least
+        doubles the table rebuilds the secondary indexes once instead of
+        updating them row by row.
         """
         self.check_units(frame, source=source)
         report = LoadReport(source_id=source_id)
+        frame = frame.reset_index(drop=True)
         n = len(frame)
-        rows = _unit_rows(frame, source=source)
+        codes = frame["code"].astype(str).to_numpy(dtype=object)
+        parents = np.array([p if isinstance(p, str) else None for p in frame["parent_code"]]
+                           if "parent_code" in frame.columns else [None] * n, dtype=object)
+        levels = self.levels()
+        own_rank = frame["level"].map({lv: i for i, lv in enumerate(levels)}).to_numpy(dtype=np.int64)
         try:
             with self.transaction():
-                self.conn.execute(
-                    "CREATE TEMP TABLE unit_stage (row int, code text, parent_code text, level text, name text,"
-                    " wkb bytea, z_min float8, z_max float8, attrs text, restricted text, area_m2 float8) ON COMMIT DROP"
-                )
-                with self.conn.cursor() as cur:
-                    with cur.copy("COPY unit_stage FROM STDIN (FORMAT BINARY)") as copy:
-                        copy.set_types(["int4", "text", "text", "text", "text", "bytea", "float8", "float8", "text",
-                                        "text", "float8"])
-                        for r in rows:
-                            copy.write_row(r)
-                self.conn.execute("CREATE INDEX ON unit_stage (code)")
-                self.conn.execute("ANALYZE unit_stage")
-                # parents must exist, in the database or in this load
-                orphan = self.conn.execute(load_sql("unit_orphan")).fetchone()
-                if orphan:
-                    raise HierarchyError(f"parent {orphan[2]!r} of unit {orphan[1]!r} does not exist",
-                                         source=source, row=orphan[1], field="parent_code")
-                wrong = self.conn.execute(load_sql("unit_parent_level")).fetchone()
-                if wrong and wrong[3] is None:
-                    raise HierarchyError(f"unit {wrong[1]!r} (level {wrong[2]}) has no parent; only "
-                                         f"{self.levels()[-1]} units may be roots",
-                                         source=source, row=wrong[1], field="parent_code")
-                if wrong:
+                self.conn.execute("LOCK TABLE ciu.unit IN SHARE ROW EXCLUSIVE MODE")
+                stored_total = int(self.conn.execute("SELECT count(*) FROM ciu.unit").fetchone()[0])  # type: ignore[index]
+                existing = self._stored_ids(codes) if stored_total else {}
+                # parents: in this frame, or already stored
+                frame_index = pd.Index(codes)
+                has_parent = np.array([p is not None for p in parents])
+                parent_pos = np.full(n, -1, dtype=np.int64)
+                if has_parent.any():
+                    parent_pos[has_parent] = frame_index.get_indexer(parents[has_parent])
+                outside = sorted({p for p, pos in zip(parents[has_parent], parent_pos[has_parent]) if pos < 0})
+                stored_parents = {}
+                if outside:
+                    rows = self.conn.execute(
+                        "SELECT code, id, level FROM ciu.unit WHERE code = ANY(%s)", (outside,)).fetchall()
+                    stored_parents = {c: (i, lv) for c, i, lv in rows}
+                parent_rank = np.full(n, -1, dtype=np.int64)
+                inside = parent_pos >= 0
+                parent_rank[inside] = own_rank[parent_pos[inside]]
+                for i in np.flatnonzero(has_parent & ~inside):
+                    found = stored_parents.get(parents[i])
+                    if found is None:
+                        raise HierarchyError(f"parent {parents[i]!r} of unit {codes[i]!r} does not exist",
+                                             source=source, row=codes[i], field="parent_code")
+                    parent_rank[i] = levels.index(found[1])
+                root_bad = ~has_parent & (own_rank != len(levels) - 1)
+                if root_bad.any():
+                    i = int(np.flatnonzero(root_bad)[0])
+                    raise HierarchyError(f"unit {codes[i]!r} (level {levels[own_rank[i]]}) has no parent; only "
+                                         f"{levels[-1]} units may be roots", source=source, row=codes[i],
+                                         field="parent_code")
+                level_bad = has_parent & (parent_rank != own_rank + 1)
+                if level_bad.any():
+                    i = int(np.flatnonzero(level_bad)[0])
                     raise HierarchyError(
-                        f"unit {wrong[1]!r} (level {wrong[2]}) has parent {wrong[3]!r} at level {wrong[4]}; "
-                        f"its parent must be one level up", source=source, row=wrong[1], field="parent_code")
-                changed = self.conn.execute(load_sql("unit_changed")).fetchone()
-                if changed:
-                    raise DuplicateError(
-                        f"code {changed[1]!r} is already stored with a different {changed[2]}",
-                        source=source, row=changed[1], field="code",
-                    )
-                report.unchanged = int(self.conn.execute(
-                    "SELECT count(*) FROM unit_stage s JOIN ciu.unit u ON u.code = s.code").fetchone()[0])  # type: ignore[index]
-                stored = int(self.conn.execute("SELECT count(*) FROM ciu.unit").fetchone()[0])  # type: ignore[index]
-                rebuild = n - report.unchanged >= BULK_ROWS and n - report.unchanged >= stored
+                        f"unit {codes[i]!r} (level {levels[own_rank[i]]}) has parent {parents[i]!r} at level "
+                        f"{levels[parent_rank[i]]}; its parent must be one level up",
+                        source=source, row=codes[i], field="parent_code")
+                is_new = np.array([c not in existing for c in codes]) if existing else np.ones(n, dtype=bool)
+                if existing:
+                    self._check_unchanged(frame[~is_new], source=source)
+                    report.unchanged = int((~is_new).sum())
+                k = int(is_new.sum())
+                if k == 0:
+                    return report
+                # ids for the new units, in one block of the sequence (the table is locked)
+                first = int(self.conn.execute("SELECT nextval('ciu.unit_id_seq')").fetchone()[0])  # type: ignore[index]
+                self.conn.execute("SELECT setval('ciu.unit_id_seq', %s)", (first + k - 1,))
+                ids = np.zeros(n, dtype=np.int64)
+                ids[is_new] = first + np.arange(k)
+                for i in np.flatnonzero(~is_new):
+                    ids[i] = existing[codes[i]]
+                parent_id = np.full(n, -1, dtype=np.int64)
+                parent_id[inside] = ids[parent_pos[inside]]
+                for i in np.flatnonzero(has_parent & ~inside):
+                    parent_id[i] = stored_parents[parents[i]][0]
+                rebuild = k >= BULK_ROWS and k >= stored_total
+                indexes = self._drop_unit_indexes() if rebuild else []
+                self._copy_units(frame[is_new], ids[is_new], parent_id[is_new], source_id=source_id, source=source)
+                report.inserted = k
+                if progress is not None:
+                    for level in reversed(levels):
+                        progress(level, int(((frame["level"] == level).to_numpy() & is_new).sum()))
+                for definition in indexes:
+                    self.conn.execute(definition)  # the server's own definition of the index
                 if rebuild:
-                    indexes = self.conn.execute(
-                        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'ciu' AND tablename = 'unit'"
-                        " AND indexname <> 'unit_pkey'").fetchall()
-                    for name, _ in indexes:
-                        self.conn.execute(sql.SQL("DROP INDEX ciu.{}").format(sql.Identifier(name)))
-                # top level first, so every parent is in place before its children
-                for level in reversed(self.levels()):
-                    cur = self.conn.execute(load_sql("unit_insert"), {"level": level, "source_id": source_id})
-                    report.inserted += cur.rowcount
-                    if progress is not None:
-                        progress(level, cur.rowcount)
-                if rebuild:
-                    for _, definition in indexes:
-                        self.conn.execute(definition)  # the server's own definition of the index
                     self.conn.execute("ANALYZE ciu.unit")
         except psycopg.Error as exc:
             raise _translate(exc) from exc
         return report
+
+    def _stored_ids(self, codes: np.ndarray) -> dict[str, int]:
+        """Ids of the given codes that are already stored (staged through COPY: fast for many codes)."""
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS unit_keys (code text) ON COMMIT DROP")
+        self.conn.execute("TRUNCATE unit_keys")
+        with self.conn.cursor() as cur:
+            with cur.copy("COPY unit_keys FROM STDIN") as copy:
+                for c in codes:
+                    copy.write_row((c,))
+        rows = self.conn.execute("SELECT u.code, u.id FROM unit_keys k JOIN ciu.unit u ON u.code = k.code").fetchall()
+        return dict(rows)
+
+    def _check_unchanged(self, frame: pd.DataFrame, *, source: str | None) -> None:
+        """Units of the frame that are stored already must be stored exactly so."""
+        self.conn.execute(
+            "CREATE TEMP TABLE unit_stage (row int, code text, parent_code text, level text, name text,"
+            " wkb bytea, z_min float8, z_max float8, attrs text, restricted text, area_m2 float8) ON COMMIT DROP"
+        )
+        with self.conn.cursor() as cur:
+            with cur.copy("COPY unit_stage FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["int4", "text", "text", "text", "text", "bytea", "float8", "float8", "text", "text",
+                                "float8"])
+                for r in _unit_rows(frame, source=source):
+                    copy.write_row(r)
+        changed = self.conn.execute(load_sql("unit_changed")).fetchone()
+        if changed:
+            raise DuplicateError(f"code {changed[1]!r} is already stored with a different {changed[2]}",
+                                 source=source, row=changed[1], field="code")
+
+    def _drop_unit_indexes(self) -> list[str]:
+        """Drop the secondary indexes of ``ciu.unit``; returns their definitions to rebuild them."""
+        indexes = self.conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'ciu' AND tablename = 'unit'"
+            " AND indexname <> 'unit_pkey'").fetchall()
+        for name, _ in indexes:
+            self.conn.execute(sql.SQL("DROP INDEX ciu.{}").format(sql.Identifier(name)))
+        return [definition for _, definition in indexes]
+
+    def _copy_units(self, frame: pd.DataFrame, ids: np.ndarray, parent_id: np.ndarray, *, source_id: int | None,
+                    source: str | None) -> None:
+        """Binary COPY of new units straight into ``ciu.unit``."""
+        geom_oid, jsonb_oid = _register_binary_dumpers(self.conn)
+        geoms = np.asarray(frame["geometry"], dtype=object)
+        ewkb = shapely.to_wkb(shapely.set_srid(geoms, 4326), include_srid=True)
+        rows = _unit_rows(frame, source=source)
+        with self.conn.cursor() as cur:
+            with cur.copy(
+                "COPY ciu.unit (id, code, level, parent_id, name, geom, area_m2, z_min, z_max, attrs, restricted,"
+                " source_id) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["int8", "text", "text", "int8", "text", geom_oid, "float8", "float8", "float8",
+                                jsonb_oid, jsonb_oid, "int8"])
+                for (_, code, _, level, name, _, z0, z1, attrs, restricted, area), uid, pid, g in zip(
+                        rows, ids.tolist(), parent_id.tolist(), ewkb):
+                    copy.write_row((uid, code, level, None if pid < 0 else pid, name, _EWKB(g), area, z0, z1,
+                                    _JSONText(attrs), _JSONText(restricted), source_id))
 
     def delete_subtree(self, code: str) -> int:
         """Delete a unit, everything below it and their observations."""
@@ -1013,6 +1089,45 @@ def binary_copy_payload(columns: Sequence[tuple[np.ndarray, str]]) -> bytes:
         rec[f"val{i}"] = values
     header = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
     return header + rec.tobytes() + (-1).to_bytes(2, "big", signed=True)
+
+
+class _EWKB(bytes):
+    """Extended WKB of a geometry, sent as PostGIS's binary geometry."""
+
+
+class _JSONText(str):
+    """Serialised JSON, sent as binary jsonb."""
+
+
+def _register_binary_dumpers(conn: psycopg.Connection) -> tuple[int, int]:
+    """Dumpers that send EWKB as ``geometry`` and JSON text as ``jsonb`` in binary COPY."""
+    from psycopg.adapt import Dumper
+    from psycopg.pq import Format
+    from psycopg.types import TypeInfo
+
+    info = TypeInfo.fetch(conn, "geometry")
+    if info is None:
+        raise DatabaseUnavailable("PostGIS is not installed in this database (run `ciu db migrate`)")
+    jsonb = TypeInfo.fetch(conn, "jsonb")
+    assert jsonb is not None
+
+    class GeometryDumper(Dumper):
+        format = Format.BINARY
+        oid = info.oid
+
+        def dump(self, obj: bytes) -> bytes:
+            return obj
+
+    class JsonbDumper(Dumper):
+        format = Format.BINARY
+        oid = jsonb.oid
+
+        def dump(self, obj: str) -> bytes:
+            return b"\x01" + obj.encode()
+
+    conn.adapters.register_dumper(_EWKB, GeometryDumper)
+    conn.adapters.register_dumper(_JSONText, JsonbDumper)
+    return info.oid, jsonb.oid
 
 
 def geodesic_area(geoms: np.ndarray) -> np.ndarray:
