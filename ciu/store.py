@@ -355,9 +355,8 @@ class Store:
         if "parent_code" in frame.columns:
             parents = frame["parent_code"]
             has = parents.notna()
-            prefix_ok = ~has | np.array(
-                [str(c).startswith(f"{p}/") if isinstance(p, str) else True for c, p in zip(codes, parents)]
-            )
+            head = codes.astype(str).str.replace(r"/[^/]+$", "", regex=True)
+            prefix_ok = (~has | ((head == parents.astype(str)) & (head != codes.astype(str)))).to_numpy()
             if not prefix_ok.all():
                 i = int(np.flatnonzero(~prefix_ok)[0])
                 raise HierarchyError(f"code {codes.iloc[i]!r} does not extend its parent's code {parents.iloc[i]!r}",
@@ -1153,10 +1152,12 @@ def _unit_rows(frame: pd.DataFrame, *, source: str | None) -> Iterator[tuple]:
     geoms = np.asarray(frame["geometry"], dtype=object)
     wkb = shapely.to_wkb(geoms)
 
-    def text(name: str) -> list[Any]:
+    def text(name: str) -> np.ndarray:
         if name not in frame.columns:
-            return [None] * n
-        return [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in frame[name]]
+            return np.full(n, None, dtype=object)
+        values = frame[name].to_numpy(dtype=object, copy=True)
+        values[pd.isna(values)] = None
+        return values
 
     def number(name: str) -> list[float | None]:
         if name not in frame.columns:
@@ -1164,10 +1165,13 @@ def _unit_rows(frame: pd.DataFrame, *, source: str | None) -> Iterator[tuple]:
         values = pd.to_numeric(frame[name]).to_numpy(dtype=float)
         return [None if math.isnan(v) else v for v in values.tolist()]
 
+    codes = frame["code"].to_numpy(dtype=object)
+
     def js(name: str) -> list[str]:
         if name not in frame.columns:
             return ["{}"] * n
-        return [_json_object(v, row=c, field=name, source=source) for v, c in zip(frame[name], frame["code"])]
+        return [_json_object(v, row=c, field=name, source=source)
+                for v, c in zip(frame[name].to_numpy(dtype=object), codes)]
 
     return zip(range(n), text("code"), text("parent_code"), text("level"), text("name"), wkb,
                number("z_min"), number("z_max"), js("attrs"), js("restricted"), geodesic_area(geoms).tolist())
