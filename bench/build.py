@@ -100,3 +100,20 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def markdown(result: dict) -> str:
+    """The build benchmark as a table."""
+    ours, peer, city = result["ciu_load_units"], result["geopandas_to_postgis"], result["city"]
+    levels = ", ".join(f"{n:,} {lv}" for lv, n in sorted(city["per_level"].items(), key=lambda kv: -kv[1]))
+    return "\n".join([
+        f"Synthetic city of {city['units']:,} units ({levels}), loaded into fresh databases of one PostGIS",
+        "server, each side in its own process (`python -m bench.build`).",
+        "",
+        "| loader | seconds | rows/s | peak RSS (MB) |",
+        "|---|---:|---:|---:|",
+        f"| `Twin.load_units` (checks + binary COPY + tree invariant) | {ours['seconds']} | {ours['rows_per_s']:,} | {ours['peak_rss_mb']} |",
+        f"| `GeoDataFrame.to_postgis` (no checks, no hierarchy) | {peer['seconds']} | {peer['rows_per_s']:,} | {peer['peak_rss_mb']} |",
+        "",
+        f"Speed-up: **{result['speedup']}×**.",
+    ])

@@ -386,13 +386,17 @@ def build_sample(
     params = {"name": cfg.name}
     if store.find_source(sha, LOADER, params):
         return LoadReport(skipped_source=True, notes=[f"sample city {cfg.name!r} with this configuration is already loaded"])
+    step = progress if callable(progress) else (lambda name, n: None)
     city = generate(cfg)
+    step("generated", len(city.units) + len(city.observations))
     report = LoadReport()
     with store.transaction():
         store.register_variables(city.variables)
         sid = store.add_source(uri=uri, sha256=sha, loader=LOADER, loader_version=GENERATOR_VERSION, params=params)
-        units = store.load_units(city.units, source_id=sid, source=uri, progress=progress)
+        units = store.load_units(city.units, source_id=sid, source=uri)
+        step("units", units.inserted)
         obs = store.load_observations(city.observations, source_id=sid, source=uri)
+        step("observations", obs.inserted)
         store.set_source_rows(sid, units.inserted + obs.inserted)
     report.source_id = sid
     report.inserted = units.inserted + obs.inserted

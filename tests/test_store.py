@@ -213,3 +213,23 @@ def test_deleting_a_subtree_removes_its_observations(twin):
     assert twin.store.delete_subtree("c/d1/g1") == 3
     assert twin.store.conn.execute("SELECT count(*) FROM ciu.observation").fetchone()[0] == 0
     assert twin.store.series_extent().empty
+
+
+def test_levels_are_configuration(twin, monkeypatch):
+    """A city with seven levels works with the same code; the list is frozen once units exist."""
+    seven = ("floor", "building", "grid", "area", "street", "admin_district", "city")
+    monkeypatch.setenv("CIU_LEVELS", '["' + '", "'.join(seven) + '"]')
+    from ciu.settings import configured_levels
+
+    assert migrate(twin.store.conn, levels=configured_levels()) == []
+    twin.store._levels = None
+    assert twin.levels == seven
+    codes = ["c"]
+    rows = [dict(code="c", parent_code=None, level="city", geometry=SQUARE)]
+    for level in reversed(seven[:-1]):
+        codes.append(f"{codes[-1]}/{level[:2]}1")
+        rows.append(dict(code=codes[-1], parent_code=codes[-2], level=level, geometry=SQUARE))
+    twin.load_units(units_frame(rows))
+    assert [a.level for a in twin.unit(codes[-1]).ancestors] == list(seven[1:])
+    with pytest.raises(CiuError, match="cannot change"):
+        migrate(twin.store.conn, levels=("floor", "building", "city"))
