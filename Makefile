@@ -41,3 +41,16 @@ db-stop:
 
 clean:
 	rm -rf out .pytest_cache
+
+# The prediction API: serve it, and benchmark it beside tipg (bench/results/api.json).
+.PHONY: serve bench-api
+serve: setup
+	@$(CIU) db start
+	@$(CIU) db migrate
+	@$(CIU) serve
+
+bench-api: setup
+	@bash scripts/setup.sh --wrk
+	@test -x .venv-tipg/bin/python || python3.11 -m venv .venv-tipg
+	@.venv-tipg/bin/python -c "import tipg, uvloop" 2>/dev/null || .venv-tipg/bin/python -m pip install -q "tipg>=1.0" "uvicorn[standard]"
+	@$(PY) -m bench.api

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ciu.api import cli as api_cli
 from ciu.errors import CiuError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="CIU Twin: a city as a hierarchy of units in PostGIS.")
@@ -15,6 +16,8 @@ db_app = typer.Typer(no_args_is_help=True, help="The twin's PostGIS database.")
 sample_app = typer.Typer(no_args_is_help=True, help="The project's sample city.")
 app.add_typer(db_app, name="db")
 app.add_typer(sample_app, name="sample")
+app.add_typer(api_cli.keys_app, name="keys")
+app.command("serve")(api_cli.serve)
 
 
 def _settings():

@@ -88,3 +88,27 @@ class DuplicateError(ValidationError):
 
 class ConflictError(ValidationError):
     """A source gives a different value for a record that is already stored."""
+
+
+class Unauthorized(CiuError, PermissionError):
+    """No valid API key was given where one is needed (unknown or revoked key)."""
+
+
+class Forbidden(CiuError, PermissionError):
+    """The caller's role does not allow this action."""
+
+
+class RateLimited(CiuError, RuntimeError):
+    """Too many calls in too short a time."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class PayloadTooLarge(CiuError, ValueError):
+    """A request body larger than the configured limit."""
+
+
+class TimeLimitExceeded(CiuError, TimeoutError):
+    """A bounded computation (such as a scenario run) did not finish in time."""

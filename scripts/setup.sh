@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything CIU Twin needs on a Debian machine, idempotently.
-#   scripts/setup.sh [--browser] [--gdal]
+#   scripts/setup.sh [--browser] [--gdal] [--wrk]
 # A second run checks stamps and returns in seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,10 +9,12 @@ PYTHON=${PYTHON:-python3.11}
 VENV=${VENV:-.venv}
 want_browser=0
 want_gdal=0
+want_wrk=0
 for arg in "$@"; do
   case "$arg" in
     --browser) want_browser=1 ;;
     --gdal) want_gdal=1 ;;
+    --wrk) want_wrk=1 ;;
     *) echo "setup: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -44,6 +46,11 @@ fi
 if [ "$want_gdal" = 1 ] && ! command -v ogr2ogr >/dev/null; then
   say "installing gdal-bin (benchmark peer)"
   apt_install gdal-bin
+fi
+
+if [ "$want_wrk" = 1 ] && ! command -v wrk >/dev/null; then
+  say "installing wrk (API benchmark load generator)"
+  apt_install wrk
 fi
 
 # --- Python ----------------------------------------------------------------

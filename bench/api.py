@@ -1,0 +1,250 @@
+"""Benchmark of the prediction API beside tipg, in one run, on loopback.
+
+Builds the sample city in a throw-away PostGIS cluster, stores 24 hours of
+forecasts for every unit, starts the CIU Twin API and tipg (each with uvicorn,
+the same number of workers) on the same database, and drives each with ``wrk``
+in turn:
+
+- stored forecasts of one unit: ours ``/predictions?code=…`` against tipg's
+  items of ``ciu.prediction`` filtered by ``unit_id`` (the same rows);
+- items of the building level: ours ``/collections/building/items`` against
+  tipg's ``/collections/ciu.unit/items?level=building``;
+- vector tiles of the building level at z12 and z14: ours
+  ``/tiles/building/z/x/y.mvt`` (with current and forecast values joined in)
+  against tipg's ``/collections/ciu.unit/tiles/WebMercatorQuad/z/x/y?level=building``.
+
+Writes ``bench/results/api.json``. Run with ``make bench-api``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+GOAL_RPS = 1000.0
+GOAL_P99_MS = 50.0
+
+
+def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
+    n = 2**z
+    x = int((lon + 180.0) / 360.0 * n)
+    y = int((1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0 * n)
+    return x, y
+
+
+def tiles_covering(bounds: tuple[float, float, float, float], z: int) -> list[tuple[int, int]]:
+    x0, y1 = tile_of(bounds[0], bounds[1], z)
+    x1, y0 = tile_of(bounds[2], bounds[3], z)
+    return [(x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
+
+
+def build_database(url: str, *, buildings: int | None, weeks: int | None, horizons: int) -> dict:
+    """The sample city, forecasts of every unit and a key; returns what the benchmark needs."""
+    from ciu.api_store import ApiStore
+    from ciu.forecast import HistoricalAverageForecaster
+    from ciu.twin import Twin
+    from ingest.generator import SampleConfig, build_sample
+
+    cfg = SampleConfig.from_toml(ROOT / "data" / "sample" / "city.toml", buildings=buildings, weeks=weeks)
+    with Twin.connect(url) as twin:
+        t0 = time.perf_counter()
+        build_sample(twin, cfg)
+        built = time.perf_counter() - t0
+        issued = pd.Timestamp(twin.store.series_extent()["tmax"].max()).tz_convert("UTC").floor("h")
+        t0 = time.perf_counter()
+        frame = HistoricalAverageForecaster().forecast(twin, issued_at=issued.to_pydatetime(), horizons=horizons)
+        forecast_s = time.perf_counter() - t0
+        frame["issued_at"] = issued
+        run = twin.store.add_model_run(name="bench historical average", kind="historical_average")
+        twin.store.write_predictions(frame, run_id=run)
+        _, token = ApiStore(twin.store.conn).create_key(name="bench", role="viewer")
+        twin.store.conn.execute("VACUUM ANALYZE")
+        units = twin.units()
+        ids = twin.store.unit_ids(list(units.index))
+        buildings_frame = units[units["level"] == "building"]
+        return {
+            "token": token, "codes": list(units.index), "ids": ids,
+            "bounds": tuple(float(v) for v in buildings_frame.total_bounds),
+            "units": {lv: int(n) for lv, n in units["level"].value_counts().items()},
+            "predictions": int(len(frame)), "build_s": round(built, 1), "forecast_s": round(forecast_s, 2),
+            "config": {"buildings": cfg.buildings, "weeks": cfg.weeks, "horizons": horizons},
+        }
+
+
+def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    handle = log.open("w")
+    return subprocess.Popen(cmd, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
+                            start_new_session=True)
+
+
+def wait_ready(url: str, *, timeout: float = 60.0, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not come up in {timeout} s")
+
+
+def check(base: str, path: str, headers: dict[str, str]) -> int:
+    """GET once; returns the size of the answer (and fails loudly on a non-200)."""
+    with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers), timeout=30) as r:
+        if r.status != 200:
+            raise RuntimeError(f"{base}{path} answered {r.status}")
+        return len(r.read())
+
+
+def run_wrk(base: str, paths: list[str], *, key: str | None, seconds: int, connections: int, work: Path,
+            name: str) -> dict:
+    listing = work / f"{name}.paths"
+    listing.write_text("\n".join(paths) + "\n")
+    env = {**os.environ, "CIU_BENCH_PATHS": str(listing), "CIU_BENCH_KEY": key or ""}
+    proc = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s",
+         str(ROOT / "bench" / "wrk_paths.lua"), base],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
+    raw = json.loads(line)
+    seconds_run = raw["duration_us"] / 1e6
+    errors = sum(raw[k] for k in raw if k.startswith("errors_"))
+    return {"requests": raw["requests"], "errors": errors, "rps": round(raw["requests"] / seconds_run, 1),
+            "p50_ms": raw["p50_us"] / 1000, "p90_ms": raw["p90_us"] / 1000, "p99_ms": raw["p99_us"] / 1000,
+            "max_ms": raw["max_us"] / 1000, "mean_ms": round(raw["mean_us"] / 1000, 3),
+            "kbytes_per_request": round(raw["bytes"] / max(1, raw["requests"]) / 1024, 2), "paths": len(paths)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--buildings", type=int, default=None, help="sample city size (default: city.toml)")
+    parser.add_argument("--weeks", type=int, default=None)
+    parser.add_argument("--horizons", type=int, default=24)
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration of each case")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of each server")
+    parser.add_argument("--tipg-python", default=str(ROOT / ".venv-tipg" / "bin" / "python"))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "api.json")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("bench-api: wrk is not installed (scripts/setup.sh --wrk)", file=sys.stderr)
+        return 2
+
+    from ciu.cluster import Cluster
+
+    work = Path(tempfile.mkdtemp(prefix="ciu-bench-api-"))
+    os.chmod(work, 0o755)
+    cluster = Cluster(work / "pgdata", Path(f"/tmp/ciu-bench-{os.getpid()}"), port=5447, ephemeral=True)
+    servers: list[subprocess.Popen] = []
+    try:
+        cluster.start()
+        cluster.ensure_database("bench")
+        url = cluster.url("bench")
+        print("bench-api: building the sample city and its forecasts ...", flush=True)
+        db = build_database(url, buildings=args.buildings, weeks=args.weeks, horizons=args.horizons)
+        ours, peer = "http://127.0.0.1:18431", "http://127.0.0.1:18432"
+        servers.append(start(
+            [sys.executable, "-m", "uvicorn", "ciu.api.app:create_app", "--factory", "--host", "127.0.0.1",
+             "--port", "18431", "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
+            {"CIU_DATABASE_URL": url, "CIU_API_RATE_LIMIT_PER_MINUTE": "100000000", "CIU_API_RATE_BURST": "1000000",
+             "CIU_API_POOL_MAX": "8"}, work / "ours.log"))
+        servers.append(start(
+            [args.tipg_python, "-m", "uvicorn", "bench.tipg_app:app", "--host", "127.0.0.1", "--port", "18432",
+             "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
+            {"DATABASE_URL": "postgresql://postgres@localhost/bench", "CIU_BENCH_PGSOCKET": str(cluster.socket_dir),
+             "CIU_BENCH_PGPORT": str(cluster.port), "CIU_BENCH_PGDATABASE": "bench",
+             "TIPG_DB_SCHEMAS": '["ciu"]', "TIPG_DB_TABLES": '["ciu.unit", "ciu.prediction"]',
+             "TIPG_DB_ONLY_SPATIAL_TABLES": "false", "TIPG_MAX_FEATURES_PER_QUERY": "10000",
+             "TIPG_DB_MAX_CONN_SIZE": "8", "PYTHONPATH": str(ROOT)}, work / "tipg.log"))
+        key = {"X-API-Key": db["token"]}
+        wait_ready(f"{ours}/health")
+        wait_ready(f"{peer}/healthz")
+        rng = random.Random(7)
+        codes = rng.sample(db["codes"], min(200, len(db["codes"])))
+        cases: dict[str, tuple[list[str], list[str]]] = {
+            "predictions_one_unit": (
+                [f"/predictions?code={c}" for c in codes],
+                [f"/collections/ciu.prediction/items?unit_id={db['ids'][c]}&limit={args.horizons}" for c in codes],
+            ),
+            "items_building_page": (
+                [f"/collections/building/items?limit=10&offset={o}" for o in range(0, 200, 10)],
+                [f"/collections/ciu.unit/items?level=building&limit=10&offset={o}" for o in range(0, 200, 10)],
+            ),
+        }
+        for z in (12, 14):
+            tiles = tiles_covering(db["bounds"], z)
+            cases[f"tiles_z{z}"] = (
+                [f"/tiles/building/{z}/{x}/{y}.mvt" for x, y in tiles],
+                [f"/collections/ciu.unit/tiles/WebMercatorQuad/{z}/{x}/{y}?level=building" for x, y in tiles],
+            )
+        results: dict[str, dict] = {}
+        load_before = list(os.getloadavg())
+        for name, (our_paths, peer_paths) in cases.items():
+            sizes = {"ciu": check(ours, our_paths[0], key), "tipg": check(peer, peer_paths[0], {})}
+            print(f"bench-api: {name} ...", flush=True)
+            mine = run_wrk(ours, our_paths, key=db["token"], seconds=args.seconds, connections=args.connections,
+                           work=work, name=f"ciu_{name}")
+            theirs = run_wrk(peer, peer_paths, key=None, seconds=args.seconds, connections=args.connections,
+                             work=work, name=f"tipg_{name}")
+            results[name] = {"ciu": mine, "tipg": theirs, "first_answer_bytes": sizes,
+                             "rps_ratio_ciu_over_tipg": round(mine["rps"] / theirs["rps"], 3) if theirs["rps"] else None,
+                             "example": {"ciu": our_paths[0], "tipg": peer_paths[0]}}
+            print(f"  ciu  {mine['rps']:>8.1f} req/s  p50 {mine['p50_ms']:.2f} ms  p99 {mine['p99_ms']:.2f} ms"
+                  f"  errors {mine['errors']}")
+            print(f"  tipg {theirs['rps']:>8.1f} req/s  p50 {theirs['p50_ms']:.2f} ms  p99 {theirs['p99_ms']:.2f} ms"
+                  f"  errors {theirs['errors']}")
+        pred = results["predictions_one_unit"]["ciu"]
+        report = {
+            "benchmark": "api",
+            "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                        "load_average_before": load_before, "load_average_after": list(os.getloadavg()),
+                        "note": "shared machine: other work ran beside the benchmark (see load averages)"},
+            "setup": {"workers_each": args.workers, "connections": args.connections, "seconds_each": args.seconds,
+                      "load_generator": "wrk -t1 (same machine, loopback)", "database": "embedded PostGIS, unix socket",
+                      "ciu_rate_limiter": "on (limit set above the load)", "ciu_audit_log": "on",
+                      "ciu_role": "viewer (exact counts, no restricted attributes)",
+                      "tipg_filters": "property filters level= / unit_id=, all columns"},
+            "data": {k: db[k] for k in ("units", "predictions", "build_s", "forecast_s", "config")},
+            "results": results,
+            "goals": {
+                "stored_forecasts_rps_min": GOAL_RPS, "stored_forecasts_p99_ms_max": GOAL_P99_MS,
+                "stored_forecasts_met": bool(pred["rps"] >= GOAL_RPS and pred["p99_ms"] < GOAL_P99_MS),
+                "tiles_at_least_tipg": {z: bool(results[z]["ciu"]["rps"] >= results[z]["tipg"]["rps"])
+                                        for z in ("tiles_z12", "tiles_z14")},
+            },
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"bench-api: wrote {args.out}")
+        return 0
+    finally:
+        for proc in servers:
+            try:
+                os.killpg(proc.pid, 15)
+                proc.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(proc.pid, 9)
+        cluster.destroy()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

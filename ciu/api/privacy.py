@@ -1,0 +1,32 @@
+"""Public aggregate counts: small-count suppression (k) and optional Laplace noise (ε).
+
+The same rule as the SQL function ``ciu.api_public_count`` (used by the
+predictions and tiles queries): for callers whose role has no exact access, a
+count above 0 and below ``k`` is withheld (``None``) and the others get Laplace
+noise of scale ``1/ε`` (a count has sensitivity 1), clipped at 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ciu.store import Variable
+
+
+def is_count(var: Variable) -> bool:
+    """Variables protected as counts: social variables that roll up by sum (e.g. people)."""
+    return var.rollup == "sum" and var.space == "social"
+
+
+def public_counts(values: np.ndarray, *, exact: bool, k: float, epsilon: float | None,
+                  rng: np.random.Generator | None = None) -> list[float | None]:
+    """Apply suppression and noise to an array of counts; ``None`` marks a withheld value."""
+    values = np.asarray(values, dtype=float)
+    if exact:
+        return [None if np.isnan(v) else float(v) for v in values]
+    out = values.copy()
+    if epsilon is not None and epsilon > 0:
+        rng = rng or np.random.default_rng()
+        out = np.maximum(0.0, out + rng.laplace(0.0, 1.0 / epsilon, size=out.shape))
+    withheld = (values > 0) & (values < k)
+    return [None if (w or np.isnan(v)) else float(v) for v, w in zip(out, withheld)]

@@ -1,0 +1,175 @@
+"""Time series, stored forecasts, risk and alerts."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Literal
+
+import pandas as pd
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import Response
+
+from ciu.api.deps import Ctx
+from ciu.api.features import check_level
+from ciu.api.privacy import is_count, public_counts
+from ciu.api.schemas import Alert, PredictionPage, Risk, Series
+from ciu.errors import NotFound, ValidationError
+
+router = APIRouter()
+
+MAX_POINTS = 20_000
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+
+
+@router.get("/units/{code:path}/series", response_model=Series, tags=["series"],
+            summary="A unit's time series: observed, or rolled up from the levels below")
+def series(
+    ctx: Ctx,
+    code: str,
+    variable: Annotated[str, Query(description="a registered variable", examples=["people"])] = "people",
+    start: Annotated[datetime | None, Query(description="from (inclusive, ISO 8601)")] = None,
+    end: Annotated[datetime | None, Query(description="to (exclusive, ISO 8601)")] = None,
+    freq: Annotated[str, Query(description="bucket: h, D, W, 15min, ...", examples=["h"])] = "h",
+    source: Annotated[Literal["rollup", "observed"], Query(description="rollup (any level) or stored")] = "rollup",
+) -> dict:
+    unit = ctx.store.unit_row(code)
+    var = ctx.store.variable(variable)
+    start, end = _utc(start), _utc(end)
+    if start is not None and end is not None and start >= end:
+        raise ValidationError("start must be before end", field="start")
+    if source == "observed":
+        frame = ctx.twin.observations(variable, codes=[code], start=start, end=end)
+    else:
+        frame = ctx.twin.rollup(variable, level=unit["level"], codes=[code], start=start, end=end, freq=freq)
+    frame = frame.head(MAX_POINTS)
+    values = frame["value"].to_numpy(dtype=float)
+    if is_count(var):
+        shown = public_counts(values, **ctx.privacy())
+    else:
+        shown = [float(v) for v in values]
+    ctx.audit(units=1)
+    return {"code": code, "level": unit["level"], "variable": variable, "freq": freq, "source": source,
+            "unit_of_measure": var.unit_of_measure,
+            "points": [{"time": t.isoformat(), "value": v} for t, v in zip(frame["time"], shown)]}
+
+
+def _known_level(ctx: Ctx, level: str | None) -> None:
+    cache = ctx.request.app.state.levels
+    if level is None or level in cache:
+        return
+    check_level(ctx, level)
+    ctx.request.app.state.levels = ctx.store.levels()
+
+
+@router.get("/predictions", response_model=PredictionPage, tags=["forecasts"],
+            summary="Stored forecasts by unit or level, horizon, issue time and model run")
+def predictions(
+    ctx: Ctx,
+    code: Annotated[list[str] | None, Query(description="units (repeat the parameter)")] = None,
+    level: Annotated[str | None, Query(examples=["district"])] = None,
+    variable: Annotated[str | None, Query(examples=["people"])] = None,
+    horizon: Annotated[int | None, Query(ge=1, le=10_000, description="hours ahead")] = None,
+    issued_at: Annotated[datetime | None, Query(description="issue time (default: the run's latest)")] = None,
+    run_id: Annotated[int | None, Query(ge=1, le=2**62, description="model run (default: the newest)")] = None,
+    scenario: Annotated[str, Query(max_length=100)] = "baseline",
+    limit: Annotated[int | None, Query(ge=1)] = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> Response:
+    _known_level(ctx, level)
+    if variable is not None:
+        ctx.store.variable(variable)
+    limit = min(limit or ctx.settings.page_max, ctx.settings.page_max)
+    body, n = ctx.api.predictions_json(variable=variable, codes=code, level=level, run_id=run_id, horizon=horizon,
+                                       issued_at=_utc(issued_at), scenario=scenario, limit=limit, offset=offset,
+                                       **ctx.privacy())
+    url = ctx.request.url
+    links = [f'{{"href":{_q(str(url))},"rel":"self","type":"application/json"}}']
+    if n == limit:
+        links.append(f'{{"href":{_q(str(url.include_query_params(offset=offset + limit, limit=limit)))},'
+                     f'"rel":"next","type":"application/json"}}')
+    ctx.audit(units=n)
+    text = f'{{"predictions":{body},"numberReturned":{n},"links":[{",".join(links)}]}}'
+    return Response(text, media_type="application/json")
+
+
+def _q(text: str) -> str:
+    return json.dumps(text)
+
+
+@router.get("/risk", response_model=list[Risk], tags=["forecasts"],
+            summary="Units ranked by forecast risk (newest run)")
+def risk(
+    ctx: Ctx,
+    level: Annotated[str | None, Query(examples=["building"])] = None,
+    code: Annotated[list[str] | None, Query()] = None,
+    horizon: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    min_risk: Annotated[float, Query(ge=0, le=1)] = 0.0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> list[dict]:
+    check_level(ctx, level)
+    frame = ctx.store.predictions(level=level, codes=code, horizon=horizon)
+    frame = frame[frame["risk"].notna() & (frame["risk"].astype(float) >= min_risk)]
+    frame = frame.sort_values(["risk", "code"], ascending=[False, True]).head(limit)
+    vars_ = {v.name: v for v in ctx.twin.variables()}
+    rows = []
+    for r in frame.itertuples(index=False):
+        value = r.value
+        var = vars_.get(r.variable)
+        if var is not None and is_count(var):
+            value = public_counts([value], **ctx.privacy())[0]
+        rows.append({"code": r.code, "level": r.level, "time": r.time.isoformat(), "horizon": int(r.horizon),
+                     "risk": float(r.risk), "value": value})
+    ctx.audit(units=len(rows))
+    return rows
+
+
+def _alert_rows(frame: pd.DataFrame) -> list[dict]:
+    out = []
+    for r in frame.to_dict("records"):
+        for key in ("risk", "threshold", "run_id"):
+            if pd.isna(r[key]):
+                r[key] = None
+        if pd.isna(r["acknowledged_at"]):
+            r["acknowledged_at"] = None
+        if r["run_id"] is not None:
+            r["run_id"] = int(r["run_id"])
+        out.append(r)
+    return out
+
+
+@router.get("/alerts", response_model=list[Alert], tags=["alerts"], summary="Risk alerts, newest first")
+def alerts(
+    ctx: Ctx,
+    open: Annotated[bool, Query(description="only alerts not yet acknowledged")] = False,
+    code: Annotated[list[str] | None, Query()] = None,
+    level: Annotated[str | None, Query()] = None,
+    severity: Annotated[Literal["info", "warning", "critical"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> list[dict]:
+    check_level(ctx, level)
+    frame = ctx.store.alerts(open_only=open, codes=code, level=level, limit=limit if severity is None else 10_000)
+    if severity is not None:
+        frame = frame[frame["severity"] == severity].head(limit)
+    rows = _alert_rows(frame)
+    ctx.audit(units=len(rows))
+    return rows
+
+
+@router.post("/alerts/{alert_id}/acknowledge", response_model=Alert, tags=["alerts"],
+             summary="Acknowledge an alert (roles that may)")
+def acknowledge(ctx: Ctx, alert_id: Annotated[int, Path(ge=1, le=2**62)]) -> dict:
+    ctx.who.require("acknowledge")
+    ctx.store.acknowledge_alert(alert_id, by=ctx.who.label)
+    frame = ctx.store.alerts(limit=1_000_000)
+    frame = frame[frame["id"] == alert_id]
+    if frame.empty:
+        raise NotFound(f"no alert with id {alert_id}")
+    ctx.audit(units=1)
+    return _alert_rows(frame)[0]

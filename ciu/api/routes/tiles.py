@@ -1,0 +1,79 @@
+"""Vector tiles of a level with current and forecast values (``ST_AsMVT``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from time import monotonic
+from typing import Annotated
+
+import pandas as pd
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import Response
+
+from ciu.api.deps import Ctx
+from ciu.errors import ValidationError
+
+router = APIRouter(tags=["tiles"])
+
+MVT = "application/vnd.mapbox-vector-tile"
+#: how long a worker reuses a level's tile context (newest run, latest observation time) and its
+#: current values: a tile shows data at most this many seconds old
+CONTEXT_S = 5.0
+
+
+def _context(ctx: Ctx, level: str, variable: str) -> dict:
+    cache: dict = ctx.request.app.state.tile_contexts
+    hit = cache.get((level, variable))
+    now = monotonic()
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    found = ctx.api.tile_context(ctx.store, level=level, variable=variable)
+    if len(cache) > 1000:
+        cache.clear()
+    cache[(level, variable)] = (found, now + CONTEXT_S)
+    return found
+
+
+@router.get("/tiles/{level}/{z}/{x}/{y}.mvt", summary="A Mapbox vector tile of a level (Web Mercator)",
+            response_class=Response, responses={200: {"content": {MVT: {"schema": {"type": "string",
+                                                                                   "format": "binary"}}}}},
+            description="One layer named after the level. Each feature carries the unit's code, name, level, "
+                        "z-range, area, public attributes, the restricted attributes the caller's role may see, "
+                        "`current` (the variable at `time`, default its latest observation), `forecast` and "
+                        "`forecast_risk` at `horizon` from the newest stored run.")
+def tile(
+    ctx: Ctx,
+    level: str,
+    z: Annotated[int, Path(ge=0, le=22)],
+    x: Annotated[int, Path(ge=0)],
+    y: Annotated[int, Path(ge=0)],
+    variable: Annotated[str, Query(examples=["people"])] = "people",
+    horizon: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    time: Annotated[datetime | None, Query(description="time of the current value")] = None,
+) -> Response:
+    if x >= 2**z or y >= 2**z:
+        raise ValidationError(f"tile {z}/{x}/{y} does not exist (x and y must be below {2**z})", field="x")
+    if time is not None:
+        ts = pd.Timestamp(time)
+        time = (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+    allowed = list(ctx.who.role.restricted_attrs)
+    context = _context(ctx, level, variable)
+    data = ctx.api.tile(context, z=z, x=x, y=y, horizon=horizon, current=_current(ctx, context, time),
+                        allowed=allowed, **ctx.privacy())
+    ctx.audit(units=0, restricted=bool(allowed))
+    return Response(data, media_type=MVT, headers={"Cache-Control": "max-age=60"})
+
+
+def _current(ctx: Ctx, context: dict, time: datetime | None) -> tuple[list[int], list[float]]:
+    """The current values of the context's level, computed once per level, variable and time."""
+    cache: dict = ctx.request.app.state.tile_contexts
+    key = ("current", context["level"], context["vid"], time or context["latest_time"])
+    hit = cache.get(key)
+    now = monotonic()
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    found = ctx.api.current_values(context, time=time)
+    if len(cache) > 1000:
+        cache.clear()
+    cache[key] = (found, now + CONTEXT_S)
+    return found

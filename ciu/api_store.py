@@ -1,0 +1,314 @@
+"""The API's own SQL: keys, roles, the audit log, usage counters, tiles and fast reads.
+
+Part of the store layer: like :mod:`ciu.store`, it is the only place where the
+API's queries are written (long ones live in ``ciu/sql/api_*.sql``). Callers
+above it never see SQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from ciu.errors import NotFound, UnknownLevel, ValidationError
+from ciu.store import Store, load_sql, subtree_pattern
+
+#: prefix of every token, so a leaked one is easy to recognise
+TOKEN_PREFIX = "ciu_"
+
+
+#: tile attributes: the public ones, or merged with the restricted ones the caller may read
+TILE_ATTRS_PUBLIC = sql.SQL("u.attrs")
+TILE_ATTRS_RESTRICTED = sql.SQL(
+    "u.attrs || coalesce((SELECT jsonb_object_agg(r.key, r.value) FROM jsonb_each(u.restricted) r"
+    " WHERE '*' = ANY(%(allowed)s::text[]) OR r.key = ANY(%(allowed)s::text[])), '{}'::jsonb)")
+#: the base-level units of a unit: itself, or those below it (codes between 'code/' and 'code0',
+#: '0' following '/': a range the code index, text_pattern_ops, serves)
+TILE_SAME_UNIT = sql.SQL("d.id = t.id")
+TILE_SUBTREE = sql.SQL("d.code ~>=~ (t.code || '/') AND d.code ~<~ (t.code || '0')")
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token: its sha256 in hex."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Role:
+    """What a key may see and do."""
+
+    name: str
+    restricted_attrs: tuple[str, ...] = ()
+    exact_counts: bool = False
+    can_acknowledge: bool = False
+    can_audit: bool = False
+    description: str = ""
+
+    def allows(self, attribute: str) -> bool:
+        """Whether this role may read the restricted attribute ``attribute``."""
+        return "*" in self.restricted_attrs or attribute in self.restricted_attrs
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A stored key (never the token itself)."""
+
+    id: int
+    name: str
+    role: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One API call, as written to the audit log."""
+
+    at: datetime
+    key_id: int | None
+    role: str
+    method: str
+    path: str
+    query: str
+    status: int
+    units: int
+    restricted_read: bool
+    duration_ms: float
+
+
+class ApiStore:
+    """SQL for the API over one psycopg connection.
+
+    Parameters
+    ----------
+    conn
+        An open connection to a migrated database (autocommit).
+    """
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+
+    # -- roles and keys ------------------------------------------------------------
+    def roles(self) -> dict[str, Role]:
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(
+                "SELECT name, restricted_attrs, exact_counts, can_acknowledge, can_audit, description"
+                " FROM ciu.api_role ORDER BY name").fetchall()
+        return {r["name"]: Role(**{**r, "restricted_attrs": tuple(r["restricted_attrs"])}) for r in rows}
+
+    def create_key(self, *, name: str, role: str) -> tuple[ApiKey, str]:
+        """Make a key for ``role``; returns the stored record and the token (shown once)."""
+        if not name.strip():
+            raise ValidationError("a key needs a name", field="name")
+        roles = self.roles()
+        if role not in roles:
+            raise ValidationError(f"unknown role {role!r}; roles: {sorted(roles)}", field="role")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(
+                "INSERT INTO ciu.api_key (name, role, prefix, token_sha256) VALUES (%s, %s, %s, %s)"
+                " RETURNING id, name, role, prefix, created_at, revoked_at",
+                (name.strip(), role, token[:10], hash_token(token)),
+            ).fetchone()
+        return ApiKey(**row), token  # type: ignore[arg-type]
+
+    def keys(self) -> list[ApiKey]:
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute("SELECT id, name, role, prefix, created_at, revoked_at FROM ciu.api_key ORDER BY id")
+            return [ApiKey(**r) for r in rows.fetchall()]
+
+    def revoke_key(self, key_id: int) -> None:
+        row = self.conn.execute(
+            "UPDATE ciu.api_key SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s RETURNING id", (key_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no API key with id {key_id}")
+
+    def key_by_token(self, token: str) -> ApiKey | None:
+        """The live key whose token this is, or ``None``."""
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(
+                "SELECT id, name, role, prefix, created_at, revoked_at FROM ciu.api_key"
+                " WHERE token_sha256 = %s AND revoked_at IS NULL", (hash_token(token),)
+            ).fetchone()
+        return ApiKey(**row) if row else None
+
+    # -- audit and usage ---------------------------------------------------------------
+    def write_audit(self, records: Sequence[AuditRecord]) -> None:
+        """Append audit records (binary COPY, one transaction)."""
+        if not records:
+            return
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            with cur.copy("COPY ciu.api_audit (at, key_id, role, method, path, query, status, units,"
+                          " restricted_read, duration_ms) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["timestamptz", "int8", "text", "text", "text", "text", "int4", "int4", "bool",
+                                "float8"])
+                for r in records:
+                    copy.write_row((r.at, r.key_id, r.role, r.method, r.path, r.query, r.status, r.units,
+                                    r.restricted_read, r.duration_ms))
+
+    def add_usage(self, counts: dict[tuple[int, str, date], tuple[int, int]]) -> None:
+        """Add call and error counts per ``(key id, endpoint, day)`` (0 = no key)."""
+        if not counts:
+            return
+        keys = list(counts)
+        self.conn.execute(
+            "INSERT INTO ciu.api_usage (key_id, endpoint, day, calls, errors)"
+            " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::date[], %s::bigint[], %s::bigint[])"
+            " ON CONFLICT (key_id, endpoint, day) DO UPDATE"
+            " SET calls = ciu.api_usage.calls + excluded.calls, errors = ciu.api_usage.errors + excluded.errors",
+            ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+             [counts[k][0] for k in keys], [counts[k][1] for k in keys]),
+        )
+
+    def usage(self, *, key_id: int | None = None) -> list[dict[str, Any]]:
+        """Calls per key and endpoint (all keys when ``key_id`` is ``None``)."""
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "SELECT u.key_id, k.name AS key_name, u.endpoint, sum(u.calls)::bigint AS calls,"
+                " sum(u.errors)::bigint AS errors, min(u.day) AS first_day, max(u.day) AS last_day"
+                " FROM ciu.api_usage u LEFT JOIN ciu.api_key k ON k.id = u.key_id"
+                " WHERE %(key)s::bigint IS NULL OR u.key_id = %(key)s"
+                " GROUP BY u.key_id, k.name, u.endpoint ORDER BY u.key_id, u.endpoint",
+                {"key": key_id},
+            ).fetchall()
+
+    def audit(self, *, key_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "SELECT id, at, key_id, role, method, path, query, status, units, restricted_read, duration_ms"
+                " FROM ciu.api_audit WHERE %(key)s::bigint IS NULL OR key_id = %(key)s"
+                " ORDER BY id DESC LIMIT %(limit)s", {"key": key_id, "limit": int(limit)},
+            ).fetchall()
+
+    # -- reads for the API -------------------------------------------------------------
+    def ping(self) -> None:
+        self.conn.execute("SELECT 1")
+
+    def level_counts(self) -> list[dict[str, Any]]:
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "SELECT l.name, l.rank, count(u.id)::bigint AS units FROM ciu.level l"
+                " LEFT JOIN ciu.unit u ON u.level = l.name GROUP BY l.name, l.rank ORDER BY l.rank").fetchall()
+
+    def level_extents(self) -> dict[str, tuple[float, float, float, float] | None]:
+        """Bounding box (min lon, min lat, max lon, max lat) of each level's units."""
+        rows = self.conn.execute(
+            "SELECT l.name, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM ciu.level l"
+            " LEFT JOIN (SELECT level, ST_Extent(geom) AS e FROM ciu.unit GROUP BY level) x ON x.level = l.name"
+            " ORDER BY l.rank").fetchall()
+        return {r[0]: (None if r[1] is None else (r[1], r[2], r[3], r[4])) for r in rows}
+
+    def count_units(self, *, level: str | None = None, bbox: tuple[float, float, float, float] | None = None,
+                    within: str | None = None, codes: Sequence[str] | None = None) -> int:
+        """How many units match the filters of :meth:`ciu.store.Store.unit_rows`."""
+        x0, y0, x1, y1 = bbox if bbox is not None else (None, None, None, None)
+        row = self.conn.execute(
+            "SELECT count(*) FROM ciu.unit u"
+            " WHERE (%(level)s::text IS NULL OR u.level = %(level)s)"
+            " AND (%(x0)s::float8 IS NULL OR u.geom && ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326))"
+            " AND (%(within)s::text IS NULL OR u.code = %(within)s OR u.code LIKE %(within_like)s)"
+            " AND (%(codes)s::text[] IS NULL OR u.code = ANY(%(codes)s::text[]))",
+            {"level": level, "x0": x0, "y0": y0, "x1": x1, "y1": y1, "within": within,
+             "within_like": subtree_pattern(within) if within is not None else None,
+             "codes": list(codes) if codes is not None else None},
+        ).fetchone()
+        return int(row[0])  # type: ignore[index]
+
+    def predictions_json(
+        self, *, variable: str | None = None, codes: Sequence[str] | None = None, level: str | None = None,
+        run_id: int | None = None, horizon: int | None = None, issued_at: datetime | None = None,
+        scenario: str = "baseline", limit: int = 1000, offset: int = 0, exact: bool = True, k: float = 0.0,
+        epsilon: float | None = None,
+    ) -> tuple[str, int]:
+        """Stored forecasts as a JSON array text and its length (same choice of run as ``Store.predictions``)."""
+        filters = [sql.SQL("TRUE")]
+        if variable is not None:
+            filters.append(sql.SQL("v.name = %(variable)s"))
+        if codes is not None:
+            filters.append(sql.SQL("u.code = ANY(%(codes)s::text[])"))
+        if level is not None:
+            filters.append(sql.SQL("u.level = %(level)s"))
+        if horizon is not None:
+            filters.append(sql.SQL("p.horizon = %(horizon)s"))
+        query = sql.SQL(load_sql("api_predictions")).format(filters=sql.SQL(" AND ").join(filters))  # type: ignore[arg-type]
+        row = self.conn.execute(query, {
+            "variable": variable, "codes": list(codes) if codes is not None else None, "level": level,
+            "run": run_id, "horizon": horizon, "issued": issued_at, "scenario": scenario, "limit": int(limit),
+            "offset": int(offset), "exact": exact, "k": float(k), "epsilon": epsilon,
+        }).fetchone()
+        return row[0], int(row[1])  # type: ignore[index]
+
+    def latest_issue(self, *, scenario: str = "baseline") -> tuple[int, datetime] | None:
+        """The newest run with stored forecasts and its latest issue time."""
+        row = self.conn.execute(
+            "SELECT run_id, max(issued_at) FROM ciu.prediction WHERE scenario = %(s)s"
+            " AND run_id = (SELECT max(run_id) FROM ciu.prediction WHERE scenario = %(s)s) GROUP BY run_id",
+            {"s": scenario},
+        ).fetchone()
+        return (int(row[0]), row[1]) if row else None
+
+    def tile_context(self, store: Store, *, level: str, variable: str) -> dict[str, Any]:
+        """What a tile of ``level`` showing ``variable`` needs besides its address (cacheable for seconds)."""
+        if level not in store.levels():
+            raise UnknownLevel(f"unknown level {level!r}; the twin's levels are {list(store.levels())}")
+        var = store.variable(variable)
+        observed = store.observed_levels(variable)
+        base_levels = [lv for lv in observed if store.rank(lv) <= store.rank(level)]
+        base = base_levels[0] if base_levels else None
+        latest_time = None
+        if base is not None:
+            row = self.conn.execute(
+                "SELECT e.tmax FROM ciu.series_extent e JOIN ciu.variable v ON v.id = e.variable_id"
+                " WHERE v.name = %s AND e.level = %s", (variable, base)).fetchone()
+            latest_time = row[0] if row else None
+        latest = self.latest_issue()
+        run, issued = latest if latest else (None, None)
+        vid = self.conn.execute("SELECT id FROM ciu.variable WHERE name = %s", (variable,)).fetchone()
+        return {"level": level, "rule": var.rollup, "base": base, "vid": vid[0] if vid else None,  # type: ignore[index]
+                "latest_time": latest_time, "run": run, "issued": issued}
+
+    def current_values(self, context: dict[str, Any], *, time: datetime | None) -> tuple[list[int], list[float]]:
+        """The variable at ``time`` (default: its latest observation) for every unit of the context's level.
+
+        Returns unit ids and values (units with no observation are left out).
+        """
+        if context["base"] is None:
+            return [], []
+        subtree = TILE_SAME_UNIT if context["base"] == context["level"] else TILE_SUBTREE
+        query = sql.SQL(load_sql("api_current")).format(subtree=subtree)  # type: ignore[arg-type]
+        row = self.conn.execute(query, {
+            "rule": context["rule"], "base": context["base"], "vid": context["vid"],
+            "t": time or context["latest_time"], "level": context["level"]}).fetchone()
+        return list(row[0]), [float(v) for v in row[1]]  # type: ignore[index]
+
+    def tile(
+        self, context: dict[str, Any], *, z: int, x: int, y: int, horizon: int,
+        current: tuple[list[int], list[float]], allowed: Sequence[str], exact: bool, k: float,
+        epsilon: float | None,
+    ) -> bytes:
+        """A Mapbox vector tile (``ST_AsMVT``) of the units of a level in tile ``z/x/y``.
+
+        Every feature carries the unit's public attributes, the restricted ones
+        named in ``allowed``, ``current`` (from :meth:`current_values`) and
+        ``forecast``/``forecast_risk`` at ``horizon`` from the newest stored run.
+        ``context`` comes from :meth:`tile_context`.
+        """
+        attrs = TILE_ATTRS_RESTRICTED if allowed else TILE_ATTRS_PUBLIC
+        query = sql.SQL(load_sql("api_tile")).format(attrs=attrs)  # type: ignore[arg-type]
+        row = self.conn.execute(query, {
+            "z": z, "x": x, "y": y, "level": context["level"], "allowed": list(allowed),
+            "cur_ids": current[0], "cur_vals": current[1], "vid": context["vid"],
+            "run": context["run"], "issued": context["issued"], "horizon": horizon, "exact": exact, "k": float(k),
+            "epsilon": epsilon, "layer": context["level"],
+        }).fetchone()
+        return bytes(row[0]) if row and row[0] is not None else b""  # type: ignore[index]

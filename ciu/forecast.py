@@ -1,0 +1,313 @@
+"""Forecasters that answer "what next, and what if": the protocol and a historical-average baseline.
+
+A forecaster is any object with
+
+``forecast(twin, *, issued_at, horizons, overrides=None) -> pandas.DataFrame``
+
+returning the columns ``code, level, variable, horizon, time, value, risk`` for
+every unit of every level. ``overrides`` may hold
+
+- ``event``: ``{"code", "time", "people", "hours"}``: ``people`` more people at
+  the unit from ``time`` for ``hours`` hours, spread over its bottom-level
+  units by capacity;
+- ``closure``: ``{"code"}``: nobody in the unit and everything below it;
+- ``weather``: ``{"temperature", "rain"}``: the weather for every forecast hour;
+- ``holiday``: ``True``: every forecast hour follows the Sunday/holiday profile.
+
+:class:`HistoricalAverageForecaster` is the honest baseline: per bottom-level
+unit, the mean of each (weekday, hour) in the city's local time, scaled by a
+rain/temperature sensitivity fitted by least squares, rolled up to every level
+by the variable's roll-up rule so that children sum to their parent.
+
+>>> from ciu.forecast import HistoricalAverageForecaster     # doctest: +SKIP
+>>> frame = HistoricalAverageForecaster().forecast(twin, issued_at=t0, horizons=6)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from ciu.errors import UnknownUnit, ValidationError
+
+if TYPE_CHECKING:
+    from ciu.twin import Twin
+
+FORECAST_COLUMNS = ["code", "level", "variable", "horizon", "time", "value", "risk"]
+#: day classes of the profile: Monday..Saturday are 0..5, Sunday and public holidays are 6
+SUNDAY = 6
+OVERRIDE_KEYS = ("event", "closure", "weather", "holiday")
+
+
+class Forecaster(Protocol):
+    """What the API and the dashboard call to forecast."""
+
+    def forecast(self, twin: Twin, *, issued_at: datetime, horizons: int,
+                 overrides: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Forecasts ``code, level, variable, horizon, time, value, risk`` for every unit."""
+
+
+def check_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Check the shape of scenario overrides; raises :class:`ValidationError` naming the field."""
+    if not overrides:
+        return {}
+    unknown = [k for k in overrides if k not in OVERRIDE_KEYS]
+    if unknown:
+        raise ValidationError(f"unknown override {unknown[0]!r}; known: {list(OVERRIDE_KEYS)}", field=unknown[0])
+    out = dict(overrides)
+    if out.get("event") is not None:
+        ev = out["event"]
+        for key in ("code", "time", "people"):
+            if key not in ev:
+                raise ValidationError(f"event needs {key!r}", field=f"event.{key}")
+        people = float(ev["people"])
+        hours = int(ev.get("hours", 1))
+        if not np.isfinite(people) or people < 0:
+            raise ValidationError("people must be a finite number ≥ 0", field="event.people")
+        if hours < 1:
+            raise ValidationError("hours must be ≥ 1", field="event.hours")
+        out["event"] = {"code": str(ev["code"]), "time": _utc(ev["time"]), "people": people, "hours": hours}
+    if out.get("closure") is not None:
+        if "code" not in out["closure"]:
+            raise ValidationError("closure needs 'code'", field="closure.code")
+        out["closure"] = {"code": str(out["closure"]["code"])}
+    if out.get("weather") is not None:
+        w = out["weather"]
+        temp = w.get("temperature")
+        rain = w.get("rain")
+        if temp is not None and not np.isfinite(float(temp)):
+            raise ValidationError("temperature must be finite", field="weather.temperature")
+        if rain is not None and (not np.isfinite(float(rain)) or float(rain) < 0):
+            raise ValidationError("rain must be a finite number ≥ 0", field="weather.rain")
+        out["weather"] = {"temperature": None if temp is None else float(temp),
+                          "rain": None if rain is None else float(rain)}
+    out["holiday"] = bool(out.get("holiday") or False)
+    return out
+
+
+def _utc(value: Any) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+@dataclass
+class HistoricalAverageForecaster:
+    """Mean of each (weekday, hour) per bottom-level unit, with weather sensitivity and overrides.
+
+    Parameters
+    ----------
+    variable
+        The count variable to forecast (its roll-up rule carries it up the levels).
+    capacity_attr
+        The bottom-level unit attribute holding its capacity (risk = value / capacity).
+    end
+        Fit only on observations before this time (``None``: all of them).
+    """
+
+    variable: str = "people"
+    capacity_attr: str = "capacity"
+    end: datetime | None = None
+    name: str = "historical_average"
+    _fit: dict[str, Any] | None = field(default=None, repr=False)
+
+    # -- fitting -----------------------------------------------------------------
+    def fit(self, twin: Twin) -> HistoricalAverageForecaster:
+        """Learn the profiles and weather sensitivities from the stored history."""
+        levels = twin.levels
+        bottom = levels[0]
+        units = twin.units()
+        root = units[units["parent_code"].isna()]
+        tz = str(root["attrs"].iloc[0].get("timezone", "UTC")) if len(root) else "UTC"
+        obs = twin.observations(self.variable, level=bottom, end=self.end)
+        if obs.empty:
+            raise ValidationError(f"no observations of {self.variable!r} at level {bottom!r} to learn from",
+                                  field="variable")
+        wide = obs.pivot(index="time", columns="code", values="value").sort_index()
+        times = wide.index
+        holiday = self._external(twin, "holiday", times, default=0.0) > 0.5
+        local = times.tz_convert(tz)
+        day = np.where(holiday | (local.day_of_week == 6), SUNDAY, local.day_of_week)
+        slot = day * 24 + local.hour.to_numpy()
+        values = wide.to_numpy(dtype=float)
+        profile = np.full((7 * 24, values.shape[1]), np.nan)
+        frame = pd.DataFrame(values, index=slot)
+        means = frame.groupby(level=0).mean()
+        profile[means.index.to_numpy()] = means.to_numpy()
+        # slots never seen fall back to the unit's overall hour-of-day mean, then its mean
+        by_hour = pd.DataFrame(values, index=local.hour.to_numpy()).groupby(level=0).mean().reindex(range(24))
+        for s in np.flatnonzero(np.isnan(profile).any(axis=1)):
+            fill = by_hour.iloc[s % 24].to_numpy()
+            profile[s] = np.where(np.isnan(profile[s]), fill, profile[s])
+        profile = np.where(np.isnan(profile), np.nanmean(values, axis=0), profile)
+        profile = np.nan_to_num(profile, nan=0.0)
+        expected = profile[slot]
+        rain = self._external(twin, "rain", times, default=0.0)
+        temp = self._external(twin, "temperature", times, default=np.nan)
+        temp_mean = pd.Series(temp).groupby(local.hour.to_numpy()).mean().reindex(range(24)).to_numpy()
+        temp_dev = np.nan_to_num(temp - temp_mean[local.hour.to_numpy()], nan=0.0)
+        rain_mean = float(np.nanmean(rain)) if np.isfinite(rain).any() else 0.0
+        rain_dev = np.nan_to_num(rain - rain_mean, nan=0.0)
+        beta = _weather_fit(np.nan_to_num(values, nan=0.0), expected, rain_dev, temp_dev,
+                            np.isfinite(values))
+        capacity = np.array([
+            float(a.get(self.capacity_attr) or 0.0) for a in units.loc[wide.columns, "attrs"]
+        ])
+        self._fit = {
+            "tz": tz, "codes": list(wide.columns), "profile": profile, "beta": beta, "rain_mean": rain_mean,
+            "temp_mean": np.nan_to_num(temp_mean, nan=0.0), "capacity": capacity, "units": units,
+            "levels": levels, "rollup": twin.store.variable(self.variable).rollup,
+            "holidays": self._holiday_dates(twin, tz),
+        }
+        return self
+
+    @staticmethod
+    def _external(twin: Twin, name: str, times: pd.DatetimeIndex, *, default: float) -> np.ndarray:
+        """A city-wide external variable aligned to ``times`` (``default`` where missing)."""
+        if name not in {v.name for v in twin.variables()} or not twin.store.observed_levels(name):
+            return np.full(len(times), default)
+        series = twin.rollup(name, level=twin.levels[-1], start=times.min(), end=times.max() + pd.Timedelta("1h"))
+        if series.empty:
+            return np.full(len(times), default)
+        s = series.groupby("time")["value"].mean()
+        return s.reindex(times).to_numpy(dtype=float, na_value=default)
+
+    @staticmethod
+    def _holiday_dates(twin: Twin, tz: str) -> set[Any]:
+        if "holiday" not in {v.name for v in twin.variables()} or not twin.store.observed_levels("holiday"):
+            return set()
+        frame = twin.rollup("holiday", level=twin.levels[-1], freq="h")
+        on = frame[frame["value"] > 0.5]
+        return set(on["time"].dt.tz_convert(tz).dt.date)
+
+    # -- forecasting -----------------------------------------------------------------
+    def forecast(self, twin: Twin, *, issued_at: datetime, horizons: int,
+                 overrides: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Forecast every unit of every level for ``horizons`` hours after ``issued_at``."""
+        if horizons < 1:
+            raise ValidationError("horizons must be ≥ 1", field="horizons")
+        ov = check_overrides(overrides)
+        if self._fit is None:
+            self.fit(twin)
+        fit = self._fit
+        assert fit is not None
+        issued = _utc(issued_at).floor("h")
+        times = pd.DatetimeIndex([issued + pd.Timedelta(hours=h) for h in range(1, horizons + 1)])
+        local = times.tz_convert(fit["tz"])
+        holiday = np.array([d in fit["holidays"] for d in local.date])
+        if ov.get("holiday"):
+            holiday[:] = True
+        day = np.where(holiday | (local.day_of_week == 6), SUNDAY, local.day_of_week)
+        values = fit["profile"][day * 24 + local.hour.to_numpy()]  # horizons × bottom units
+        if ov.get("weather"):
+            w = ov["weather"]
+            rain = np.full(len(times), fit["rain_mean"] if w["rain"] is None else w["rain"]) - fit["rain_mean"]
+            temp_dev = (np.zeros(len(times)) if w["temperature"] is None
+                        else w["temperature"] - fit["temp_mean"][local.hour.to_numpy()])
+            scale = 1.0 + np.outer(rain, fit["beta"][:, 0]) + np.outer(temp_dev, fit["beta"][:, 1])
+            values = values * np.clip(scale, 0.0, None)
+        codes = fit["codes"]
+        if ov.get("event"):
+            values = self._add_event(values, times, ov["event"], codes, fit)
+        if ov.get("closure"):
+            closed = self._subtree(ov["closure"]["code"], codes, fit)
+            values[:, closed] = 0.0
+        return self._rolled_up(values, times, codes, fit)
+
+    @staticmethod
+    def _subtree(code: str, codes: list[str], fit: dict[str, Any]) -> np.ndarray:
+        if code not in fit["units"].index:
+            raise UnknownUnit(f"no unit with code {code!r}")
+        prefix = code + "/"
+        return np.array([c == code or c.startswith(prefix) for c in codes])
+
+    def _add_event(self, values: np.ndarray, times: pd.DatetimeIndex, event: dict[str, Any], codes: list[str],
+                   fit: dict[str, Any]) -> np.ndarray:
+        at = self._subtree(event["code"], codes, fit)
+        if not at.any():
+            return values
+        cap = fit["capacity"][at]
+        share = cap / cap.sum() if cap.sum() > 0 else np.full(at.sum(), 1.0 / at.sum())
+        start = event["time"].floor("h")
+        active = (times >= start) & (times < start + pd.Timedelta(hours=event["hours"]))
+        out = values.copy()
+        out[np.ix_(active, at)] += event["people"] * share[None, :]
+        return out
+
+    def _rolled_up(self, values: np.ndarray, times: pd.DatetimeIndex, codes: list[str],
+                   fit: dict[str, Any]) -> pd.DataFrame:
+        units = fit["units"]
+        levels = fit["levels"]
+        rule = fit["rollup"]
+        current = pd.DataFrame(values, index=times, columns=codes)
+        capacity = pd.Series(fit["capacity"], index=codes)
+        frames = []
+        level = levels[0]
+        for up in [None, *levels[1:]]:
+            if up is not None:
+                parents = units.loc[current.columns, "parent_code"]
+                area = units.loc[current.columns, "area_m2"].to_numpy(dtype=float)
+                if rule == "sum":
+                    nxt = current.T.groupby(parents.to_numpy()).sum().T
+                elif rule in ("mean", "max", "min"):
+                    nxt = getattr(current.T.groupby(parents.to_numpy()), rule)().T
+                else:  # area-weighted mean
+                    weighted = current.mul(area, axis=1).T.groupby(parents.to_numpy()).sum().T
+                    nxt = weighted / pd.Series(area, index=current.columns).groupby(parents.to_numpy()).sum()
+                capacity = capacity.groupby(parents.to_numpy()).sum()
+                # units of this level with nothing below them still appear, with zero
+                members = units.index[units["level"] == up]
+                nxt = nxt.reindex(columns=members, fill_value=0.0)
+                capacity = capacity.reindex(members, fill_value=0.0)
+                current, level = nxt, up
+            risk = np.where(capacity.to_numpy() > 0, current.to_numpy() / np.where(capacity > 0, capacity, 1.0), 0.0)
+            frames.append(pd.DataFrame({
+                "code": np.tile(current.columns.to_numpy(), len(times)), "level": level,
+                "variable": self.variable,
+                "horizon": np.repeat(np.arange(1, len(times) + 1), current.shape[1]),
+                "time": np.repeat(times, current.shape[1]),
+                "value": current.to_numpy().ravel(), "risk": np.clip(risk, 0.0, 1.0).ravel(),
+            }))
+        out = pd.concat(frames, ignore_index=True)
+        return out[FORECAST_COLUMNS]
+
+
+def _weather_fit(obs: np.ndarray, expected: np.ndarray, rain: np.ndarray, temp: np.ndarray,
+                 seen: np.ndarray, *, ridge: float = 1e-6) -> np.ndarray:
+    """Per unit, least-squares ``(a, b)`` in ``obs ≈ expected · (1 + a·rain + b·temp)``.
+
+    Returns an array ``units × 2`` (rain, temperature sensitivity).
+    """
+    x1 = expected * rain[:, None] * seen
+    x2 = expected * temp[:, None] * seen
+    y = (obs - expected) * seen
+    s11 = (x1 * x1).sum(0) + ridge
+    s12 = (x1 * x2).sum(0)
+    s22 = (x2 * x2).sum(0) + ridge
+    b1 = (x1 * y).sum(0)
+    b2 = (x2 * y).sum(0)
+    det = s11 * s22 - s12 * s12
+    a = (s22 * b1 - s12 * b2) / det
+    b = (s11 * b2 - s12 * b1) / det
+    return np.c_[a, b]
+
+
+def load_forecaster(twin: Twin) -> tuple[Any, str]:
+    """The trained tower model when one exists, else the historical-average forecaster.
+
+    Returns the forecaster and the name of the model that answers.
+    """
+    try:
+        from models.forecaster import TowerForecaster  # type: ignore[import-not-found]
+    except ImportError:
+        return HistoricalAverageForecaster(), HistoricalAverageForecaster.name
+    try:
+        model = TowerForecaster.load(twin)
+    except (LookupError, FileNotFoundError, ValueError, RuntimeError):
+        return HistoricalAverageForecaster(), HistoricalAverageForecaster.name
+    if model is None:
+        return HistoricalAverageForecaster(), HistoricalAverageForecaster.name
+    return model, str(getattr(model, "name", "tower"))
