@@ -9,12 +9,15 @@ from typing import Annotated, Optional
 import typer
 
 from ciu.errors import CiuError
+from ingest import cli as ingest_cli
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="CIU Twin: a city as a hierarchy of units in PostGIS.")
 db_app = typer.Typer(no_args_is_help=True, help="The twin's PostGIS database.")
 sample_app = typer.Typer(no_args_is_help=True, help="The project's sample city.")
 app.add_typer(db_app, name="db")
 app.add_typer(sample_app, name="sample")
+app.command("ingest")(ingest_cli.ingest_command)
+app.add_typer(ingest_cli.build_app, name="build")
 
 
 def _settings():
@@ -147,6 +150,7 @@ def info() -> None:
         for src in s["sources"]:
             typer.echo(f"    #{src.id} {src.uri} sha256 {src.sha256[:12]}… by {src.loader} {src.loader_version},"
                        f" {src.rows:,} rows, {src.loaded_at:%Y-%m-%d %H:%M}")
+        ingest_cli.echo_sources_per_level(twin)
 
 
 @app.command("sources")
