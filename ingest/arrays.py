@@ -113,7 +113,7 @@ def series_from_array(data: np.ndarray, mapping: ArrayMapping, *, source: str, l
         frames.append(pd.DataFrame({
             "key": np.repeat(keys, n_t),
             "variable": variable,
-            "time": np.tile(utc.to_numpy(), n_u),
+            "time": pd.DatetimeIndex(np.tile(utc.tz_localize(None).to_numpy(), n_u)).tz_localize("UTC"),
             "value": block.T.ravel(),
             "row": np.tile(keep, n_u),
         }))

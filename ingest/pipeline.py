@@ -106,9 +106,9 @@ def load_series(twin: Twin, series: Series, info: SourceInfo, *, codes: pd.Serie
     """
     if codes is None:
         codes = resolve_keys(twin, series, level=level)
+    times = pd.to_datetime(series.frame["time"], utc=True)
     frame = pd.DataFrame({"code": codes.to_numpy(), "variable": series.frame["variable"].to_numpy(),
-                          "time": series.frame["time"].to_numpy(), "value": series.frame["value"].to_numpy()})
-    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+                          "time": times.array, "value": series.frame["value"].to_numpy()})
 
     def run(sid: int) -> tuple[LoadReport, int]:
         try:

@@ -147,7 +147,7 @@ class TimeSeriesLoader(Loader):
         times = parse_times(table[time], tz=tz, source=source, field=time, rows=rows)
         values = check_values(table[value], nonnegative=nonnegative, source=source, rows=rows, fields=value)
         return pd.DataFrame({"key": keys.astype(str).to_numpy(), "variable": variables.astype(str).to_numpy(),
-                             "time": times.to_numpy(), "value": values, "row": rows})
+                             "time": times.array, "value": values, "row": rows})
 
     @staticmethod
     def _wide(table: pd.DataFrame, *, source: str, time: str, variable: str | None, tz: str,
@@ -165,7 +165,7 @@ class TimeSeriesLoader(Loader):
         values = check_values(long["value"], nonnegative=nonnegative, source=source, rows=long_rows,
                               fields=long["key"].to_numpy())
         return pd.DataFrame({"key": long["key"].astype(str).to_numpy(), "variable": variable,
-                             "time": times.to_numpy()[long_rows], "value": values, "row": long_rows})
+                             "time": times.array[long_rows], "value": values, "row": long_rows})
 
 
 LOADERS = (TimeSeriesLoader(),)
