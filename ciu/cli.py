@@ -11,7 +11,7 @@ import typer
 from ciu.errors import CiuError
 from ingest import cli as ingest_cli
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="CIU Twin: a city as a hierarchy of units in PostGIS.")
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="CIU Twin: a city as a hierarchy of units in PostGIS.")
 db_app = typer.Typer(no_args_is_help=True, help="The twin's PostGIS database.")
 sample_app = typer.Typer(no_args_is_help=True, help="The project's sample city.")
 app.add_typer(db_app, name="db")

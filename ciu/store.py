@@ -27,6 +27,7 @@ import shapely
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from ciu import rollup as rollup_arrays
 from ciu.errors import (
     ConflictError,
     DatabaseUnavailable,
@@ -38,6 +39,7 @@ from ciu.errors import (
     UnknownVariable,
     ValidationError,
 )
+from ciu.rollup import Hierarchy
 
 CODE_SEGMENT = re.compile(r"^[a-z0-9_]+$")
 CODE = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+)*$")
@@ -47,6 +49,9 @@ ROLLUPS = ("sum", "mean", "area_weighted_mean", "max", "min")
 RESAMPLES = ("sum", "mean", "max", "min")
 #: origin of time buckets: a Monday, so weekly buckets start on Mondays (UTC)
 BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=timezone.utc)
+#: PostgreSQL's epoch, in which binary COPY carries timestamps
+PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+PG_EPOCH_NS = int(pd.Timestamp(PG_EPOCH).value)
 
 UNIT_COLUMNS = ("code", "parent_code", "level", "name", "geometry", "z_min", "z_max", "attrs", "restricted")
 
@@ -435,6 +440,7 @@ class Store:
             cur = self.conn.execute(
                 "DELETE FROM ciu.unit WHERE path <@ (SELECT path FROM ciu.unit WHERE code = %s)", (code,)
             )
+            self.conn.execute("SELECT ciu.refresh_series_extent()")
         return cur.rowcount
 
     def count_units(self) -> dict[str, int]:
@@ -634,6 +640,8 @@ class Store:
                 report.inserted = cur.rowcount
                 report.unchanged = len(frame) - report.inserted - report.conflicts
                 self.conn.execute(load_sql("series_extent_refresh"))
+                if report.inserted > 10_000:
+                    self.conn.execute("ANALYZE ciu.observation")
         except psycopg.Error as exc:
             raise _translate(exc, what="observation") from exc
         return report
@@ -690,6 +698,47 @@ class Store:
     # ------------------------------------------------------------------
     # roll-up
     # ------------------------------------------------------------------
+    def hierarchy(self) -> Hierarchy:
+        """The whole unit tree as arrays (ids, parents, level ranks, areas, codes)."""
+        rows = self.conn.execute(
+            "SELECT u.id, coalesce(u.parent_id, -1), l.rank, u.area_m2, u.code"
+            " FROM ciu.unit u JOIN ciu.level l ON l.name = u.level ORDER BY u.id"
+        ).fetchall()
+        if not rows:
+            empty = np.array([], dtype=np.int64)
+            return Hierarchy(empty, empty, empty, np.array([], dtype=float), np.array([], dtype=object))
+        ids, parents, ranks, areas, codes = zip(*rows)
+        return Hierarchy(np.asarray(ids, dtype=np.int64), np.asarray(parents, dtype=np.int64),
+                         np.asarray(ranks, dtype=np.int64), np.asarray(areas, dtype=float),
+                         np.asarray(codes, dtype=object))
+
+    def series_arrays(
+        self, variable: str, *, level: str, start: datetime | None = None, end: datetime | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stored observations of a variable at one level as arrays ``(unit id, time µs, value)``.
+
+        Read with a binary ``COPY ... TO STDOUT`` and decoded with numpy in one pass.
+        Times are microseconds since 2000-01-01 UTC (PostgreSQL's epoch).
+        """
+        query = sql.SQL(
+            "COPY (SELECT o.unit_id, o.time, o.value FROM ciu.observation o JOIN ciu.unit u ON u.id = o.unit_id"
+            " WHERE o.variable_id = {vid} AND u.level = {level}{start}{end}) TO STDOUT (FORMAT BINARY)"
+        ).format(
+            vid=sql.Literal(self._variable_id(variable)), level=sql.Literal(level),
+            start=sql.SQL(" AND o.time >= {}").format(sql.Literal(start)) if start is not None else sql.SQL(""),
+            end=sql.SQL(" AND o.time < {}").format(sql.Literal(end)) if end is not None else sql.SQL(""),
+        )
+        buf = bytearray()
+        with self.conn.cursor() as cur:
+            with cur.copy(query) as copy:
+                for chunk in copy:
+                    buf += chunk
+        rec = np.dtype([("n", ">i2"), ("l0", ">i4"), ("unit", ">i8"), ("l1", ">i4"), ("time", ">i8"),
+                        ("l2", ">i4"), ("value", ">f8")])
+        body = bytes(buf[19:len(buf) - 2])
+        arr = np.frombuffer(body, dtype=rec)
+        return (arr["unit"].astype(np.int64), arr["time"].astype(np.int64), arr["value"].astype(np.float64))
+
     def rollup(
         self,
         variable: str,
@@ -699,84 +748,44 @@ class Store:
         end: datetime | None = None,
         freq: str = "h",
         codes: Sequence[str] | None = None,
+        tree: Hierarchy | None = None,
     ) -> pd.DataFrame:
         """Values of ``variable`` for every unit of ``level`` as ``code, time, value``.
 
         Observations are bucketed to ``freq`` by the variable's ``resample``
-        rule at the lowest level where they are stored, then combined level by
-        level up to ``level`` by its ``rollup`` rule. Below the lowest observed
-        level (external features such as weather attached to the city) every
-        unit takes the value of its nearest observed ancestor.
+        rule at the lowest level where they are stored (at or below ``level``),
+        then combined level by level up to ``level`` by its ``rollup`` rule.
+        Below the lowest observed level (external features such as weather
+        attached to the city) every unit takes the value of its nearest
+        observed ancestor.
         """
         var = self.variable(variable)
         target = self.rank(level)
         observed = self.observed_levels(variable)
+        empty = pd.DataFrame({"code": pd.Series(dtype=object), "time": pd.Series(dtype="datetime64[ns, UTC]"),
+                              "value": pd.Series(dtype=float)})
         if not observed:
-            return pd.DataFrame({"code": pd.Series(dtype=str), "time": pd.Series(dtype="datetime64[ns, UTC]"),
-                                 "value": pd.Series(dtype=float)})
-        step = interval_of(freq).to_pytimedelta()
-        base_candidates = [lv for lv in observed if self.rank(lv) <= target]
-        params = {"vid": self._variable_id(variable), "step": step, "origin": BUCKET_ORIGIN,
-                  "start": start, "end": end}
-        agg_time = sql.SQL({"sum": "sum(o.value)", "mean": "avg(o.value)", "max": "max(o.value)",
-                            "min": "min(o.value)"}[var.resample])
-        time_filter = sql.SQL("(%(start)s::timestamptz IS NULL OR o.time >= %(start)s) AND "
-                              "(%(end)s::timestamptz IS NULL OR o.time < %(end)s)")
-        with self.transaction():
-            self.conn.execute("DROP TABLE IF EXISTS rollup_cur")
-            if base_candidates:
-                base = base_candidates[0]
-                self.conn.execute(
-                    sql.SQL(
-                        "CREATE TEMP TABLE rollup_cur ON COMMIT DROP AS"
-                        " SELECT o.unit_id, date_bin(%(step)s, o.time, %(origin)s) AS t, {agg} AS v"
-                        " FROM ciu.observation o JOIN ciu.unit u ON u.id = o.unit_id"
-                        " WHERE o.variable_id = %(vid)s AND u.level = %(base)s AND {tf}"
-                        " GROUP BY 1, 2"
-                    ).format(agg=agg_time, tf=time_filter),
-                    {**params, "base": base},
-                )
-                agg_space = sql.SQL({
-                    "sum": "sum(c.v)", "mean": "avg(c.v)", "max": "max(c.v)", "min": "min(c.v)",
-                    "area_weighted_mean": "sum(c.v * u.area_m2) / NULLIF(sum(u.area_m2), 0)",
-                }[var.rollup])
-                for _ in range(self.rank(base), target):
-                    self.conn.execute(
-                        sql.SQL(
-                            "CREATE TEMP TABLE rollup_next ON COMMIT DROP AS"
-                            " SELECT u.parent_id AS unit_id, c.t, {agg} AS v"
-                            " FROM rollup_cur c JOIN ciu.unit u ON u.id = c.unit_id"
-                            " WHERE u.parent_id IS NOT NULL GROUP BY 1, 2"
-                        ).format(agg=agg_space)
-                    )
-                    self.conn.execute("DROP TABLE rollup_cur")
-                    self.conn.execute("ALTER TABLE rollup_next RENAME TO rollup_cur")
-                final = sql.SQL("SELECT u.code, c.t AS time, c.v AS value FROM rollup_cur c"
-                                " JOIN ciu.unit u ON u.id = c.unit_id WHERE {codes} ORDER BY u.code, c.t")
-            else:
-                # inherit downwards from the nearest observed level above
-                above = [lv for lv in observed if self.rank(lv) > target][0]
-                self.conn.execute(
-                    sql.SQL(
-                        "CREATE TEMP TABLE rollup_cur ON COMMIT DROP AS"
-                        " SELECT o.unit_id, date_bin(%(step)s, o.time, %(origin)s) AS t, {agg} AS v"
-                        " FROM ciu.observation o JOIN ciu.unit u ON u.id = o.unit_id"
-                        " WHERE o.variable_id = %(vid)s AND u.level = %(base)s AND {tf}"
-                        " GROUP BY 1, 2"
-                    ).format(agg=agg_time, tf=time_filter),
-                    {**params, "base": above},
-                )
-                final = sql.SQL(
-                    "SELECT u.code, c.t AS time, c.v AS value FROM ciu.unit u"
-                    " JOIN ciu.unit a ON a.path @> u.path AND a.level = %(above)s"
-                    " JOIN rollup_cur c ON c.unit_id = a.id"
-                    " WHERE u.level = %(level)s AND {codes} ORDER BY u.code, c.t"
-                )
-                params.update(above=above)
-            code_filter = sql.SQL("u.code = ANY(%(codes)s)") if codes is not None else sql.SQL("TRUE")
-            return _frame(self.conn, final.format(codes=code_filter),
-                          {"codes": list(codes) if codes is not None else None, "above": params.get("above"),
-                           "level": level}, ["code", "time", "value"])
+            return empty
+        step_us = int(interval_of(freq) / pd.Timedelta(microseconds=1))
+        origin_us = int((BUCKET_ORIGIN - PG_EPOCH) / pd.Timedelta(microseconds=1))
+        below = [lv for lv in observed if self.rank(lv) <= target]
+        base = below[0] if below else [lv for lv in observed if self.rank(lv) > target][0]
+        tree = tree or self.hierarchy()
+        unit, t, v = self.series_arrays(variable, level=base, start=start, end=end)
+        unit, t, v = rollup_arrays.resample(unit, t, v, step_us=step_us, origin_us=origin_us, how=var.resample)
+        if below:
+            for _ in range(self.rank(base), target):
+                unit, t, v = rollup_arrays.step_up(tree, unit, t, v, rule=var.rollup)
+        else:
+            unit, t, v = rollup_arrays.inherit_down(tree, unit, t, v, source_rank=self.rank(base), target_rank=target)
+        frame = pd.DataFrame({
+            "code": tree.code_of(unit) if len(unit) else np.array([], dtype=object),
+            "time": pd.to_datetime(t.astype("int64") * 1000 + PG_EPOCH_NS, utc=True).as_unit("us"),
+            "value": v.astype(float),
+        })
+        if codes is not None:
+            frame = frame[frame["code"].isin(list(codes))]
+        return frame.sort_values(["code", "time"], kind="stable").reset_index(drop=True)
 
     # ------------------------------------------------------------------
     # model runs, predictions, alerts
@@ -1042,7 +1051,7 @@ def _frame(conn: psycopg.Connection, query: sql.Composable, params: dict[str, An
         rows = cur.fetchall()
     frame = pd.DataFrame(rows, columns=columns)
     if "time" in frame.columns:
-        frame["time"] = pd.to_datetime(frame["time"], utc=True)
+        frame["time"] = pd.to_datetime(frame["time"], utc=True).dt.as_unit("us")
     if "value" in frame.columns:
         frame["value"] = frame["value"].astype(float)
     return frame

@@ -216,10 +216,12 @@ class Twin:
         codes = list(units.index)
         registry = {v.name: v for v in self.variables()}
         frames = {}
+        tree = self.store.hierarchy()
         for name in names:
             if name not in registry:
                 self.store.variable(name)  # raises UnknownVariable
-            frames[name] = self.rollup(name, level=level, start=start, end=end, freq=freq, codes=codes)
+            frames[name] = self.store.rollup(name, level=level, start=_to_datetime(start), end=_to_datetime(end),
+                                             freq=freq, codes=codes if within is not None else None, tree=tree)
         times = sorted(set().union(*[set(f["time"]) for f in frames.values()])) if frames else []
         time_index = pd.DatetimeIndex(times).tz_convert("UTC").tz_localize(None) if times else pd.DatetimeIndex([])
         data_vars = {}
