@@ -93,7 +93,7 @@ class TimeSeriesLoader(Loader):
         ----------
         layout
             ``"long"`` or ``"wide"``; guessed from the columns when ``None``
-            (a ``value`` column means long).
+            (a value or key column means long).
         key, time, value
             Column names (long layout; ``time`` also in wide).
         variable
@@ -108,7 +108,7 @@ class TimeSeriesLoader(Loader):
         source = str(path)
         table = read_table(path, source=source)
         if layout is None:
-            layout = "long" if value in table.columns else "wide"
+            layout = "long" if (value in table.columns or key in table.columns) else "wide"
         if time not in table.columns:
             raise ValidationError(f"missing time column {time!r} (the file has {list(table.columns)})",
                                   source=source, field=time)
