@@ -145,7 +145,7 @@ class ArrayLoader(Loader):
         suffix = path.suffix.lower()
         try:
             if suffix == ".npz":
-                with np.load(path, allow_pickle=False) as npz:
+                with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
                     if key not in npz.files:
                         raise ValidationError(f"no array {key!r}; the file holds {npz.files}", source=source,
                                               field=key)
