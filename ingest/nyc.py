@@ -477,14 +477,16 @@ def _load_collisions(twin: Twin, files: NycFiles, zones: gpd.GeoDataFrame, repor
                         f"69 Manhattan zones")
 
 
-def check_against_files(twin: Twin, data: Path | str) -> dict[str, tuple[float, float]]:
-    """Totals in the twin next to the same totals computed from the raw files."""
+def check_against_files(twin: Twin, data: Path | str, *, modes: tuple[str, ...] = ("bike", "taxi")
+                        ) -> dict[str, tuple[float, float]]:
+    """Flow totals in the twin next to the same totals computed from the raw arrays."""
     files = NycFiles(Path(data))
     out: dict[str, tuple[float, float]] = {}
-    for path, channels in ((files.bike, ("bike_departures", "bike_arrivals")),
-                           (files.taxi, ("taxi_dropoffs", "taxi_pickups"))):
-        with np.load(path) as npz:
-            arr = npz["arr_0"]
+    for mode, path, channels in (("bike", files.bike, ("bike_departures", "bike_arrivals")),
+                                 ("taxi", files.taxi, ("taxi_dropoffs", "taxi_pickups"))):
+        if mode not in modes:
+            continue
+        arr = ArrayLoader._array(path, "arr_0", source=str(path))
         for c, name in enumerate(channels):
             stored = twin.observations(name, level="grid")["value"].sum()
             out[name] = (float(stored), float(arr[:, :, c].sum()))
