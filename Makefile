@@ -40,3 +40,19 @@ db-stop:
 
 clean:
 	rm -rf out .pytest_cache
+
+# -- real cities ----------------------------------------------------------------
+.PHONY: demo-nyc bench-ingest
+NYC_DATA ?=
+
+demo-nyc: setup
+	@$(CIU) db start
+	@$(CIU) db migrate
+	@$(CIU) build nyc $(if $(NYC_DATA),--data $(NYC_DATA),)
+	@$(CIU) info
+
+bench-ingest: setup
+	@bash scripts/setup.sh --gdal
+	@$(PY) -m bench.ingest
+
+bench: bench-ingest
