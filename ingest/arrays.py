@@ -15,9 +15,10 @@ occurs twice (the autumn fall-back) is stamped at its first occurrence.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

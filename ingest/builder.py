@@ -12,7 +12,8 @@ count, in :attr:`Hierarchy.orphans`, with the units below them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import geopandas as gpd
 import numpy as np

@@ -42,7 +42,7 @@ from ingest.arrays import ArrayLoader, ArrayMapping
 from ingest.base import file_sha256
 from ingest.builder import LevelLayer, build_hierarchy, floor_units
 from ingest.hierarchy import assign_by_overlap, assign_by_point
-from ingest.pipeline import SourceInfo, load_series, load_unit_frame, with_source
+from ingest.pipeline import SourceInfo, load_series, load_unit_frame
 from ingest.vector import VectorLoader
 
 if TYPE_CHECKING:
@@ -350,19 +350,25 @@ def load_flows(twin: Twin, path: Path, codes: list[str], channels: dict[int, str
                hours: int | None = None) -> LoadReport:
     """One flow array ``(hour, zone, channel)`` of the 2019–2020 period; ``hours`` loads a prefix."""
     times = pd.date_range("2019-01-01", periods=FLOW_HOURS, freq="h")
-    data = ArrayLoader._array(path, "arr_0", source=str(path))
     params: dict[str, Any] = {"channels": {str(k): v for k, v in channels.items()}, "tz": TZ}
+    if hours is not None:
+        params["hours"] = hours
+    info = _info(path, f"{LOADER}.flows", params)
+    known = twin.store.find_source(info.sha256, info.loader, info.params)
+    if known is not None:  # recognised before the arrays are unpacked
+        return LoadReport(source_id=known.id, skipped_source=True,
+                          notes=[f"{path}: already loaded as source #{known.id}, nothing to do"])
+    data = ArrayLoader._array(path, "arr_0", source=str(path))
     if hours is not None:
         if data.shape[:1] != (FLOW_HOURS,):
             raise ValidationError(f"array has shape {data.shape}, expected {FLOW_HOURS} hours first",
                                   source=str(path), field="arr_0")
         data, times = data[:hours], times[:hours]
-        params["hours"] = hours
     mapping = ArrayMapping(key="arr_0", units=codes, times=times, channels=channels, tz=TZ)
     from ingest.arrays import series_from_array
 
     series = series_from_array(data, mapping, source=str(path), loader=f"{LOADER}.flows")
-    return load_series(twin, series, _info(path, f"{LOADER}.flows", params), codes=series.frame["key"])
+    return load_series(twin, series, info, codes=series.frame["key"])
 
 
 def _load_footprints(twin: Twin, files: NycFiles, zones: gpd.GeoDataFrame, report: BuildReport) -> None:

@@ -9,7 +9,8 @@ duplicate identifiers) before anything reaches the database.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
