@@ -67,7 +67,13 @@ class LevelLayer:
     outside: Literal["report", "nearest"] = "report"
 
     def segments(self) -> pd.Series:
-        return pd.Series([code_key(v, prefix=self.prefix) for v in self.frame[self.key]], index=self.frame.index)
+        """Code segments ``prefix + code_key(identifier)``, computed for the whole column at once."""
+        raw = self.frame[self.key]
+        keys = raw.astype(str).str.strip().str.lower().str.replace(r"[^a-z0-9_]+", "_", regex=True).str.strip("_")
+        empty = (keys == "").to_numpy()
+        if empty.any():
+            code_key(raw.iloc[int(np.flatnonzero(empty)[0])])  # raises naming the identifier
+        return (self.prefix + keys).astype(object)
 
     def names(self) -> pd.Series:
         if self.name is None:
@@ -133,12 +139,29 @@ def assign_nearest(layer: LevelLayer, parents: gpd.GeoDataFrame, parent: pd.Seri
     return out
 
 
+def _attr_records(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
+    """Attributes per row as plain Python values, column by column (missing values left out)."""
+    records: list[dict[str, Any]] = [{} for _ in range(len(frame))]
+    for col in columns:
+        series = frame[col]
+        if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
+            missing = series.isna().to_numpy()
+            values = series.to_numpy(dtype=object if pd.api.types.is_bool_dtype(series.dtype) else None).tolist()
+        elif pd.api.types.is_string_dtype(series.dtype) and not pd.api.types.is_object_dtype(series.dtype):
+            missing = series.isna().to_numpy()
+            values = series.tolist()
+        else:
+            values = [_plain(v) for v in series]
+            missing = np.array([v is None for v in values], dtype=bool)
+        for rec, value, gone in zip(records, values, missing):
+            if not gone:
+                rec[col] = value
+    return records
+
+
 def _unit_frame(layer: LevelLayer, codes: pd.Series, parent_codes: pd.Series | None) -> gpd.GeoDataFrame:
     f = layer.frame
-    attrs = [
-        {k: _plain(v) for k, v in zip(layer.attrs, row) if _plain(v) is not None}
-        for row in f[list(layer.attrs)].itertuples(index=False)
-    ] if layer.attrs else [{} for _ in range(len(f))]
+    attrs = _attr_records(f, layer.attrs) if layer.attrs else [{} for _ in range(len(f))]
     out = gpd.GeoDataFrame({
         "code": codes.to_numpy(),
         "parent_code": parent_codes.to_numpy() if parent_codes is not None else None,
@@ -148,7 +171,7 @@ def _unit_frame(layer: LevelLayer, codes: pd.Series, parent_codes: pd.Series | N
         "z_max": pd.to_numeric(f[layer.z[1]]).to_numpy(dtype=float) if layer.z else np.nan,
         "attrs": attrs,
         "restricted": [{} for _ in range(len(f))],
-    }, geometry=list(f.geometry.values), crs="EPSG:4326", index=f.index)
+    }, geometry=f.geometry.values, crs="EPSG:4326", index=f.index)
     return out
 
 

@@ -8,8 +8,9 @@ duplicate identifiers) before anything reaches the database.
 
 from __future__ import annotations
 
-from pathlib import Path
+import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -137,7 +138,7 @@ class VectorLoader(Loader):
             if path.suffix.lower() in (".parquet", ".geoparquet"):
                 frame = gpd.read_parquet(path)
             else:
-                frame = pyogrio.read_dataframe(path, layer=layer)
+                frame = pyogrio.read_dataframe(path, layer=layer, use_arrow=_arrow())
         except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, pyogrio.errors.FieldError,
                 pyogrio.errors.GeometryError, pyogrio.errors.CRSError, OSError, ValueError) as exc:
             raise ValidationError(f"cannot be read as a vector layer ({exc})", source=source) from exc
@@ -146,6 +147,11 @@ class VectorLoader(Loader):
         frame, source_crs = finish_layer(frame, source=source, crs=crs, key=key, columns=columns)
         return Layer(frame=frame, uri=source, loader=f"ingest.{self.name}", loader_version=self.version,
                      source_crs=source_crs, params={"layer": layer} if layer else {})
+
+
+def _arrow() -> bool:
+    """Read through Arrow when pyarrow is installed (faster for large layers)."""
+    return importlib.util.find_spec("pyarrow") is not None
 
 
 def _sniff(path: Path, needle: bytes, *, size: int = 4096) -> bool:
