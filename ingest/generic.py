@@ -109,11 +109,38 @@ def layer_units(twin: Twin, layer: Layer, *, level: str, key: str | None = None,
         b = units.set_index("code", drop=False)
         for col in (floors_column, height_column):
             b[col] = b["attrs"].map(lambda a, c=col: a.get(c))
-        made = floor_units(b, floors_column=floors_column, height_column=height_column, storey_height=storey_height)
+        storeys = layer.parts.get("storeys")
+        measured = storey_units(b, storeys, key=key) if storeys is not None and len(storeys) else None
+        rest = b if measured is None else b[~b["code"].isin(measured["parent_code"])]
+        made = floor_units(rest, floors_column=floors_column, height_column=height_column,
+                           storey_height=storey_height)
+        if measured is not None:
+            made = pd.concat([measured, made], ignore_index=True)
+            lines.append(f"{len(measured):,} floors from the file's storeys")
         units = gpd.GeoDataFrame(pd.concat([units, made], ignore_index=True), geometry="geometry", crs="EPSG:4326")
         lines.append(f"{len(made):,} floors made for {len(b):,} buildings "
                      f"({int(made['attrs'].map(lambda a: a['estimated']).sum()):,} estimated from height)")
     return units, lines
+
+
+def storey_units(buildings: gpd.GeoDataFrame, storeys: pd.DataFrame, *, key: str) -> gpd.GeoDataFrame:
+    """Floor units from measured storeys (``building, storey, z_min, z_max, name``), numbered bottom up."""
+    by_key = {str(a.get(key)): code for code, a in zip(buildings["code"], buildings["attrs"])}
+    rows = storeys.assign(parent=storeys["building"].astype(str).map(by_key)).dropna(subset=["parent"])
+    rows = rows.sort_values(["parent", "z_min"])
+    rows["floor"] = rows.groupby("parent").cumcount()
+    geoms = buildings.set_index("code").geometry
+    return gpd.GeoDataFrame({
+        "code": [f"{p}/f{k:02d}" for p, k in zip(rows["parent"], rows["floor"])],
+        "parent_code": rows["parent"].to_numpy(),
+        "level": "floor",
+        "name": rows["name"].astype(str).to_numpy(),
+        "z_min": rows["z_min"].to_numpy(dtype=float),
+        "z_max": rows["z_max"].to_numpy(dtype=float),
+        "attrs": [{"floor": int(k), "estimated": False, "storey": str(sid)}
+                  for k, sid in zip(rows["floor"], rows["storey"])],
+        "restricted": [{} for _ in range(len(rows))],
+    }, geometry=list(geoms.loc[rows["parent"]].values), crs="EPSG:4326")
 
 
 def load_layer(twin: Twin, layer: Layer, *, level: str, key: str | None = None, name: str | None = None,

@@ -139,4 +139,6 @@ def test_cityjson_building_with_storeys_as_floors(city, tmp_path):
     code = f"{cell.name}/bbldg1"
     b = city.unit(code)
     assert b.z_max == 9.0 and [f.z_max for f in b.children] == [3.0, 6.0, 9.0]
+    assert [f.attrs["storey"] for f in b.children] == ["s0", "s1", "s2"]  # measured, not estimated
+    assert not any(f.attrs["estimated"] for f in b.children)
     assert report.inserted == 4
