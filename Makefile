@@ -31,6 +31,7 @@ test: setup-test
 bench: setup
 	@bash scripts/setup.sh --gdal
 	@$(PY) -m bench.build
+	@$(PY) -m bench.report
 
 db-start: setup
 	@$(CIU) db start

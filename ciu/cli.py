@@ -93,9 +93,10 @@ def db_migrate() -> None:
 
     from ciu.db import database_url
     from ciu.migrate import migrate
+    from ciu.settings import configured_levels
 
     with psycopg.connect(database_url(_settings()), autocommit=True) as conn:
-        done = migrate(conn)
+        done = migrate(conn, levels=configured_levels())
     typer.echo(f"applied migrations {done}" if done else "schema up to date")
 
 
@@ -116,9 +117,9 @@ def sample_build(
 
     cfg = SampleConfig.from_toml(config, buildings=buildings, weeks=weeks, seed=seed)
     t0 = time.perf_counter()
-    with _twin() as twin, tqdm(total=len(twin.levels), desc="loading levels", unit="level", file=sys.stderr) as bar:
-        def progress(level: str, n: int) -> None:
-            bar.set_postfix_str(f"{level}: {n}")
+    with _twin() as twin, tqdm(total=3, desc=f"sample city {cfg.name}", unit="step", file=sys.stderr) as bar:
+        def progress(step: str, n: int) -> None:
+            bar.set_postfix_str(f"{step}: {n:,}")
             bar.update(1)
 
         report = build_sample(twin, cfg, uri=str(config), progress=progress)

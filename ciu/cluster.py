@@ -55,6 +55,13 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
+def _postgres_can_reach(directory: Path) -> bool:
+    """Whether the postgres user can create the data directory in ``directory`` (made if missing)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    probe = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(directory)], capture_output=True)
+    return probe.returncode == 0
+
+
 class Cluster:
     """A private PostgreSQL cluster in ``pgdata`` listening on a unix socket.
 
@@ -89,7 +96,16 @@ class Cluster:
 
     @classmethod
     def from_settings(cls, settings: DatabaseSettings) -> Cluster:
-        return cls(settings.pgdata, settings.socket_dir, port=settings.db_port, bindir=settings.pg_bindir)
+        """The embedded cluster of these settings.
+
+        As root, the server runs as the ``postgres`` user, which must reach the
+        data directory; when it cannot (a checkout inside a private home
+        directory, say), the cluster lives in ``/var/lib/ciu-twin/<hash>``.
+        """
+        pgdata = settings.pgdata
+        if _is_root() and not (pgdata / "PG_VERSION").exists() and not _postgres_can_reach(pgdata.parent):
+            pgdata = Path("/var/lib/ciu-twin") / settings.socket_dir.name / "pgdata"
+        return cls(pgdata, settings.socket_dir, port=settings.db_port, bindir=settings.pg_bindir)
 
     @property
     def bindir(self) -> Path:

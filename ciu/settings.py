@@ -67,11 +67,20 @@ class DatabaseSettings(BaseSettings):
 
 
 class TwinSettings(BaseSettings):
-    """How the hierarchy is shaped."""
+    """How the hierarchy is shaped.
+
+    ``CIU_LEVELS`` is a JSON list of level names, bottom to top, e.g.
+    ``'["floor", "building", "grid", "area", "street", "admin_district", "city"]'``.
+    """
 
     model_config = SettingsConfigDict(env_prefix="CIU_", extra="ignore")
 
-    levels: tuple[str, ...] = DEFAULT_LEVELS
+    levels: tuple[str, ...] | None = Field(default=None, description="level names bottom to top; unset = keep")
+
+
+def configured_levels() -> tuple[str, ...] | None:
+    """The level list asked for by ``CIU_LEVELS``, or ``None`` to keep the stored one (or the default)."""
+    return TwinSettings().levels
 
 
 def database_settings(**overrides: object) -> DatabaseSettings:

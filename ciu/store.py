@@ -21,6 +21,7 @@ from importlib import resources
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 import pandas as pd
 import psycopg
 import shapely
@@ -53,7 +54,14 @@ BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=timezone.utc)
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 PG_EPOCH_NS = int(pd.Timestamp(PG_EPOCH).value)
 
+#: loads of at least this many new units (that also double the table) rebuild the indexes once
+BULK_ROWS = 50_000
 UNIT_COLUMNS = ("code", "parent_code", "level", "name", "geometry", "z_min", "z_max", "attrs", "restricted")
+
+
+def subtree_pattern(code: str) -> str:
+    """A LIKE pattern for every unit below ``code`` (its code, a slash, anything)."""
+    return code.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
 
 
 def load_sql(name: str) -> str:
@@ -134,9 +142,11 @@ def _translate(exc: psycopg.Error, *, what: str = "unit") -> Exception:
     primary = diag.message_primary or str(exc)
     if constraint == "unit_tree":
         return HierarchyError(primary, row=detail or None, field=diag.column_name or "parent_id")
-    if constraint == "unit_geom_valid":
-        return ValidationError("geometry is invalid or empty", row=detail or None, field="geometry")
-    if constraint == "unit_code_key" or isinstance(exc, psycopg.errors.UniqueViolation):
+    if constraint == "unit_geom_not_empty":
+        return ValidationError("geometry is empty", row=detail or None, field="geometry")
+    if constraint == "unit_code_format":
+        return ValidationError("code is not URL-safe", row=detail or None, field="code")
+    if constraint == "unit_code" or isinstance(exc, psycopg.errors.UniqueViolation):
         return DuplicateError(primary + (f" ({detail})" if detail else ""), field="code")
     if constraint == "observation_finite":
         return ValidationError("value is NaN or infinite", field="value")
@@ -345,9 +355,8 @@ class Store:
         if "parent_code" in frame.columns:
             parents = frame["parent_code"]
             has = parents.notna()
-            prefix_ok = ~has | np.array(
-                [str(c).startswith(f"{p}/") if isinstance(p, str) else True for c, p in zip(codes, parents)]
-            )
+            head = codes.astype(str).str.replace(r"/[^/]+$", "", regex=True)
+            prefix_ok = (~has | ((head == parents.astype(str)) & (head != codes.astype(str)))).to_numpy()
             if not prefix_ok.all():
                 i = int(np.flatnonzero(~prefix_ok)[0])
                 raise HierarchyError(f"code {codes.iloc[i]!r} does not extend its parent's code {parents.iloc[i]!r}",
@@ -365,80 +374,156 @@ class Store:
 
         A unit whose code is stored with a different level, parent or geometry
         raises :class:`DuplicateError`; a parent that is neither stored nor in
-        the frame raises :class:`HierarchyError`.
+        the frame raises :class:`HierarchyError`. The frame is checked first
+        (codes, levels, parents, geometry validity, z-ranges); ids and parents
+        are resolved here, and the new units go into ``ciu.unit`` with one
+        binary ``COPY``. The database's statement-level triggers then check
+        the tree invariant over all of them at once. A load that at least
+        doubles the table rebuilds the secondary indexes once instead of
+        updating them row by row.
         """
         self.check_units(frame, source=source)
         report = LoadReport(source_id=source_id)
+        frame = frame.reset_index(drop=True)
         n = len(frame)
-        geoms = shapely.set_srid(np.asarray(frame["geometry"], dtype=object), 4326)
-        wkb = shapely.to_wkb(geoms, include_srid=True)
-
-        def col(name: str) -> list[Any]:
-            if name not in frame.columns:
-                return [None] * n
-            return [None if (v is None or (isinstance(v, float) and math.isnan(v))) else v for v in frame[name]]
-
-        def js(name: str) -> list[str]:
-            if name not in frame.columns:
-                return ["{}"] * n
-            return [_json_object(v, row=c, field=name, source=source) for v, c in zip(frame[name], frame["code"])]
-
-        rows = zip(
-            range(n), frame["code"], col("parent_code"), frame["level"], col("name"), wkb,
-            _floats(col("z_min")), _floats(col("z_max")), js("attrs"), js("restricted"),
-        )
+        codes = frame["code"].astype(str).to_numpy(dtype=object)
+        parents = np.array([p if isinstance(p, str) else None for p in frame["parent_code"]]
+                           if "parent_code" in frame.columns else [None] * n, dtype=object)
+        levels = self.levels()
+        own_rank = frame["level"].map({lv: i for i, lv in enumerate(levels)}).to_numpy(dtype=np.int64)
         try:
             with self.transaction():
-                self.conn.execute(
-                    "CREATE TEMP TABLE unit_stage (row int, code text, parent_code text, level text, name text,"
-                    " wkb bytea, z_min float8, z_max float8, attrs text, restricted text) ON COMMIT DROP"
-                )
-                with self.conn.cursor() as cur:
-                    with cur.copy(
-                        "COPY unit_stage FROM STDIN (FORMAT BINARY)"
-                    ) as copy:
-                        copy.set_types(["int4", "text", "text", "text", "text", "bytea", "float8", "float8", "text", "text"])
-                        for r in rows:
-                            copy.write_row(r)
-                self.conn.execute("CREATE INDEX ON unit_stage (code)")
-                self.conn.execute("ANALYZE unit_stage")
-                # parents must exist, in the database or in this load
-                orphan = self.conn.execute(load_sql("unit_orphan")).fetchone()
-                if orphan:
-                    raise HierarchyError(f"parent {orphan[2]!r} of unit {orphan[1]!r} does not exist",
-                                         source=source, row=orphan[1], field="parent_code")
-                wrong = self.conn.execute(load_sql("unit_parent_level")).fetchone()
-                if wrong and wrong[3] is None:
-                    raise HierarchyError(f"unit {wrong[1]!r} (level {wrong[2]}) has no parent; only "
-                                         f"{self.levels()[-1]} units may be roots",
-                                         source=source, row=wrong[1], field="parent_code")
-                if wrong:
+                self.conn.execute("LOCK TABLE ciu.unit IN SHARE ROW EXCLUSIVE MODE")
+                stored_total = int(self.conn.execute("SELECT count(*) FROM ciu.unit").fetchone()[0])  # type: ignore[index]
+                existing = self._stored_ids(codes) if stored_total else {}
+                # parents: in this frame, or already stored
+                frame_index = pd.Index(codes)
+                has_parent = np.array([p is not None for p in parents])
+                parent_pos = np.full(n, -1, dtype=np.int64)
+                if has_parent.any():
+                    parent_pos[has_parent] = frame_index.get_indexer(parents[has_parent])
+                outside = sorted({p for p, pos in zip(parents[has_parent], parent_pos[has_parent]) if pos < 0})
+                stored_parents = {}
+                if outside:
+                    rows = self.conn.execute(
+                        "SELECT code, id, level FROM ciu.unit WHERE code = ANY(%s)", (outside,)).fetchall()
+                    stored_parents = {c: (i, lv) for c, i, lv in rows}
+                parent_rank = np.full(n, -1, dtype=np.int64)
+                inside = parent_pos >= 0
+                parent_rank[inside] = own_rank[parent_pos[inside]]
+                for i in np.flatnonzero(has_parent & ~inside):
+                    found = stored_parents.get(parents[i])
+                    if found is None:
+                        raise HierarchyError(f"parent {parents[i]!r} of unit {codes[i]!r} does not exist",
+                                             source=source, row=codes[i], field="parent_code")
+                    parent_rank[i] = levels.index(found[1])
+                root_bad = ~has_parent & (own_rank != len(levels) - 1)
+                if root_bad.any():
+                    i = int(np.flatnonzero(root_bad)[0])
+                    raise HierarchyError(f"unit {codes[i]!r} (level {levels[own_rank[i]]}) has no parent; only "
+                                         f"{levels[-1]} units may be roots", source=source, row=codes[i],
+                                         field="parent_code")
+                level_bad = has_parent & (parent_rank != own_rank + 1)
+                if level_bad.any():
+                    i = int(np.flatnonzero(level_bad)[0])
                     raise HierarchyError(
-                        f"unit {wrong[1]!r} (level {wrong[2]}) has parent {wrong[3]!r} at level {wrong[4]}; "
-                        f"its parent must be one level up", source=source, row=wrong[1], field="parent_code")
-                changed = self.conn.execute(load_sql("unit_changed")).fetchone()
-                if changed:
-                    raise DuplicateError(
-                        f"code {changed[1]!r} is already stored with a different {changed[2]}",
-                        source=source, row=changed[1], field="code",
-                    )
-                report.unchanged = int(self.conn.execute(
-                    "SELECT count(*) FROM unit_stage s JOIN ciu.unit u ON u.code = s.code").fetchone()[0])  # type: ignore[index]
-                # top level first, so every parent is in place before its children
-                for level in reversed(self.levels()):
-                    cur = self.conn.execute(load_sql("unit_insert"), {"level": level, "source_id": source_id})
-                    report.inserted += cur.rowcount
-                    if progress is not None:
-                        progress(level, cur.rowcount)
+                        f"unit {codes[i]!r} (level {levels[own_rank[i]]}) has parent {parents[i]!r} at level "
+                        f"{levels[parent_rank[i]]}; its parent must be one level up",
+                        source=source, row=codes[i], field="parent_code")
+                is_new = np.array([c not in existing for c in codes]) if existing else np.ones(n, dtype=bool)
+                if existing:
+                    self._check_unchanged(frame[~is_new], source=source)
+                    report.unchanged = int((~is_new).sum())
+                k = int(is_new.sum())
+                if k == 0:
+                    return report
+                # ids for the new units, in one block of the sequence (the table is locked)
+                first = int(self.conn.execute("SELECT nextval('ciu.unit_id_seq')").fetchone()[0])  # type: ignore[index]
+                self.conn.execute("SELECT setval('ciu.unit_id_seq', %s)", (first + k - 1,))
+                ids = np.zeros(n, dtype=np.int64)
+                ids[is_new] = first + np.arange(k)
+                for i in np.flatnonzero(~is_new):
+                    ids[i] = existing[codes[i]]
+                parent_id = np.full(n, -1, dtype=np.int64)
+                parent_id[inside] = ids[parent_pos[inside]]
+                for i in np.flatnonzero(has_parent & ~inside):
+                    parent_id[i] = stored_parents[parents[i]][0]
+                rebuild = k >= BULK_ROWS and k >= stored_total
+                indexes = self._drop_unit_indexes() if rebuild else []
+                self._copy_units(frame[is_new], ids[is_new], parent_id[is_new], source_id=source_id, source=source)
+                report.inserted = k
+                if progress is not None:
+                    for level in reversed(levels):
+                        progress(level, int(((frame["level"] == level).to_numpy() & is_new).sum()))
+                for definition in indexes:
+                    self.conn.execute(definition)  # the server's own definition of the index
+                if rebuild:
+                    self.conn.execute("ANALYZE ciu.unit")
         except psycopg.Error as exc:
             raise _translate(exc) from exc
         return report
+
+    def _stored_ids(self, codes: np.ndarray) -> dict[str, int]:
+        """Ids of the given codes that are already stored (staged through COPY: fast for many codes)."""
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS unit_keys (code text) ON COMMIT DROP")
+        self.conn.execute("TRUNCATE unit_keys")
+        with self.conn.cursor() as cur:
+            with cur.copy("COPY unit_keys FROM STDIN") as copy:
+                for c in codes:
+                    copy.write_row((c,))
+        rows = self.conn.execute("SELECT u.code, u.id FROM unit_keys k JOIN ciu.unit u ON u.code = k.code").fetchall()
+        return dict(rows)
+
+    def _check_unchanged(self, frame: pd.DataFrame, *, source: str | None) -> None:
+        """Units of the frame that are stored already must be stored exactly so."""
+        self.conn.execute(
+            "CREATE TEMP TABLE unit_stage (row int, code text, parent_code text, level text, name text,"
+            " wkb bytea, z_min float8, z_max float8, attrs text, restricted text, area_m2 float8) ON COMMIT DROP"
+        )
+        with self.conn.cursor() as cur:
+            with cur.copy("COPY unit_stage FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["int4", "text", "text", "text", "text", "bytea", "float8", "float8", "text", "text",
+                                "float8"])
+                for r in _unit_rows(frame, source=source):
+                    copy.write_row(r)
+        changed = self.conn.execute(load_sql("unit_changed")).fetchone()
+        if changed:
+            raise DuplicateError(f"code {changed[1]!r} is already stored with a different {changed[2]}",
+                                 source=source, row=changed[1], field="code")
+
+    def _drop_unit_indexes(self) -> list[str]:
+        """Drop the secondary indexes of ``ciu.unit``; returns their definitions to rebuild them."""
+        indexes = self.conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'ciu' AND tablename = 'unit'"
+            " AND indexname <> 'unit_pkey'").fetchall()
+        for name, _ in indexes:
+            self.conn.execute(sql.SQL("DROP INDEX ciu.{}").format(sql.Identifier(name)))
+        return [definition for _, definition in indexes]
+
+    def _copy_units(self, frame: pd.DataFrame, ids: np.ndarray, parent_id: np.ndarray, *, source_id: int | None,
+                    source: str | None) -> None:
+        """Binary COPY of new units straight into ``ciu.unit``."""
+        geom_oid, jsonb_oid = _register_binary_dumpers(self.conn)
+        geoms = np.asarray(frame["geometry"], dtype=object)
+        ewkb = shapely.to_wkb(shapely.set_srid(geoms, 4326), include_srid=True)
+        rows = _unit_rows(frame, source=source)
+        with self.conn.cursor() as cur:
+            with cur.copy(
+                "COPY ciu.unit (id, code, level, parent_id, name, geom, area_m2, z_min, z_max, attrs, restricted,"
+                " source_id) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["int8", "text", "text", "int8", "text", geom_oid, "float8", "float8", "float8",
+                                jsonb_oid, jsonb_oid, "int8"])
+                for (_, code, _, level, name, _, z0, z1, attrs, restricted, area), uid, pid, g in zip(
+                        rows, ids.tolist(), parent_id.tolist(), ewkb):
+                    copy.write_row((uid, code, level, None if pid < 0 else pid, name, _EWKB(g), area, z0, z1,
+                                    _JSONText(attrs), _JSONText(restricted), source_id))
 
     def delete_subtree(self, code: str) -> int:
         """Delete a unit, everything below it and their observations."""
         with self.transaction():
             cur = self.conn.execute(
-                "DELETE FROM ciu.unit WHERE path <@ (SELECT path FROM ciu.unit WHERE code = %s)", (code,)
+                "DELETE FROM ciu.unit WHERE code = %s OR code LIKE %s", (code, subtree_pattern(code))
             )
             self.conn.execute("SELECT ciu.refresh_series_extent()")
         return cur.rowcount
@@ -481,8 +566,9 @@ class Store:
             params.update(x0=xmin, y0=ymin, x1=xmax, y1=ymax)
         if within is not None:
             self.unit_row(within)  # raises UnknownUnit
-            where.append(sql.SQL("u.path <@ (SELECT path FROM ciu.unit WHERE code = %(within)s)"))
+            where.append(sql.SQL("(u.code = %(within)s OR u.code LIKE %(within_like)s)"))
             params["within"] = within
+            params["within_like"] = subtree_pattern(within)
         if codes is not None:
             where.append(sql.SQL("u.code = ANY(%(codes)s)"))
             params["codes"] = list(codes)
@@ -491,7 +577,7 @@ class Store:
             "SELECT u.id, u.code, u.level, u.name, p.code AS parent_code, ST_AsBinary(u.geom) AS geometry,"
             " u.z_min, u.z_max, u.area_m2, u.attrs{restricted}"
             " FROM ciu.unit u LEFT JOIN ciu.unit p ON p.id = u.parent_id"
-            " WHERE {where} ORDER BY u.path {limit} OFFSET %(offset)s"
+            " WHERE {where} ORDER BY u.code {limit} OFFSET %(offset)s"
         ).format(
             restricted=restricted,
             where=sql.SQL(" AND ").join(where),
@@ -518,12 +604,12 @@ class Store:
 
     def ancestor_codes(self, code: str) -> list[str]:
         """Codes of the ancestors of a unit, the parent first and the root last."""
-        rows = self.conn.execute(
-            "SELECT a.code FROM ciu.unit a, ciu.unit u WHERE u.code = %s AND a.path @> u.path AND a.id <> u.id"
-            " ORDER BY nlevel(a.path) DESC",
-            (code,),
-        ).fetchall()
-        return [r[0] for r in rows]
+        self.unit_row(code)
+        parts = code.split("/")
+        prefixes = ["/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+        rows = self.conn.execute("SELECT code FROM ciu.unit WHERE code = ANY(%s)", (prefixes,)).fetchall()
+        found = {r[0] for r in rows}
+        return [p for p in prefixes if p in found]
 
     # ------------------------------------------------------------------
     # observations
@@ -588,28 +674,32 @@ class Store:
             i = int(np.flatnonzero(unknown_var.to_numpy())[0])
             raise ValidationError(f"variable {frame['variable'].iloc[i]!r} is not registered",
                                   source=source, row=i, field="variable")
-        key = pd.DataFrame({"c": frame["code"].to_numpy(), "v": frame["variable"].to_numpy(), "t": times.to_numpy()})
-        dup = key.duplicated(keep=False).to_numpy()
-        if dup.any():
-            rows = np.flatnonzero(dup)
-            i = int(rows[1])
+        t_py = times.dt.tz_convert("UTC")
+        micros = (t_py.to_numpy(dtype="datetime64[us]") - np.datetime64("2000-01-01T00:00:00", "us")).astype(np.int64)
+        # resolve codes and variables through their few distinct values, not row by row
+        code_pos, code_values = pd.factorize(frame["code"].astype(str))
+        code_ids = self.unit_ids(list(code_values))
+        ids_of_values = np.array([code_ids.get(c, -1) for c in code_values], dtype=np.int64)
+        unit_id = ids_of_values[code_pos]
+        if (unit_id < 0).any():
+            i = int(np.flatnonzero(unit_id < 0)[0])
+            raise ValidationError(f"unit {frame['code'].iloc[i]!r} is not in the twin", source=source,
+                                  row=i, field="code")
+        var_pos, var_values = pd.factorize(frame["variable"])
+        variable_id = np.array([self._variable_id(v) for v in var_values], dtype=np.int16)[var_pos]
+        order = np.lexsort((micros, unit_id, variable_id))
+        same = ((variable_id[order][1:] == variable_id[order][:-1]) & (unit_id[order][1:] == unit_id[order][:-1])
+                & (micros[order][1:] == micros[order][:-1]))
+        if same.any():
+            i = int(max(order[1:][same][0], order[:-1][same][0]))
             raise DuplicateError(
                 f"unit {frame['code'].iloc[i]!r}, variable {frame['variable'].iloc[i]!r} at {times.iloc[i]} is given twice",
                 source=source, row=i, field="time",
             )
-        t_py = times.dt.tz_convert("UTC")
-        code_ids = self.unit_ids(pd.unique(frame["code"].astype(str)))
-        unit_id = frame["code"].astype(str).map(code_ids)
-        if unit_id.isna().any():
-            i = int(np.flatnonzero(unit_id.isna().to_numpy())[0])
-            raise ValidationError(f"unit {frame['code'].iloc[i]!r} is not in the twin", source=source,
-                                  row=i, field="code")
-        var_ids = {v: self._variable_id(v) for v in pd.unique(frame["variable"])}
-        variable_id = frame["variable"].map(var_ids).to_numpy(dtype=np.int16)
         micros = (t_py.to_numpy(dtype="datetime64[us]") - np.datetime64("2000-01-01T00:00:00", "us")).astype(np.int64)
         payload = binary_copy_payload([
             (np.arange(len(frame), dtype=np.int32), "int4"),
-            (unit_id.to_numpy(dtype=np.int64), "int8"),
+            (unit_id, "int8"),
             (variable_id, "int2"),
             (micros, "int8"),
             (values, "float8"),
@@ -910,7 +1000,7 @@ class Store:
         query = sql.SQL(
             "SELECT p.run_id, u.code, u.level, v.name, p.issued_at, p.horizon, p.time, p.value, p.risk"
             " FROM ciu.prediction p JOIN ciu.unit u ON u.id = p.unit_id JOIN ciu.variable v ON v.id = p.variable_id"
-            " WHERE {} ORDER BY u.path, v.name, p.horizon {} OFFSET %(offset)s"
+            " WHERE {} ORDER BY u.code, v.name, p.horizon {} OFFSET %(offset)s"
         ).format(sql.SQL(" AND ").join(where), sql.SQL("LIMIT %(limit)s") if limit is not None else sql.SQL(""))
         if limit is not None:
             params["limit"] = int(limit)
@@ -1013,12 +1103,99 @@ def binary_copy_payload(columns: Sequence[tuple[np.ndarray, str]]) -> bytes:
     return header + rec.tobytes() + (-1).to_bytes(2, "big", signed=True)
 
 
+class _EWKB(bytes):
+    """Extended WKB of a geometry, sent as PostGIS's binary geometry."""
+
+
+class _JSONText(str):
+    """Serialised JSON, sent as binary jsonb."""
+
+
+def _register_binary_dumpers(conn: psycopg.Connection) -> tuple[int, int]:
+    """Dumpers that send EWKB as ``geometry`` and JSON text as ``jsonb`` in binary COPY."""
+    from psycopg.adapt import Dumper
+    from psycopg.pq import Format
+    from psycopg.types import TypeInfo
+
+    info = TypeInfo.fetch(conn, "geometry")
+    if info is None:
+        raise DatabaseUnavailable("PostGIS is not installed in this database (run `ciu db migrate`)")
+    jsonb = TypeInfo.fetch(conn, "jsonb")
+    assert jsonb is not None
+
+    class GeometryDumper(Dumper):
+        format = Format.BINARY
+        oid = info.oid
+
+        def dump(self, obj: bytes) -> bytes:
+            return obj
+
+    class JsonbDumper(Dumper):
+        format = Format.BINARY
+        oid = jsonb.oid
+
+        def dump(self, obj: str) -> bytes:
+            return b"\x01" + obj.encode()
+
+    conn.adapters.register_dumper(_EWKB, GeometryDumper)
+    conn.adapters.register_dumper(_JSONText, JsonbDumper)
+    return info.oid, jsonb.oid
+
+
+def geodesic_area(geoms: np.ndarray) -> np.ndarray:
+    """Area of each geometry on the WGS84 ellipsoid (m²), vectorised.
+
+    Coordinates are projected to a Lambert azimuthal equal-area projection
+    centred on the batch, which keeps areas exact wherever the batch lies.
+    """
+    if len(geoms) == 0:
+        return np.array([], dtype=float)
+    from pyproj import Transformer
+
+    xmin, ymin, xmax, ymax = shapely.total_bounds(geoms)
+    laea = f"+proj=laea +lat_0={(ymin + ymax) / 2} +lon_0={(xmin + xmax) / 2} +ellps=WGS84 +units=m"
+    tr = Transformer.from_crs("EPSG:4326", laea, always_xy=True)
+    projected = shapely.transform(geoms, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+    return shapely.area(projected)
+
+
+def _unit_rows(frame: pd.DataFrame, *, source: str | None) -> Iterator[tuple]:
+    """The units as rows for ``COPY unit_stage`` (binary), prepared column-wise."""
+    n = len(frame)
+    geoms = np.asarray(frame["geometry"], dtype=object)
+    wkb = shapely.to_wkb(geoms)
+
+    def text(name: str) -> np.ndarray:
+        if name not in frame.columns:
+            return np.full(n, None, dtype=object)
+        values = frame[name].to_numpy(dtype=object, copy=True)
+        values[pd.isna(values)] = None
+        return values
+
+    def number(name: str) -> list[float | None]:
+        if name not in frame.columns:
+            return [None] * n
+        values = pd.to_numeric(frame[name]).to_numpy(dtype=float)
+        return [None if math.isnan(v) else v for v in values.tolist()]
+
+    codes = frame["code"].to_numpy(dtype=object)
+
+    def js(name: str) -> list[str]:
+        if name not in frame.columns:
+            return ["{}"] * n
+        return [_json_object(v, row=c, field=name, source=source)
+                for v, c in zip(frame[name].to_numpy(dtype=object), codes)]
+
+    return zip(range(n), text("code"), text("parent_code"), text("level"), text("name"), wkb,
+               number("z_min"), number("z_max"), js("attrs"), js("restricted"), geodesic_area(geoms).tolist())
+
+
 def _floats(values: list[Any]) -> list[float | None]:
     return [None if v is None else float(v) for v in values]
 
 
 def _json_object(value: Any, *, row: Any, field: str, source: str | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, dict) and not value):
         return "{}"
     if isinstance(value, str):
         try:
@@ -1027,10 +1204,14 @@ def _json_object(value: Any, *, row: Any, field: str, source: str | None) -> str
             raise ValidationError(f"is not JSON: {exc}", source=source, row=row, field=field) from exc
     if not isinstance(value, dict):
         raise ValidationError("must be a mapping of attribute names to values", source=source, row=row, field=field)
+    for key, item in value.items():
+        if isinstance(item, (float, np.floating)) and not math.isfinite(item):
+            raise ValidationError(f"attribute {key!r} is NaN or infinite", source=source, row=row, field=field)
     try:
-        return json.dumps(value, allow_nan=False, default=_json_default)
-    except ValueError as exc:
-        raise ValidationError(f"holds a NaN or infinite number ({exc})", source=source, row=row, field=field) from exc
+        return orjson.dumps(value, default=_json_default,
+                            option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError as exc:
+        raise ValidationError(f"holds a value that is not JSON ({exc})", source=source, row=row, field=field) from exc
 
 
 def _json_default(value: Any) -> Any:

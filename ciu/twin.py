@@ -102,8 +102,9 @@ class Twin:
         store = Store.connect(url or database_url(settings))
         if migrate:
             from ciu.migrate import migrate as run_migrations
+            from ciu.settings import configured_levels
 
-            run_migrations(store.conn)
+            run_migrations(store.conn, levels=configured_levels())
         return cls(store)
 
     def close(self) -> None:

@@ -17,6 +17,8 @@ for arg in "$@"; do
   esac
 done
 
+# pip's own notices about this machine's extra package indexes are noise here
+quiet_pip() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "^WARNING: Location" >&2); }
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -53,10 +55,10 @@ stamp="$VENV/.ciu-installed"
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   say "installing Python packages into $VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
+  quiet_pip install -q --upgrade pip
   # The CPU build of torch first, so that nothing later pulls a CUDA build.
-  "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-  "$VENV/bin/python" -m pip install -q -e ".[all]"
+  quiet_pip install -q "torch==2.13.0"
+  quiet_pip install -q -e ".[all]"
   cuda=$("$VENV/bin/python" -c 'import torch; print(torch.version.cuda)')
   if [ "$cuda" != "None" ]; then
     echo "setup: a CUDA build of torch was installed ($cuda); CIU Twin expects the CPU build" >&2

@@ -62,7 +62,7 @@ def test_bad_config_is_named(tmp_path):
     with pytest.raises(ConfigError, match="city.toml"):
         SampleConfig.from_toml(bad)
     with pytest.raises(ConfigError, match="buildings fit"):
-        generate(SampleConfig(buildings=5000, radius_m=150, weeks=1))
+        generate(SampleConfig(buildings=60, radius_m=120, weeks=1))
 
 
 def test_build_is_idempotent(city):

@@ -87,6 +87,16 @@ def test_database_enforces_tree_invariant(twin):
     # changing a parent's level breaks its children: refused
     with pytest.raises(psycopg.errors.CheckViolation):
         conn.execute("UPDATE ciu.unit SET level = 'grid' WHERE code = 'c/d1'")
+    # a parent cannot be deleted from under its children
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="below it"):
+        conn.execute("DELETE FROM ciu.unit WHERE code = 'c/d1/g1/b1'")
+    # areas are filled in by the database when a writer leaves them out
+    area, geodesic = conn.execute(
+        "SELECT area_m2, ST_Area(geom::geography) FROM ciu.unit WHERE code = 'c/d1/g1'").fetchone()
+    assert area == pytest.approx(geodesic, rel=1e-4)  # the loader's equal-area figure agrees with PostGIS
+    conn.execute("UPDATE ciu.unit SET geom = ST_GeomFromText('POLYGON((5 52,5.005 52,5.005 52.01,5 52.01,5 52))', 4326)"
+                 " WHERE code = 'c/d1/g1'")
+    assert conn.execute("SELECT area_m2 FROM ciu.unit WHERE code = 'c/d1/g1'").fetchone()[0] == pytest.approx(area / 2, rel=0.01)
     # levels are frozen while units exist
     with pytest.raises(psycopg.errors.CheckViolation, match="levels cannot change"):
         conn.execute("INSERT INTO ciu.level (name, rank) VALUES ('room', 99)")
@@ -203,3 +213,23 @@ def test_deleting_a_subtree_removes_its_observations(twin):
     assert twin.store.delete_subtree("c/d1/g1") == 3
     assert twin.store.conn.execute("SELECT count(*) FROM ciu.observation").fetchone()[0] == 0
     assert twin.store.series_extent().empty
+
+
+def test_levels_are_configuration(twin, monkeypatch):
+    """A city with seven levels works with the same code; the list is frozen once units exist."""
+    seven = ("floor", "building", "grid", "area", "street", "admin_district", "city")
+    monkeypatch.setenv("CIU_LEVELS", '["' + '", "'.join(seven) + '"]')
+    from ciu.settings import configured_levels
+
+    assert migrate(twin.store.conn, levels=configured_levels()) == []
+    twin.store._levels = None
+    assert twin.levels == seven
+    codes = ["c"]
+    rows = [dict(code="c", parent_code=None, level="city", geometry=SQUARE)]
+    for level in reversed(seven[:-1]):
+        codes.append(f"{codes[-1]}/{level[:2]}1")
+        rows.append(dict(code=codes[-1], parent_code=codes[-2], level=level, geometry=SQUARE))
+    twin.load_units(units_frame(rows))
+    assert [a.level for a in twin.unit(codes[-1]).ancestors] == list(seven[1:])
+    with pytest.raises(CiuError, match="cannot change"):
+        migrate(twin.store.conn, levels=("floor", "building", "city"))

@@ -99,14 +99,30 @@ def floors_deck(floors: gpd.GeoDataFrame, people: pd.Series, districts: gpd.GeoD
     tooltip = {"html": "<b>{name}</b><br/>{code}<br/>people: {people} ({occupancy} of capacity)<br/>use: {use}",
                "style": {"fontSize": "12px"}}
     return pdk.Deck(layers=[base, floors_layer], initial_view_state=view, map_style=None, map_provider=None,
-                    tooltip=tooltip, description=title or None)
+                    tooltip=tooltip)
 
 
-def offline_html(deck: pdk.Deck, *, title: str = "CIU Twin") -> str:
+def legend_html(title: str, *, low: str = "empty", high: str = "full", heading: str = "") -> str:
+    """A small HTML legend for :data:`RAMP`, under an optional heading (pure)."""
+    stops = ", ".join(f"rgb({r:.0f},{g:.0f},{b:.0f})" for r, g, b in RAMP)
+    return (
+        '<div id="ciu-legend" style="position:absolute;left:16px;top:16px;z-index:10;padding:8px 12px;'
+        'background:rgba(20,24,32,.85);color:#e8ecf2;font:12px sans-serif;border-radius:6px">'
+        + (f'<div style="font-weight:bold;margin-bottom:6px">{heading}</div>' if heading else "")
+        + f'<div style="margin-bottom:4px">{title}</div>'
+        f'<div style="width:180px;height:10px;background:linear-gradient(to right,{stops})"></div>'
+        f'<div style="display:flex;justify-content:space-between"><span>{low}</span><span>{high}</span></div></div>'
+    )
+
+
+def offline_html(deck: pdk.Deck, *, title: str = "CIU Twin", legend: str | None = None) -> str:
     """The deck as one self-contained HTML page that makes no network request."""
     html = deck.to_html(as_string=True, offline=True, notebook_display=False)
     html = _EXTERNAL.sub("", html)
     html = html.replace("<title>pydeck</title>", f"<title>{title}</title>")
+    html = html.replace("</style>", "body{background:#10141c;color:#e8ecf2}</style>", 1)
+    if legend:
+        html = html.replace("<body>", "<body>" + legend, 1)
     if _EXTERNAL.search(html):
         raise RuntimeError("the offline view still references a remote resource")
     return html
@@ -136,5 +152,6 @@ def write_buildings_view(twin: Twin, out: Path | str, *, time: str | datetime | 
     deck = floors_deck(floors, values, districts, title=title)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(offline_html(deck, title=title), encoding="utf-8")
+    legend = legend_html("people ÷ floor capacity", low="0%", high="100% or more", heading=title)
+    path.write_text(offline_html(deck, title=title, legend=legend), encoding="utf-8")
     return path, f"{len(floors):,} {bottom}s, {variable} at {when:%Y-%m-%d %H:%M} UTC"

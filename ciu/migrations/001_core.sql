@@ -2,7 +2,6 @@
 -- observations, model runs, predictions and alerts.
 
 CREATE EXTENSION IF NOT EXISTS postgis;
-CREATE EXTENSION IF NOT EXISTS ltree;
 
 CREATE TABLE ciu.level (
     name text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]*$'),
@@ -25,56 +24,75 @@ COMMENT ON TABLE ciu.source IS 'Provenance: every loaded unit and observation po
 
 CREATE TABLE ciu.unit (
     id bigserial PRIMARY KEY,
-    code text NOT NULL UNIQUE CHECK (code ~ '^[a-z0-9_]+(/[a-z0-9_]+)*$'),
-    path ltree NOT NULL GENERATED ALWAYS AS (text2ltree(replace(code, '/', '.'))) STORED,
-    level text NOT NULL REFERENCES ciu.level (name),
-    parent_id bigint REFERENCES ciu.unit (id),
+    code text NOT NULL CONSTRAINT unit_code_format CHECK (code ~ '^[a-z0-9_]+(/[a-z0-9_]+)*$'),
+    level text NOT NULL,
+    parent_id bigint,
     name text,
     geom geometry(Geometry, 4326) NOT NULL,
-    area_m2 double precision GENERATED ALWAYS AS (ST_Area(geom::geography)) STORED,
+    area_m2 double precision,
     z_min double precision,
     z_max double precision,
     attrs jsonb NOT NULL DEFAULT '{}',
     restricted jsonb NOT NULL DEFAULT '{}',
-    source_id bigint REFERENCES ciu.source (id),
-    CONSTRAINT unit_geom_valid CHECK (ST_IsValid(geom) AND NOT ST_IsEmpty(geom)),
+    source_id bigint,
+    CONSTRAINT unit_geom_not_empty CHECK (NOT ST_IsEmpty(geom)),
     CONSTRAINT unit_z_range CHECK (z_min IS NULL OR z_max IS NULL OR z_min <= z_max),
     CONSTRAINT unit_attrs_object CHECK (jsonb_typeof(attrs) = 'object' AND jsonb_typeof(restricted) = 'object')
 );
+-- The code is the unit's materialised path: subtree = the code and every code
+-- that starts with it and a slash (text_pattern_ops serves those prefix scans).
+CREATE UNIQUE INDEX unit_code ON ciu.unit (code text_pattern_ops);
 CREATE INDEX unit_geom_gist ON ciu.unit USING gist (geom);
-CREATE INDEX unit_path_gist ON ciu.unit USING gist (path);
 CREATE INDEX unit_parent ON ciu.unit (parent_id);
 CREATE INDEX unit_level ON ciu.unit (level);
 COMMENT ON COLUMN ciu.unit.code IS 'Stable URL-safe hierarchical code: the parent''s code, a slash, a local key.';
+COMMENT ON COLUMN ciu.unit.area_m2 IS 'Area on the ellipsoid (m²): given by the loader, or computed by the database when missing.';
 COMMENT ON COLUMN ciu.unit.restricted IS 'Attributes visible only to roles allowed to see restricted data.';
 
 -- The tree invariant: every unit but a root of the top level has exactly one
--- parent exactly one level up, and its code extends the parent's code.
--- Checked per statement over the rows it touched (set-based, fast for bulk loads).
+-- parent exactly one level up, and its code extends the parent's code. Level
+-- and source must exist. Checked per statement over the rows it touched:
+-- set-based, so bulk loads pay one join instead of a trigger per row.
 CREATE FUNCTION ciu.check_tree(ids bigint[]) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     bad record;
     top integer;
 BEGIN
     SELECT max(rank) INTO top FROM ciu.level;
-    SELECT u.code, u.level, lu.rank, p.code AS parent_code, p.level AS parent_level, lp.rank AS parent_rank
+    SELECT u.code, u.level, lu.rank, u.parent_id, p.code AS parent_code, p.level AS parent_level,
+           lp.rank AS parent_rank, u.source_id, s.id AS source_found
       INTO bad
       FROM unnest(ids) AS t(id)
       JOIN ciu.unit u ON u.id = t.id
-      JOIN ciu.level lu ON lu.name = u.level
+      LEFT JOIN ciu.level lu ON lu.name = u.level
       LEFT JOIN ciu.unit p ON p.id = u.parent_id
       LEFT JOIN ciu.level lp ON lp.name = p.level
-     WHERE (u.parent_id IS NULL AND lu.rank <> top)
+      LEFT JOIN ciu.source s ON s.id = u.source_id
+     WHERE lu.rank IS NULL
+        OR (u.parent_id IS NULL AND lu.rank <> top)
         OR (u.parent_id IS NOT NULL AND lp.rank IS DISTINCT FROM lu.rank + 1)
         OR (u.parent_id IS NOT NULL AND left(u.code, length(p.code) + 1) <> p.code || '/')
+        OR (u.source_id IS NOT NULL AND s.id IS NULL)
      LIMIT 1;
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    IF bad.parent_code IS NULL THEN
+    IF bad.rank IS NULL THEN
+        RAISE EXCEPTION 'unit % has unknown level %', bad.code, bad.level
+            USING ERRCODE = 'check_violation', COLUMN = 'level', CONSTRAINT = 'unit_tree', TABLE = 'unit',
+                  DETAIL = bad.code;
+    ELSIF bad.source_id IS NOT NULL AND bad.source_found IS NULL THEN
+        RAISE EXCEPTION 'unit % refers to source % that does not exist', bad.code, bad.source_id
+            USING ERRCODE = 'foreign_key_violation', COLUMN = 'source_id', CONSTRAINT = 'unit_tree', TABLE = 'unit',
+                  DETAIL = bad.code;
+    ELSIF bad.parent_id IS NULL THEN
         RAISE EXCEPTION 'unit % (level %) has no parent; only % units may be roots',
             bad.code, bad.level, (SELECT name FROM ciu.level WHERE rank = top)
             USING ERRCODE = 'check_violation', COLUMN = 'parent_id', CONSTRAINT = 'unit_tree', TABLE = 'unit',
+                  DETAIL = bad.code;
+    ELSIF bad.parent_code IS NULL THEN
+        RAISE EXCEPTION 'unit % has parent id % that does not exist', bad.code, bad.parent_id
+            USING ERRCODE = 'foreign_key_violation', COLUMN = 'parent_id', CONSTRAINT = 'unit_tree', TABLE = 'unit',
                   DETAIL = bad.code;
     ELSIF bad.parent_rank IS DISTINCT FROM bad.rank + 1 THEN
         RAISE EXCEPTION 'unit % (level %) has parent % at level %; its parent must be one level up',
@@ -89,28 +107,61 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION ciu.unit_tree_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION ciu.unit_after_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM ciu.check_tree(ARRAY(SELECT id FROM new_units));
+    IF EXISTS (SELECT 1 FROM new_units WHERE area_m2 IS NULL) THEN
+        UPDATE ciu.unit u SET area_m2 = ST_Area(u.geom::geography)
+          FROM new_units n WHERE u.id = n.id AND n.area_m2 IS NULL;
+    END IF;
     RETURN NULL;
 END;
 $$;
 
-CREATE FUNCTION ciu.unit_tree_update() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION ciu.unit_after_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     -- the updated units and the children of the updated units
     PERFORM ciu.check_tree(ARRAY(
         SELECT id FROM new_units
         UNION
         SELECT c.id FROM ciu.unit c JOIN new_units n ON c.parent_id = n.id));
+    -- a moved outline gets its area again (unless the writer gave the new area)
+    IF EXISTS (SELECT 1 FROM new_units n JOIN old_units o ON o.id = n.id
+                WHERE n.area_m2 IS NULL
+                   OR (NOT ST_OrderingEquals(n.geom, o.geom) AND n.area_m2 IS NOT DISTINCT FROM o.area_m2)) THEN
+        UPDATE ciu.unit u SET area_m2 = ST_Area(u.geom::geography)
+          FROM new_units n JOIN old_units o ON o.id = n.id
+         WHERE u.id = n.id
+           AND (n.area_m2 IS NULL
+                OR (NOT ST_OrderingEquals(n.geom, o.geom) AND n.area_m2 IS NOT DISTINCT FROM o.area_m2));
+    END IF;
     RETURN NULL;
 END;
 $$;
 
-CREATE TRIGGER unit_tree_insert AFTER INSERT ON ciu.unit
-    REFERENCING NEW TABLE AS new_units FOR EACH STATEMENT EXECUTE FUNCTION ciu.unit_tree_insert();
-CREATE TRIGGER unit_tree_update AFTER UPDATE ON ciu.unit
-    REFERENCING NEW TABLE AS new_units FOR EACH STATEMENT EXECUTE FUNCTION ciu.unit_tree_update();
+CREATE FUNCTION ciu.unit_after_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    orphan record;
+BEGIN
+    SELECT c.code, d.code AS parent_code INTO orphan
+      FROM ciu.unit c JOIN old_units d ON c.parent_id = d.id LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'cannot delete unit %: unit % is below it (delete the whole subtree)',
+            orphan.parent_code, orphan.code
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'unit_tree', TABLE = 'unit',
+                  DETAIL = orphan.parent_code;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER unit_after_insert AFTER INSERT ON ciu.unit
+    REFERENCING NEW TABLE AS new_units FOR EACH STATEMENT EXECUTE FUNCTION ciu.unit_after_insert();
+CREATE TRIGGER unit_after_update AFTER UPDATE ON ciu.unit
+    REFERENCING OLD TABLE AS old_units NEW TABLE AS new_units
+    FOR EACH STATEMENT EXECUTE FUNCTION ciu.unit_after_update();
+CREATE TRIGGER unit_after_delete AFTER DELETE ON ciu.unit
+    REFERENCING OLD TABLE AS old_units FOR EACH STATEMENT EXECUTE FUNCTION ciu.unit_after_delete();
 
 -- Levels are configuration: they may change only while the twin holds no units.
 CREATE FUNCTION ciu.level_guard() RETURNS trigger LANGUAGE plpgsql AS $$
