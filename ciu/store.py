@@ -753,6 +753,28 @@ class Store:
         ).fetchall()
         return [r[0] for r in rows]
 
+    def _unit_time_filters(
+        self, alias: str, *, level: str | None, codes: Sequence[str] | None, start: datetime | None,
+        end: datetime | None,
+    ) -> tuple[list[sql.Composable], dict[str, Any]]:
+        """WHERE terms on the unit ``u`` (level, codes) and on ``alias.time`` (start, end)."""
+        where: list[sql.Composable] = []
+        params: dict[str, Any] = {}
+        if level is not None:
+            self.rank(level)
+            where.append(sql.SQL("u.level = %(level)s"))
+            params["level"] = level
+        if codes is not None:
+            where.append(sql.SQL("u.code = ANY(%(codes)s)"))
+            params["codes"] = list(codes)
+        if start is not None:
+            where.append(sql.SQL("{}.time >= %(start)s").format(sql.Identifier(alias)))
+            params["start"] = start
+        if end is not None:
+            where.append(sql.SQL("{}.time < %(end)s").format(sql.Identifier(alias)))
+            params["end"] = end
+        return where, params
+
     def observations(
         self,
         variable: str,
@@ -763,22 +785,9 @@ class Store:
         end: datetime | None = None,
     ) -> pd.DataFrame:
         """Stored observations of one variable as a frame ``code, time, value``."""
-        vid = self._variable_id(variable)
-        where = [sql.SQL("o.variable_id = %(vid)s")]
-        params: dict[str, Any] = {"vid": vid}
-        if level is not None:
-            self.rank(level)
-            where.append(sql.SQL("u.level = %(level)s"))
-            params["level"] = level
-        if codes is not None:
-            where.append(sql.SQL("u.code = ANY(%(codes)s)"))
-            params["codes"] = list(codes)
-        if start is not None:
-            where.append(sql.SQL("o.time >= %(start)s"))
-            params["start"] = start
-        if end is not None:
-            where.append(sql.SQL("o.time < %(end)s"))
-            params["end"] = end
+        where, params = self._unit_time_filters("o", level=level, codes=codes, start=start, end=end)
+        where.append(sql.SQL("o.variable_id = %(vid)s"))
+        params["vid"] = self._variable_id(variable)
         query = sql.SQL(
             "SELECT u.code, o.time, o.value FROM ciu.observation o JOIN ciu.unit u ON u.id = o.unit_id"
             " WHERE {} ORDER BY u.code, o.time"
@@ -981,22 +990,12 @@ class Store:
         if variable is not None:
             where.append(sql.SQL("p.variable_id = %(vid)s"))
             params["vid"] = self._variable_id(variable)
-        if codes is not None:
-            where.append(sql.SQL("u.code = ANY(%(codes)s)"))
-            params["codes"] = list(codes)
-        if level is not None:
-            self.rank(level)
-            where.append(sql.SQL("u.level = %(level)s"))
-            params["level"] = level
         if horizon is not None:
             where.append(sql.SQL("p.horizon = %(h)s"))
             params["h"] = int(horizon)
-        if start is not None:
-            where.append(sql.SQL("p.time >= %(start)s"))
-            params["start"] = start
-        if end is not None:
-            where.append(sql.SQL("p.time < %(end)s"))
-            params["end"] = end
+        more, more_params = self._unit_time_filters("p", level=level, codes=codes, start=start, end=end)
+        where += more
+        params.update(more_params)
         query = sql.SQL(
             "SELECT p.run_id, u.code, u.level, v.name, p.issued_at, p.horizon, p.time, p.value, p.risk"
             " FROM ciu.prediction p JOIN ciu.unit u ON u.id = p.unit_id JOIN ciu.variable v ON v.id = p.variable_id"
