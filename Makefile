@@ -54,3 +54,18 @@ bench-api: setup
 	@test -x .venv-tipg/bin/python || python3.11 -m venv .venv-tipg
 	@.venv-tipg/bin/python -c "import tipg, uvloop" 2>/dev/null || .venv-tipg/bin/python -m pip install -q "tipg>=1.0" "uvicorn[standard]"
 	@$(PY) -m bench.api
+# -- real cities ----------------------------------------------------------------
+.PHONY: demo-nyc bench-ingest
+NYC_DATA ?=
+
+demo-nyc: setup
+	@$(CIU) db start
+	@$(CIU) db migrate
+	@$(CIU) build nyc $(if $(NYC_DATA),--data $(NYC_DATA),)
+	@$(CIU) info
+
+bench-ingest: setup
+	@bash scripts/setup.sh --gdal
+	@$(PY) -m bench.ingest
+
+bench: bench-ingest

@@ -10,6 +10,7 @@ import typer
 
 from ciu.api import cli as api_cli
 from ciu.errors import CiuError
+from ingest import cli as ingest_cli
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="CIU Twin: a city as a hierarchy of units in PostGIS.")
 db_app = typer.Typer(no_args_is_help=True, help="The twin's PostGIS database.")
@@ -18,6 +19,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(sample_app, name="sample")
 app.add_typer(api_cli.keys_app, name="keys")
 app.command("serve")(api_cli.serve)
+app.command("ingest")(ingest_cli.ingest_command)
+app.add_typer(ingest_cli.build_app, name="build")
 
 
 def _settings():
@@ -151,6 +154,7 @@ def info() -> None:
         for src in s["sources"]:
             typer.echo(f"    #{src.id} {src.uri} sha256 {src.sha256[:12]}… by {src.loader} {src.loader_version},"
                        f" {src.rows:,} rows, {src.loaded_at:%Y-%m-%d %H:%M}")
+        ingest_cli.echo_sources_per_level(twin)
 
 
 @app.command("sources")

@@ -1067,6 +1067,19 @@ class Store:
         ).fetchone()
         return hashlib.sha256(repr(row).encode()).hexdigest()[:16]
 
+    def sources_per_level(self) -> list[dict[str, Any]]:
+        """Per level and source: how many units and observations came from it (``level, kind, source_id, uri, n``)."""
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "SELECT x.level, x.kind, x.source_id, s.uri, x.n FROM ("
+                " SELECT level, 'units' AS kind, source_id, count(*) AS n FROM ciu.unit"
+                "  WHERE source_id IS NOT NULL GROUP BY 1, 3"
+                " UNION ALL"
+                " SELECT u.level, 'observations', o.source_id, count(*) FROM ciu.observation o"
+                "  JOIN ciu.unit u ON u.id = o.unit_id WHERE o.source_id IS NOT NULL GROUP BY 1, 3"
+                ") x JOIN ciu.source s ON s.id = x.source_id ORDER BY x.level, x.kind DESC, x.source_id"
+            ).fetchall()
+
 
 def binary_copy_payload(columns: Sequence[tuple[np.ndarray, str]]) -> bytes:
     """A PostgreSQL binary COPY stream for fixed-width, non-null columns.

@@ -1,0 +1,149 @@
+"""The one contract every loader follows, and the registry of loaders.
+
+A loader reads one format family. It says whether it can open a path
+(:meth:`Loader.can_open`), and reads it into either a :class:`Layer`
+(geometries with attributes, in EPSG:4326) or a :class:`Series`
+(long-format observations keyed by a unit key, a time and a variable).
+Loaders are registered only when the library they need imports, so a
+missing optional dependency removes a format instead of breaking the rest.
+
+>>> from ingest.base import registered
+>>> "timeseries" in {loader.name for loader in registered()}
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+
+from ciu.errors import ValidationError
+
+#: loader modules and the library each one needs
+LOADER_MODULES: tuple[tuple[str, str], ...] = (
+    ("ingest.vector", "pyogrio"),
+    ("ingest.cityjson", "json"),
+    ("ingest.timeseries", "pandas"),
+    ("ingest.arrays", "xarray"),
+)
+
+
+def file_sha256(path: Path | str, *, chunk: int = 1 << 20) -> str:
+    """The sha256 of a file's bytes (of every file of a Shapefile's set, in name order)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    parts = [path]
+    if path.suffix.lower() == ".shp":
+        parts = sorted(p for p in path.parent.glob(path.stem + ".*") if p.suffix.lower() in SHAPEFILE_PARTS)
+    for part in parts:
+        with open(part, "rb") as fh:
+            while block := fh.read(chunk):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+
+
+@dataclass
+class Layer:
+    """Features read from a file: a GeoDataFrame in EPSG:4326 plus where it came from.
+
+    ``frame`` keeps the source's attribute columns and a ``feature`` column
+    with the feature's position in the file (for error messages).
+    """
+
+    frame: gpd.GeoDataFrame
+    uri: str
+    loader: str
+    loader_version: str
+    source_crs: str
+    params: dict[str, Any] = field(default_factory=dict)
+    #: parts below the features (e.g. a CityJSON building's storeys), by name
+    parts: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+@dataclass
+class Series:
+    """Observations read from a file: columns ``key, variable, time, value, row``.
+
+    ``key`` names the unit (a code or an identifier to be mapped to a code),
+    ``row`` is the record's position in the file (for error messages).
+    """
+
+    frame: pd.DataFrame
+    uri: str
+    loader: str
+    loader_version: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class Loader(ABC):
+    """One format family.
+
+    Subclasses set ``name``, ``version`` and ``suffixes`` and implement
+    :meth:`read`.
+    """
+
+    name: str = ""
+    version: str = "1"
+    suffixes: tuple[str, ...] = ()
+    #: what :meth:`read` returns: ``"layer"`` or ``"series"``
+    kind: str = "layer"
+
+    def can_open(self, path: Path | str) -> bool:
+        """Whether this loader reads the file at ``path`` (by its name ending)."""
+        name = str(path).lower()
+        return any(name.endswith(s) for s in self.suffixes)
+
+    @abstractmethod
+    def read(self, path: Path | str, **options: Any) -> Layer | Series:
+        """Read the file; raise :class:`~ciu.errors.ValidationError` naming file, row and field."""
+
+
+def check_exists(path: Path | str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ValidationError("file does not exist", source=str(path))
+    return path
+
+
+_REGISTRY: list[Loader] | None = None
+
+
+def registered() -> list[Loader]:
+    """The loaders whose dependency imports, in a fixed order."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        found: list[Loader] = []
+        for module_name, needs in LOADER_MODULES:
+            if importlib.util.find_spec(needs) is None:
+                continue
+            module = importlib.import_module(module_name)
+            found.extend(module.LOADERS)
+        _REGISTRY = found
+    return list(_REGISTRY)
+
+
+def loader_named(name: str) -> Loader:
+    for loader in registered():
+        if loader.name == name:
+            return loader
+    raise ValidationError(f"no loader named {name!r}; available: {[lo.name for lo in registered()]}", field="loader")
+
+
+def loader_for(path: Path | str) -> Loader:
+    """The first registered loader that can open ``path``."""
+    for loader in registered():
+        if loader.can_open(path):
+            return loader
+    suffixes = sorted({s for lo in registered() for s in lo.suffixes})
+    raise ValidationError(f"no loader opens this file; known endings: {suffixes}", source=str(path))

@@ -1,0 +1,157 @@
+"""Loading any supported file into a twin: the engine behind ``ciu ingest``.
+
+A layer becomes units of one level: each feature gets its parent among the
+twin's units one level up (by the rules of :mod:`ingest.builder`), its code
+``parent code / key``, and its attribute columns as attributes. A series
+becomes observations of the units its keys name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import geopandas as gpd
+import pandas as pd
+
+from ciu.errors import ValidationError
+from ciu.store import LoadReport
+from ingest.base import Layer, Loader, Series, file_sha256
+from ingest.builder import LevelLayer, build_hierarchy, floor_units
+from ingest.pipeline import SourceInfo, load_series, load_unit_frame
+
+if TYPE_CHECKING:
+    from ciu.twin import Twin
+
+
+def ingest_file(twin: Twin, path: Path | str, *, loader: Loader, level: str | None = None, as_: str | None = None,
+                key: str | None = None, name: str | None = None, crs: str | None = None, floors: bool = False,
+                storey_height: float = 3.0, floors_column: str = "floors", height_column: str = "height_m",
+                variable: str | None = None, layout: str | None = None, time_column: str = "time",
+                value_column: str = "value", tz: str = "UTC", unit_dim: str | None = None,
+                on_conflict: str = "error") -> tuple[LoadReport, list[str]]:
+    """Load one file; returns the load report and lines worth telling the user."""
+    path = Path(path)
+    kind = as_ or ("units" if loader.kind == "layer" else "observations")
+    if kind == "units":
+        if loader.kind != "layer":
+            raise ValidationError(f"the {loader.name} loader reads observations, not units", source=str(path))
+        if level is None:
+            raise ValidationError("units need a level (--level)", source=str(path), field="level")
+        layer = loader.read(path, crs=crs, key=key)
+        assert isinstance(layer, Layer)
+        return load_layer(twin, layer, level=level, key=key, name=name, floors=floors, storey_height=storey_height,
+                          floors_column=floors_column, height_column=height_column,
+                          params={"crs": crs, "key": key, "name": name})
+    if loader.kind == "layer":
+        raise ValidationError(f"the {loader.name} loader reads units, not observations", source=str(path))
+    options: dict[str, Any] = {"variable": variable, "tz": tz}
+    if loader.name == "timeseries":
+        options.update(layout=layout, key=key or "code", time=time_column, value=value_column,
+                       nonnegative=_is_count(twin, variable))
+    elif loader.name == "arrays":
+        if unit_dim is None or variable is None:
+            raise ValidationError("an array file on the command line must be NetCDF with --variable and --unit-dim"
+                                  " (npz and HDF5 need a mapping: use ingest.arrays.ArrayMapping)", source=str(path),
+                                  field="unit_dim")
+        from ingest.arrays import netcdf_mapping
+
+        options["mapping"] = netcdf_mapping(path, variable, unit_dim=unit_dim, tz=tz)
+    series = loader.read(path, **options)
+    assert isinstance(series, Series)
+    series.params["key_field"] = key or "code"
+    info = SourceInfo(uri=str(path), sha256=file_sha256(path), loader=series.loader,
+                      loader_version=series.loader_version,
+                      params={k: v for k, v in {**series.params, "variable": variable, "level": level}.items()
+                              if v is not None and k != "key_field"})
+    report = load_series(twin, series, info, level=level, on_conflict=on_conflict)  # type: ignore[arg-type]
+    return report, list(report.notes)
+
+
+def _is_count(twin: Twin, variable: str | None) -> bool:
+    if variable is None:
+        return False
+    from ciu.errors import UnknownVariable
+
+    try:
+        return twin.store.variable(variable).rollup == "sum"
+    except UnknownVariable:
+        return False
+
+
+def layer_units(twin: Twin, layer: Layer, *, level: str, key: str | None = None, name: str | None = None,
+                floors: bool = False, storey_height: float = 3.0, floors_column: str = "floors",
+                height_column: str = "height_m") -> tuple[gpd.GeoDataFrame, list[str]]:
+    """Units (and floors) for the features of ``layer`` at ``level``, parents from the twin."""
+    levels = twin.levels
+    rank = twin.store.rank(level)
+    frame = layer.frame
+    if key is None:
+        frame = frame.assign(_key=frame["feature"].map(lambda i: f"{i + 1}"))
+        key = "_key"
+    attrs = tuple(c for c in frame.columns if c not in (frame.geometry.name, "feature", "_key"))
+    z = None
+    if level == "building" and height_column in frame.columns:
+        frame = frame.assign(_z0=0.0, _z1=pd.to_numeric(frame[height_column], errors="coerce"))
+        z = ("_z0", "_z1")
+    prefix = {"building": "b", "grid": "g", "district": "d", "floor": "f"}.get(level, "")
+    spec = LevelLayer(level, frame, key=key, prefix=prefix, name=name, attrs=attrs, z=z)
+    existing = {}
+    if rank < len(levels) - 1:
+        above = levels[rank + 1]
+        existing[above] = twin.units(level=above)
+    tree = build_hierarchy([spec], levels=levels, existing=existing)
+    units = tree.units
+    lines = tree.orphan_report()
+    if floors:
+        if level != "building":
+            raise ValidationError("floors are made for buildings only (--level building)", field="floors")
+        b = units.set_index("code", drop=False)
+        for col in (floors_column, height_column):
+            b[col] = b["attrs"].map(lambda a, c=col: a.get(c))
+        storeys = layer.parts.get("storeys")
+        measured = storey_units(b, storeys, key=key) if storeys is not None and len(storeys) else None
+        rest = b if measured is None else b[~b["code"].isin(measured["parent_code"])]
+        made = floor_units(rest, floors_column=floors_column, height_column=height_column,
+                           storey_height=storey_height)
+        if measured is not None:
+            made = pd.concat([measured, made], ignore_index=True)
+            lines.append(f"{len(measured):,} floors from the file's storeys")
+        units = gpd.GeoDataFrame(pd.concat([units, made], ignore_index=True), geometry="geometry", crs="EPSG:4326")
+        lines.append(f"{len(made):,} floors made for {len(b):,} buildings "
+                     f"({int(made['attrs'].map(lambda a: a['estimated']).sum()):,} estimated from height)")
+    return units, lines
+
+
+def storey_units(buildings: gpd.GeoDataFrame, storeys: pd.DataFrame, *, key: str) -> gpd.GeoDataFrame:
+    """Floor units from measured storeys (``building, storey, z_min, z_max, name``), numbered bottom up."""
+    by_key = {str(a.get(key)): code for code, a in zip(buildings["code"], buildings["attrs"])}
+    rows = storeys.assign(parent=storeys["building"].astype(str).map(by_key)).dropna(subset=["parent"])
+    rows = rows.sort_values(["parent", "z_min"])
+    rows["floor"] = rows.groupby("parent").cumcount()
+    geoms = buildings.set_index("code").geometry
+    return gpd.GeoDataFrame({
+        "code": [f"{p}/f{k:02d}" for p, k in zip(rows["parent"], rows["floor"])],
+        "parent_code": rows["parent"].to_numpy(),
+        "level": "floor",
+        "name": rows["name"].astype(str).to_numpy(),
+        "z_min": rows["z_min"].to_numpy(dtype=float),
+        "z_max": rows["z_max"].to_numpy(dtype=float),
+        "attrs": [{"floor": int(k), "estimated": False, "storey": str(sid)}
+                  for k, sid in zip(rows["floor"], rows["storey"])],
+        "restricted": [{} for _ in range(len(rows))],
+    }, geometry=list(geoms.loc[rows["parent"]].values), crs="EPSG:4326")
+
+
+def load_layer(twin: Twin, layer: Layer, *, level: str, key: str | None = None, name: str | None = None,
+               floors: bool = False, storey_height: float = 3.0, floors_column: str = "floors",
+               height_column: str = "height_m", params: dict[str, Any] | None = None) -> tuple[LoadReport, list[str]]:
+    """Place and load a layer as units of ``level`` with its provenance (one transaction)."""
+    units, lines = layer_units(twin, layer, level=level, key=key, name=name, floors=floors,
+                               storey_height=storey_height, floors_column=floors_column, height_column=height_column)
+    full = {"level": level, "floors": floors, **({"storey_height": storey_height} if floors else {}),
+            **{k: v for k, v in (params or {}).items() if v is not None}, **layer.params}
+    info = SourceInfo(uri=layer.uri, sha256=file_sha256(layer.uri), loader=layer.loader,
+                      loader_version=layer.loader_version, params=full)
+    report = load_unit_frame(twin, units, info)
+    return report, lines

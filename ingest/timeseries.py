@@ -1,0 +1,171 @@
+"""Time series from CSV or Parquet, long or wide.
+
+- long: one row per observation, columns ``key, time, value`` and either a
+  ``variable`` column or a variable named by the caller;
+- wide: a time column and one column per unit (the column name is the unit
+  key), for one variable named by the caller.
+
+Rows are counted from 0 after the header, as in every error of the twin.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from ciu.errors import DuplicateError, ValidationError
+from ingest.base import Loader, Series, check_exists
+
+VERSION = "1"
+
+
+def read_table(path: Path, *, source: str) -> pd.DataFrame:
+    """A CSV or Parquet file as a frame (every cell as read; no type guessing for keys)."""
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise ValidationError(f"cannot be read as a table ({str(exc).strip()})", source=source) from exc
+
+
+def parse_times(values: pd.Series, *, tz: str, source: str, field: str, rows: np.ndarray) -> pd.Series:
+    """Timestamps in UTC; naive ones are read in ``tz`` (the first of an ambiguous hour)."""
+    times = pd.to_datetime(values, errors="coerce", format="mixed") if values.dtype == object else \
+        pd.to_datetime(values, errors="coerce")
+    bad = times.isna().to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValidationError(f"{values.iloc[i]!r} is not a timestamp", source=source, row=int(rows[i]), field=field)
+    if times.dt.tz is None:
+        try:
+            times = times.dt.tz_localize(tz, ambiguous=np.ones(len(times), dtype=bool), nonexistent="raise")
+        except (ValueError, TypeError) as exc:  # a wall-clock hour that does not exist in tz
+            raise ValidationError(f"a local time does not exist in {tz} ({exc})", source=source, field=field) from exc
+    return times.dt.tz_convert("UTC")
+
+
+def check_values(values: pd.Series, *, nonnegative: bool, source: str, rows: np.ndarray,
+                 fields: np.ndarray | str) -> np.ndarray:
+    """Values as floats; NaN, infinite (and with ``nonnegative`` negative) values are refused."""
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(numbers)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        field = fields if isinstance(fields, str) else str(fields[i])
+        raise ValidationError(f"value {values.iloc[i]!r} is missing or not a finite number", source=source,
+                              row=int(rows[i]), field=field)
+    if nonnegative:
+        neg = numbers < 0
+        if neg.any():
+            i = int(np.flatnonzero(neg)[0])
+            field = fields if isinstance(fields, str) else str(fields[i])
+            raise ValidationError(f"count {numbers[i]:g} is negative", source=source, row=int(rows[i]), field=field)
+    return numbers
+
+
+class TimeSeriesLoader(Loader):
+    """CSV or Parquet time series, long or wide."""
+
+    name = "timeseries"
+    version = VERSION
+    suffixes = (".csv", ".parquet", ".csv.gz")
+    kind = "series"
+
+    def can_open(self, path: Path | str) -> bool:
+        if str(path).lower().endswith(".parquet"):
+            from ingest.vector import _is_geoparquet
+
+            return not _is_geoparquet(Path(path))
+        return super().can_open(path)
+
+    def read(
+        self, path: Path | str, *, layout: Literal["long", "wide"] | None = None, key: str = "code",
+        time: str = "time", value: str = "value", variable: str | None = None, tz: str = "UTC",
+        nonnegative: bool = False, **_: Any,
+    ) -> Series:
+        """Read observations.
+
+        Parameters
+        ----------
+        layout
+            ``"long"`` or ``"wide"``; guessed from the columns when ``None``
+            (a value or key column means long).
+        key, time, value
+            Column names (long layout; ``time`` also in wide).
+        variable
+            The variable of every value (wide layout, or long without a
+            ``variable`` column).
+        tz
+            Time zone of naive timestamps.
+        nonnegative
+            Refuse negative values (counts).
+        """
+        path = check_exists(path)
+        source = str(path)
+        table = read_table(path, source=source)
+        if layout is None:
+            layout = "long" if (value in table.columns or key in table.columns) else "wide"
+        if time not in table.columns:
+            raise ValidationError(f"missing time column {time!r} (the file has {list(table.columns)})",
+                                  source=source, field=time)
+        if layout == "long":
+            frame = self._long(table, source=source, key=key, time=time, value=value, variable=variable, tz=tz,
+                               nonnegative=nonnegative)
+        elif layout == "wide":
+            frame = self._wide(table, source=source, time=time, variable=variable, tz=tz, nonnegative=nonnegative)
+        else:
+            raise ValidationError(f"layout {layout!r} must be 'long' or 'wide'", source=source, field="layout")
+        dup = frame.duplicated(["key", "variable", "time"]).to_numpy()
+        if dup.any():
+            r = frame.iloc[int(np.flatnonzero(dup)[0])]
+            raise DuplicateError(f"unit {r['key']!r}, variable {r['variable']!r} at {r['time']} is given twice",
+                                 source=source, row=int(r["row"]), field="time")
+        return Series(frame=frame, uri=source, loader=f"ingest.{self.name}", loader_version=self.version,
+                      params={"layout": layout, "tz": tz})
+
+    @staticmethod
+    def _long(table: pd.DataFrame, *, source: str, key: str, time: str, value: str, variable: str | None, tz: str,
+              nonnegative: bool) -> pd.DataFrame:
+        need = [key, value] + ([] if variable else ["variable"])
+        for name in need:
+            if name not in table.columns:
+                raise ValidationError(f"missing column {name!r} (the file has {list(table.columns)})",
+                                      source=source, field=name)
+        rows = np.arange(len(table))
+        keys = table[key]
+        if keys.isna().any():
+            i = int(np.flatnonzero(keys.isna().to_numpy())[0])
+            raise ValidationError("unit key is missing", source=source, row=i, field=key)
+        variables = table["variable"] if variable is None else pd.Series(variable, index=table.index)
+        if variables.isna().any():
+            i = int(np.flatnonzero(variables.isna().to_numpy())[0])
+            raise ValidationError("variable is missing", source=source, row=i, field="variable")
+        times = parse_times(table[time], tz=tz, source=source, field=time, rows=rows)
+        values = check_values(table[value], nonnegative=nonnegative, source=source, rows=rows, fields=value)
+        return pd.DataFrame({"key": keys.astype(str).to_numpy(), "variable": variables.astype(str).to_numpy(),
+                             "time": times.array, "value": values, "row": rows})
+
+    @staticmethod
+    def _wide(table: pd.DataFrame, *, source: str, time: str, variable: str | None, tz: str,
+              nonnegative: bool) -> pd.DataFrame:
+        if variable is None:
+            raise ValidationError("a wide table needs the variable it holds (--variable)", source=source,
+                                  field="variable")
+        units = [c for c in table.columns if c != time]
+        if not units:
+            raise ValidationError("a wide table needs one column per unit besides the time column", source=source)
+        rows = np.arange(len(table))
+        times = parse_times(table[time], tz=tz, source=source, field=time, rows=rows)
+        long = table[units].melt(ignore_index=False, var_name="key", value_name="value")
+        long_rows = long.index.to_numpy()
+        values = check_values(long["value"], nonnegative=nonnegative, source=source, rows=long_rows,
+                              fields=long["key"].to_numpy())
+        return pd.DataFrame({"key": long["key"].astype(str).to_numpy(), "variable": variable,
+                             "time": times.array[long_rows], "value": values, "row": long_rows})
+
+
+LOADERS = (TimeSeriesLoader(),)

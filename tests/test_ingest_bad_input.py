@@ -1,0 +1,200 @@
+"""A corpus of bad files, made at test time: each gives one clear error and leaves the database as it was."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from ciu.errors import CiuError, DuplicateError, ValidationError
+from ingest.arrays import ArrayLoader, ArrayMapping
+from ingest.base import loader_for
+from ingest.generic import ingest_file
+from ingest.pipeline import SourceInfo, load_series
+from tests.conftest import fingerprint
+from tests.ingest_files import footprints, write_vector
+
+
+def _features(city, n: int = 3) -> list[dict]:
+    cells = city.units(level="grid")
+    pts = shapely.point_on_surface(np.asarray(cells.geometry.values, dtype=object))[:n]
+    frame = footprints([(p.x, p.y) for p in pts])
+    return json.loads(frame.to_json(drop_id=True))["features"]
+
+
+def _geojson(path: Path, features: list[dict]) -> Path:
+    doc = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}},
+           "features": features}
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def bowtie(city, tmp: Path) -> tuple[Path, dict]:
+    feats = _features(city)
+    (x, y) = feats[1]["geometry"]["coordinates"][0][0]
+    d = 0.0001
+    feats[1]["geometry"]["coordinates"] = [[[x, y], [x + d, y + d], [x + d, y], [x, y + d], [x, y]]]
+    return _geojson(tmp / "bowtie.geojson", feats), {"row": 1, "field": "geometry", "match": "Self-intersection"}
+
+
+def empty_polygon(city, tmp: Path) -> tuple[Path, dict]:
+    feats = _features(city)
+    feats[2]["geometry"] = {"type": "Polygon", "coordinates": []}
+    return _geojson(tmp / "empty.geojson", feats), {"row": 2, "field": "geometry", "match": "empty|missing"}
+
+
+def missing_crs(city, tmp: Path) -> tuple[Path, dict]:
+    cells = city.units(level="grid")
+    pts = shapely.point_on_surface(np.asarray(cells.geometry.values, dtype=object))[:2]
+    path = write_vector(footprints([(p.x, p.y) for p in pts]), tmp / "nocrs.shp")
+    (tmp / "nocrs.prj").unlink()
+    return path, {"row": None, "field": "crs", "match": "coordinate reference system"}
+
+
+def missing_key_column(city, tmp: Path) -> tuple[Path, dict]:
+    feats = _features(city)
+    for f in feats:
+        f["properties"]["ident"] = f["properties"].pop("bid")
+    return _geojson(tmp / "nokey.geojson", feats), {"row": None, "field": "bid", "match": "missing"}
+
+
+def duplicate_ids(city, tmp: Path) -> tuple[Path, dict]:
+    feats = _features(city)
+    feats[2]["properties"]["bid"] = feats[0]["properties"]["bid"]
+    return _geojson(tmp / "dup.geojson", feats), {"row": 2, "field": "bid", "match": "also names feature 0",
+                                                  "type": DuplicateError}
+
+
+def truncated_geojson(city, tmp: Path) -> tuple[Path, dict]:
+    path = _geojson(tmp / "cut.geojson", _features(city))
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    return path, {"row": None, "field": None, "match": "cannot be read"}
+
+
+def truncated_gpkg(city, tmp: Path) -> tuple[Path, dict]:
+    cells = city.units(level="grid")
+    pts = shapely.point_on_surface(np.asarray(cells.geometry.values, dtype=object))[:3]
+    path = write_vector(footprints([(p.x, p.y) for p in pts]), tmp / "cut.gpkg")
+    path.write_bytes(path.read_bytes()[:3000])
+    return path, {"row": None, "field": None, "match": "cannot be read"}
+
+
+def _series_csv(city, tmp: Path, name: str, edit: Callable[[pd.DataFrame], pd.DataFrame]) -> Path:
+    codes = list(city.units(level="grid").index[:2])
+    times = pd.date_range("2032-01-01", periods=3, freq="h", tz="UTC")
+    frame = pd.DataFrame([(c, t.isoformat(), "people", 5.0) for c in codes for t in times],
+                         columns=["code", "time", "variable", "value"])
+    path = tmp / name
+    edit(frame).to_csv(path, index=False)
+    return path
+
+
+def nan_count(city, tmp):
+    def edit(f):
+        f.loc[3, "value"] = np.nan
+        return f
+    return _series_csv(city, tmp, "nan.csv", edit), {"row": 3, "field": "value", "match": "missing"}
+
+
+def negative_count(city, tmp):
+    def edit(f):
+        f.loc[4, "value"] = -2.0
+        return f
+    return _series_csv(city, tmp, "neg.csv", edit), {"row": 4, "field": "value", "match": "negative"}
+
+
+def missing_value_column(city, tmp):
+    return _series_csv(city, tmp, "nocol.csv", lambda f: f.rename(columns={"value": "count"})), \
+        {"row": None, "field": "value", "match": "missing column"}
+
+
+def bad_timestamp(city, tmp):
+    def edit(f):
+        f.loc[1, "time"] = "yesterday-ish"
+        return f
+    return _series_csv(city, tmp, "time.csv", edit), {"row": 1, "field": "time", "match": "not a timestamp"}
+
+
+def duplicate_observation(city, tmp):
+    def edit(f):
+        return pd.concat([f, f.iloc[[2]]], ignore_index=True)
+    return _series_csv(city, tmp, "dupobs.csv", edit), {"row": 6, "field": "time", "match": "given twice",
+                                                        "type": DuplicateError}
+
+
+def unknown_unit(city, tmp):
+    def edit(f):
+        f.loc[5, "code"] = "tiny/d99/nowhere"
+        return f
+    return _series_csv(city, tmp, "unknown.csv", edit), {"row": 5, "field": "code", "match": "not in the twin"}
+
+
+def truncated_csv(city, tmp):
+    path = _series_csv(city, tmp, "cut.csv", lambda f: f)
+    text = path.read_text()
+    path.write_text(text[: text.rindex(",")])  # the last line loses its value
+    return path, {"row": 5, "field": "value", "match": "missing"}
+
+
+CASES = [bowtie, empty_polygon, missing_crs, missing_key_column, duplicate_ids, truncated_geojson, truncated_gpkg,
+         nan_count, negative_count, missing_value_column, bad_timestamp, duplicate_observation, unknown_unit,
+         truncated_csv]
+
+
+@pytest.mark.parametrize("make", CASES, ids=[c.__name__ for c in CASES])
+def test_bad_file_one_clear_error_database_unchanged(city, tmp_path, make):
+    path, want = make(city, tmp_path)
+    snap = fingerprint(city)
+    loader = loader_for(path)
+    kw = {"level": "building", "key": "bid"} if loader.kind == "layer" else {"variable": "people"}
+    with pytest.raises(want.get("type", CiuError), match=want["match"]) as err:
+        ingest_file(city, path, loader=loader, **kw)
+    exc = err.value
+    assert isinstance(exc, ValidationError)
+    assert exc.source == str(path)
+    assert exc.row == want["row"]
+    assert exc.field == want["field"]
+    assert str(path) in str(exc)
+    assert fingerprint(city) == snap
+
+
+def _array_case(tmp: Path, name: str, data: np.ndarray | None, raw: bytes | None = None) -> Path:
+    path = tmp / name
+    if raw is not None:
+        path.write_bytes(raw)
+    else:
+        np.savez(path, flows=data)
+    return path
+
+
+@pytest.mark.parametrize("case", ["wrong_shape", "nan", "negative", "truncated"])
+def test_bad_arrays(city, tmp_path, case):
+    codes = list(city.units(level="grid").index[:3])
+    mapping = ArrayMapping(key="flows", units=codes, times=pd.date_range("2033-01-01", periods=4, freq="h"),
+                           channels={0: "people", 1: "event_expected"})
+    data = np.ones((4, 3, 2))
+    want_row, want_field, match = None, "flows", ""
+    if case == "wrong_shape":
+        path, match = _array_case(tmp_path, "shape.npz", np.ones((4, 2, 2))), "shape"
+    elif case == "nan":
+        data[2, 1, 0] = np.nan
+        path, want_row, match = _array_case(tmp_path, "nan.npz", data), 2, "NaN"
+    elif case == "negative":
+        data[3, 0, 1] = -1
+        path, want_row, match = _array_case(tmp_path, "neg.npz", data), 3, "negative"
+    else:
+        good = _array_case(tmp_path, "good.npz", data)
+        path = _array_case(tmp_path, "cut.npz", None, raw=good.read_bytes()[:200])
+        want_field, match = None, "cannot be read"
+    snap = fingerprint(city)
+    with pytest.raises(ValidationError, match=match) as err:
+        series = ArrayLoader().read(path, mapping=mapping)
+        info = SourceInfo(uri=str(path), sha256="0" * 64, loader=series.loader, loader_version="1", params={})
+        load_series(city, series, info)
+    assert err.value.source == str(path) and err.value.row == want_row and err.value.field == want_field
+    assert fingerprint(city) == snap

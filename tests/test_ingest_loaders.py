@@ -1,0 +1,167 @@
+"""Every loader reads its formats, reprojects to EPSG:4326 and refuses what it cannot trust."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+import xarray as xr
+from pyproj import Transformer
+
+from ciu.errors import ValidationError
+from ingest.arrays import ArrayLoader, ArrayMapping, localize_wall_clock, netcdf_mapping
+from ingest.base import file_sha256, loader_for, registered
+from ingest.cityjson import CityJSONLoader
+from ingest.timeseries import TimeSeriesLoader
+from ingest.vector import VectorLoader
+from tests.ingest_files import cityjson_doc, footprints, long_series, write_json, write_vector
+
+def _centroids(frame) -> np.ndarray:
+    return shapely.get_coordinates(shapely.centroid(np.asarray(frame.geometry.values, dtype=object)))
+
+
+CENTRES = [(-73.985 + 0.001 * i, 40.75 + 0.0005 * i) for i in range(5)]
+
+
+def test_registry_holds_every_family():
+    assert [lo.name for lo in registered()] == ["vector", "cityjson", "timeseries", "arrays"]
+
+
+@pytest.mark.parametrize("suffix", [".geojson", ".gpkg", ".shp", ".parquet", ".fgb"])
+def test_vector_formats_read_and_reproject(tmp_path, suffix):
+    frame = footprints(CENTRES).to_crs(2263)  # NY State Plane, feet
+    path = write_vector(frame, tmp_path / f"b{suffix}")
+    loader = loader_for(path)
+    assert loader.name == "vector" and loader.can_open(path)
+    layer = loader.read(path, key="bid")
+    assert layer.frame.crs.to_epsg() == 4326
+    assert "2263" in layer.source_crs
+    got = layer.frame.sort_values("bid")  # FlatGeobuf stores features in spatial-index order
+    assert np.allclose(_centroids(got), _centroids(footprints(CENTRES)), atol=1e-7)
+    assert list(got["bid"]) == [f"B{i:03d}" for i in range(5)]
+    assert sorted(layer.frame["feature"]) == [0, 1, 2, 3, 4]
+
+
+def test_vector_without_crs_is_refused_unless_named(tmp_path):
+    frame = footprints(CENTRES).to_crs(2263)
+    path = write_vector(frame, tmp_path / "nocrs.shp")
+    (tmp_path / "nocrs.prj").unlink()  # a Shapefile without its .prj names no CRS
+    with pytest.raises(ValidationError) as err:
+        VectorLoader().read(path)
+    assert err.value.field == "crs" and err.value.source == str(path)
+    layer = VectorLoader().read(path, crs="EPSG:2263")
+    assert layer.frame.crs.to_epsg() == 4326
+    assert abs(_centroids(layer.frame)[0, 0] - CENTRES[0][0]) < 1e-6
+
+
+def test_vector_crs_disagreeing_with_file_is_refused(tmp_path):
+    path = write_vector(footprints(CENTRES), tmp_path / "b.gpkg")
+    with pytest.raises(ValidationError, match="EPSG:4326"):
+        VectorLoader().read(path, crs="EPSG:2263")
+
+
+def test_shapefile_checksum_covers_its_parts(tmp_path):
+    path = write_vector(footprints(CENTRES), tmp_path / "b.shp")
+    before = file_sha256(path)
+    (tmp_path / "b.prj").write_text("GEOGCS[\"x\"]")
+    assert file_sha256(path) != before
+
+
+def test_cityjson_building_storeys_and_height(tmp_path):
+    path = write_json(cityjson_doc(), tmp_path / "one.city.json")
+    assert loader_for(path).name == "cityjson"
+    layer = CityJSONLoader().read(path)
+    b = layer.frame.iloc[0]
+    assert b["id"] == "bldg1" and b["measured_height"] == 9.0 and b["floors"] == 3
+    assert layer.frame.crs.to_epsg() == 4326 and "28992" in layer.source_crs
+    # footprint 10 × 8 m at the right place
+    to_rd = Transformer.from_crs(4326, 28992, always_xy=True)
+    xs, ys = to_rd.transform(*np.array(b.geometry.exterior.coords).T)
+    assert np.isclose(xs.min(), 121000, atol=0.01) and np.isclose(ys.max() - ys.min(), 8, atol=0.01)
+    storeys = layer.parts["storeys"]
+    assert list(storeys["z_min"]) == [0.0, 3.0, 6.0] and list(storeys["z_max"]) == [3.0, 6.0, 9.0]
+
+
+def test_cityjson_without_reference_system_needs_a_crs(tmp_path):
+    path = write_json(cityjson_doc(epsg=None), tmp_path / "nocrs.city.json")
+    with pytest.raises(ValidationError) as err:
+        CityJSONLoader().read(path)
+    assert err.value.field == "crs"
+    assert CityJSONLoader().read(path, crs="EPSG:28992").frame.crs.to_epsg() == 4326
+
+
+def test_timeseries_long_csv_and_parquet(tmp_path):
+    times = pd.date_range("2024-05-01", periods=3, freq="h", tz="UTC")
+    frame = long_series(["a/b", "a/c"], times, "people")
+    csv = tmp_path / "s.csv"
+    frame.to_csv(csv, index=False)
+    pq = tmp_path / "s.parquet"
+    frame.to_parquet(pq)
+    for path in (csv, pq):
+        assert loader_for(path).name == "timeseries"
+        s = TimeSeriesLoader().read(path)
+        assert len(s.frame) == 6 and s.params["layout"] == "long"
+        assert s.frame["time"].dt.tz is not None
+        assert s.frame["value"].sum() == frame["value"].sum()
+
+
+def test_timeseries_wide_with_local_time(tmp_path):
+    path = tmp_path / "wide.csv"
+    pd.DataFrame({"time": ["2024-07-01 08:00", "2024-07-01 09:00"], "z1": [1, 2], "z2": [3, 4]}).to_csv(path,
+                                                                                                        index=False)
+    s = TimeSeriesLoader().read(path, variable="trips", tz="America/New_York")
+    assert s.params["layout"] == "wide" and len(s.frame) == 4
+    assert set(s.frame["key"]) == {"z1", "z2"}
+    first = s.frame[s.frame["key"] == "z1"].sort_values("time")
+    assert first["time"].iloc[0] == pd.Timestamp("2024-07-01 12:00", tz="UTC")  # EDT = UTC-4
+    assert list(first["row"]) == [0, 1]
+
+
+def _mapping(n_t: int = 4, n_u: int = 3) -> ArrayMapping:
+    return ArrayMapping(key="flows", units=[f"u{i}" for i in range(n_u)],
+                        times=pd.date_range("2024-01-01", periods=n_t, freq="h"), channels={0: "out", 1: "in"})
+
+
+@pytest.mark.parametrize("fmt", ["npz", "h5"])
+def test_arrays_npz_and_hdf5(tmp_path, fmt):
+    data = np.arange(4 * 3 * 2, dtype=float).reshape(4, 3, 2)
+    path = tmp_path / f"a.{fmt}"
+    if fmt == "npz":
+        np.savez(path, flows=data)
+    else:
+        with h5py.File(path, "w") as h5:
+            h5["flows"] = data
+    assert loader_for(path).name == "arrays"
+    s = ArrayLoader().read(path, mapping=_mapping())
+    assert len(s.frame) == 24
+    out = s.frame[s.frame["variable"] == "out"]
+    assert out["value"].sum() == data[:, :, 0].sum()
+    u1 = out[out["key"] == "u1"].sort_values("time")
+    assert list(u1["value"]) == list(data[:, 1, 0])
+
+
+def test_netcdf_with_its_own_coordinates(tmp_path):
+    times = pd.date_range("2024-01-01", periods=5, freq="D")
+    ds = xr.Dataset({"temp": (("zone", "time"), np.arange(10, dtype=float).reshape(2, 5))},
+                    coords={"zone": ["d1", "d2"], "time": times})
+    path = tmp_path / "t.nc"
+    ds.to_netcdf(path)
+    mapping = netcdf_mapping(path, "temp", unit_dim="zone")
+    s = ArrayLoader().read(path, mapping=mapping)
+    d2 = s.frame[s.frame["key"] == "d2"].sort_values("time")
+    assert list(d2["value"]) == [5.0, 6.0, 7.0, 8.0, 9.0]
+
+
+def test_wall_clock_gap_and_fold():
+    times = pd.date_range("2019-03-10", periods=4, freq="h")  # 02:00 does not exist in New York
+    values = np.array([[1.0], [1.0], [0.0], [1.0]])
+    keep, utc = localize_wall_clock(times, "America/New_York", values, source="f", field="x")
+    assert list(keep) == [0, 1, 3]
+    assert utc[2] == pd.Timestamp("2019-03-10 07:00", tz="UTC")  # 03:00 EDT
+    with pytest.raises(ValidationError, match="does not exist"):
+        localize_wall_clock(times, "America/New_York", np.ones((4, 1)), source="f", field="x")
+    fold = pd.date_range("2019-11-03 00:00", periods=3, freq="h")
+    keep, utc = localize_wall_clock(fold, "America/New_York", np.ones((3, 1)), source="f", field="x")
+    assert utc[1] == pd.Timestamp("2019-11-03 05:00", tz="UTC")  # the first 01:00 (EDT)
