@@ -69,3 +69,13 @@ bench-ingest: setup
 	@$(PY) -m bench.ingest
 
 bench: bench-ingest
+
+# The dashboard (operations at /, planner at /planner) and its benchmark (bench/results/viz.json).
+.PHONY: dashboard bench-viz
+dashboard: setup
+	@$(CIU) db start
+	@$(CIU) db migrate
+	@$(CIU) dashboard serve
+
+bench-viz: setup-test
+	@$(PY) -m bench.viz

@@ -11,6 +11,7 @@ import typer
 from ciu.api import cli as api_cli
 from ciu.errors import CiuError
 from ingest import cli as ingest_cli
+from viz import cli as viz_cli
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="CIU Twin: a city as a hierarchy of units in PostGIS.")
 db_app = typer.Typer(no_args_is_help=True, help="The twin's PostGIS database.")
@@ -21,6 +22,7 @@ app.add_typer(api_cli.keys_app, name="keys")
 app.command("serve")(api_cli.serve)
 app.command("ingest")(ingest_cli.ingest_command)
 app.add_typer(ingest_cli.build_app, name="build")
+viz_cli.register(app)
 
 
 def _settings():

@@ -1,0 +1,122 @@
+"""Both pages of the dashboard in headless Chromium, offline, against a real twin."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from ciu.twin import Twin
+from tests.browser import SCREENSHOTS, browser_page, painted_fraction
+from tests.viz.conftest import serving
+from viz.app import create_dashboard
+from viz.settings import DashboardSettings
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=int)
+
+
+def _changed(a: bytes, b: bytes) -> float:
+    """Share of pixels that differ between two screenshots of the same element."""
+    return float((np.abs(_pixels(a) - _pixels(b)).sum(axis=2) > 30).mean())
+
+
+def _wait_drawn(page, rendered_id: str, prefix: str) -> None:
+    page.wait_for_function(
+        "([id, p]) => { const e = document.getElementById(id); return e && e.textContent.startsWith(p) }",
+        arg=[rendered_id, prefix], timeout=30_000)
+    page.wait_for_timeout(1200)  # let deck.gl draw the frame
+
+
+def _click_unit(page, map_id: str, code: str) -> None:
+    """Click where the map draws the unit ``code`` (a real click: deck.gl picks what is under it)."""
+    xy = page.evaluate("([m, c]) => window.ciu.screenOf(m, c)", [map_id, code])
+    box = page.locator("#" + map_id).bounding_box()
+    page.mouse.click(box["x"] + xy[0], box["y"] + xy[1])
+
+
+def _set(page, component: str, value) -> None:
+    page.evaluate("([id, v]) => window.dash_clientside.set_props(id, {value: v})", [component, value])
+
+
+@pytest.mark.browser
+def test_dashboard_pages_offline(city_url, city, published):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    app = create_dashboard(DashboardSettings(history_hours=12, refresh_s=600), twin=Twin.connect(city_url,
+                                                                                               migrate=False))
+    with serving(app) as url, browser_page(width=1400, height=1000) as (page, log):
+        # -- operations: painted, level switch, time slider, unit panel, acknowledge ---------------
+        page.goto(url + "/")
+        _wait_drawn(page, "ops-rendered", "district:all@")
+        ops_map = page.locator("#ops-map")
+        districts = ops_map.screenshot()
+        page.screenshot(path=str(SCREENSHOTS / "dashboard-operations.png"))
+        assert painted_fraction(districts) > 0.05, "the 2D map looks blank"
+
+        page.get_by_label("grid").check()
+        _wait_drawn(page, "ops-rendered", "grid:all@")
+        grid = ops_map.screenshot(path=str(SCREENSHOTS / "dashboard-operations-grid.png"))
+        assert _changed(districts, grid) > 0.02, "switching level drew the same picture"
+
+        before = page.locator("#ops-time-label").inner_text()
+        _set(page, "ops-time", 14)  # two hours into the forecast
+        _wait_drawn(page, "ops-rendered", "grid:all@14")
+        later = ops_map.screenshot(path=str(SCREENSHOTS / "dashboard-operations-forecast.png"))
+        assert "forecast +3 h" in page.locator("#ops-time-label").inner_text() != before
+        assert _changed(grid, later) > 0.005, "moving the time slider left the colours as they were"
+
+        cell = city.units(level="building")["parent_code"].iloc[0]
+        _click_unit(page, "ops-map", cell)
+        page.wait_for_function("document.getElementById('ops-unit-title').textContent.includes('(grid)')",
+                               timeout=30_000)
+        page.wait_for_selector("#ops-unit-chart .scatterlayer .trace", timeout=30_000)
+        page.locator("#ops-drill").click()  # drill down: the buildings of the clicked grid cell
+        _wait_drawn(page, "ops-rendered", f"building:{cell}@")
+        assert page.locator("#ops-path").inner_text() == f"buildings in {cell}"
+        assert page.get_by_label("building").is_checked()
+        page.mouse.move(0, 0)  # no hover highlight in the picture
+        page.wait_for_timeout(300)
+        ops_map.screenshot(path=str(SCREENSHOTS / "dashboard-operations-drilled.png"))
+
+        ack = page.locator("button.ack").first
+        button_id = ack.get_attribute("id")
+        alert_id = json.loads(button_id)["index"]
+        ack.click()
+        page.wait_for_function("id => ![...document.querySelectorAll('button.ack')].some(b => b.id === id)",
+                               arg=button_id, timeout=30_000)
+        page.screenshot(path=str(SCREENSHOTS / "dashboard-operations-acknowledged.png"))
+
+        # -- planner: 3D floors, card of a clicked floor, scenario difference --------------------------
+        page.get_by_role("link", name="Planner").click()
+        _wait_drawn(page, "plan-rendered", "floor@")
+        plan_map = page.locator("#plan-map")
+        floors_png = plan_map.screenshot()
+        assert painted_fraction(floors_png) > 0.05, "the 3D view looks blank"
+
+        floors = city.units(level="floor")
+        top = floors.sort_values("z_max").index[-1]
+        _click_unit(page, "plan-map", top)
+        page.wait_for_selector(".f-id", timeout=20_000)
+        clicked = page.locator(".f-id").inner_text()
+        assert clicked.startswith(city.unit(top).parent_code + "/f"), clicked
+        assert page.locator(".f-tax-status").inner_text() == "restricted"
+        assert "people of" in page.locator(".f-flow").inner_text()
+        page.screenshot(path=str(SCREENSHOTS / "dashboard-planner.png"))
+
+        page.locator("#scn-run").click()
+        _wait_drawn(page, "scn-rendered", "scenario:")
+        diff_text = page.locator(".scn-3").inner_text()
+        assert diff_text.startswith("+") and diff_text != "+0"
+        diff_png = page.locator("#scn-map").screenshot()
+        assert painted_fraction(diff_png) > 0.05
+        page.screenshot(path=str(SCREENSHOTS / "dashboard-planner-scenario.png"), full_page=True)
+
+    assert log.external_requests == []
+    assert log.console_errors == []
+    stored = city.store.alerts().set_index("id").loc[alert_id]
+    assert stored["acknowledged_at"] is not None and stored["acknowledged_by"] == "dashboard"

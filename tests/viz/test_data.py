@@ -1,0 +1,68 @@
+"""The dashboard's reads and writes through the twin, on a real PostGIS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ciu.api_store import ApiStore
+from ciu.errors import ConfigError, Forbidden
+from viz.data import DashboardData, latest_hour
+from viz.settings import DashboardSettings
+
+
+def test_published_forecast_follows_history(city, published):
+    data = DashboardData(city, DashboardSettings(history_hours=6))
+    frame = data.level_frame("district")
+    assert frame.n_history == 6 and len(frame.times) == 6 + 6
+    assert frame.times[frame.n_history - 1] == latest_hour(city)
+    assert np.isfinite(frame.values).all()
+    # the districts' capacities are their floors' capacities summed
+    floors = city.units(level="floor")
+    total = sum(a["capacity"] for a in floors["attrs"])
+    assert frame.capacity.sum() == pytest.approx(total)
+    assert published["alerts"] > 0
+
+
+def test_drill_down_keeps_the_subtree(city, published):
+    data = DashboardData(city, DashboardSettings(history_hours=2))
+    district = data.units("district").index[0]
+    buildings = data.level_frame("building", within=district)
+    assert len(buildings.units) > 0 and all(c.startswith(district + "/") for c in buildings.units.index)
+
+
+def test_card_shows_restricted_fields_only_to_the_role(city, published):
+    floor = city.units(level="floor").index[0]
+    plain = DashboardData(city, DashboardSettings()).card(floor)
+    assert plain["tax_status"] is None and plain["role"] == "operator"
+    assert plain["floors"] >= 1 and plain["ownership"] and plain["people"] is not None
+    _, token = ApiStore(city.store.conn).create_key(name="finance desk", role="finance")
+    finance = DashboardData(city, DashboardSettings(api_key=token)).card(floor)
+    building = city.unit(floor).parent_code
+    assert finance["tax_status"] == city.unit(building, include_restricted=True).restricted["tax_status"]
+    assert finance["restricted_visible"] == ["assessed_value_eur", "tax_status"]
+    with pytest.raises(ConfigError):
+        DashboardData(city, DashboardSettings(api_key="ciu_not-a-key")).role()
+
+
+def test_acknowledge_persists_and_needs_the_role(city, published):
+    data = DashboardData(city, DashboardSettings())
+    first = int(data.alerts().iloc[0]["id"])
+    data.acknowledge(first)
+    stored = city.store.alerts().set_index("id").loc[first]
+    assert stored["acknowledged_by"] == "dashboard" and stored["acknowledged_at"] is not None
+    assert first not in set(data.alerts()["id"])
+    _, token = ApiStore(city.store.conn).create_key(name="kiosk", role="public")
+    with pytest.raises(Forbidden):
+        DashboardData(city, DashboardSettings(api_key=token)).acknowledge(int(data.alerts().iloc[0]["id"]))
+
+
+def test_scenario_event_adds_its_people(city):
+    data = DashboardData(city, DashboardSettings(horizons=4))
+    building = city.units(level="building").index[0]
+    start = data.now() + pd.Timedelta(hours=2)
+    out = data.scenario({"event": {"code": building, "time": start, "people": 300, "hours": 1}})
+    b, s = (f[f["level"] == "city"].set_index("horizon")["value"] for f in (out["baseline"], out["scenario"]))
+    assert (s - b).round(6).tolist() == [0.0, 300.0, 0.0, 0.0]
+    assert out["model"] == "historical_average"

@@ -1,0 +1,76 @@
+"""Pure builders of the dashboard's maps, charts and scenario numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from viz.figures import card_rows, kpis, scenario_numbers, scenario_overrides, series_figure
+from viz.layers import NO_CAPACITY, density_colors, difference_colors, floor_layer, frame_payload, unit_layer, view_of
+
+
+def test_floors_sit_at_their_height(city):
+    floors = city.units(level="floor")
+    layer = floor_layer(floors)
+    by_code = {d["code"]: d for d in layer["data"]}
+    code = floors.sort_values("z_min").index[-1]
+    ring = by_code[code]["polygon"][0]
+    assert [p[2] for p in ring] == pytest.approx([floors.loc[code, "z_min"]] * len(ring), abs=0.01)
+    assert by_code[code]["height"] == pytest.approx((floors.loc[code, "z_max"] - floors.loc[code, "z_min"]) * 0.92,
+                                                    abs=0.01)
+    assert layer["extruded"] is True and len(layer["data"]) == len(floors)
+
+
+def test_colours_per_step_follow_density():
+    density = np.array([[0.0, 1.0], [1.0, np.nan]])  # 2 units × 2 steps
+    colors = np.array(density_colors(density))
+    assert colors.shape == (2, 2, 4)
+    assert colors[0, 0, 2] > colors[0, 1, 2]  # step 0: unit 0 empty (yellow) vs unit 1 full (red)
+    assert list(colors[1, 1]) == NO_CAPACITY  # unknown → muted
+
+
+def test_differences_are_diverging():
+    c = np.array(difference_colors(np.array([-10.0, 0.0, 10.0])))
+    assert c[0, 2] > c[0, 0] and c[2, 0] > c[2, 2]  # fewer → blue, more → red
+    assert list(c[1, :3]) == [200, 200, 200]
+
+
+def test_payload_carries_every_step(city):
+    units = city.units(level="district")
+    values = np.arange(len(units) * 3, dtype=float).reshape(len(units), 3)
+    payload = frame_payload(unit_layer(units, capacity=np.full(len(units), 10.0)), base=[],
+                            times=["a", "b", "c"], n_history=2, values=values, density=values / 10,
+                            view=view_of(units), key="district")
+    assert len(payload["colors"]) == 3 and len(payload["colors"][0]) == len(units)
+    assert payload["values"][2][1] == values[1, 2]
+    x0, y0, x1, y1 = units.total_bounds
+    assert x0 < payload["view"]["longitude"] < x1 and y0 < payload["view"]["latitude"] < y1
+
+
+def test_kpis_and_cards():
+    values = np.array([[10.0, 20.0], [5.0, np.nan]])
+    density = np.array([[0.1, 0.9], [0.5, np.nan]])
+    items = {k["label"]: k["value"] for k in kpis(values, density, ["a/x", "a/y"], n_open_alerts=3, step=1)}
+    assert items["people"] == "20" and items["fullest unit"] == "x 90%" and items["open alerts"] == "3"
+    rows = dict(card_rows({"code": "c/b1/f02", "level": "floor", "floor": 2, "floors": 5, "use": "office",
+                           "ownership": "private", "tax_status": None, "temperature": 11.25, "rain": 0.0,
+                           "people": 12.0, "capacity": 40.0, "time": pd.Timestamp("2026-05-01T10:00Z")}))
+    assert rows["tax status"] == "restricted" and rows["floor count"] == "5"
+    assert rows["weather"] == "11.2 °C, rain 0.0 mm" and rows["date"] == "2026-05-01 10:00 UTC"
+    fig = series_figure(pd.DataFrame({"time": [1, 2], "value": [3, 4]}),
+                        pd.DataFrame({"time": [3], "value": [5], "risk": [0.1]}), title="t", capacity=10)
+    assert [t.name for t in fig.data] == ["observed", "forecast"]
+
+
+def test_scenario_numbers_find_the_event_hour():
+    base = pd.DataFrame({"code": ["a", "b"] * 2, "level": "floor", "horizon": [1, 1, 2, 2],
+                         "time": pd.to_datetime(["2026-01-01T01Z"] * 2 + ["2026-01-01T02Z"] * 2),
+                         "value": [1.0, 2.0, 3.0, 4.0], "risk": [0.1, 0.2, 0.3, 0.4]})
+    alt = base.assign(value=[1.0, 2.0, 3.0, 54.0], risk=[0.1, 0.2, 0.3, 1.0])
+    nums = scenario_numbers(base, alt, level="floor")
+    assert nums["horizon"] == 2 and nums["diff"]["b"] == 50 and nums["units_changed"] == 1
+    assert nums["scenario_total"] - nums["baseline_total"] == 50
+    ov = scenario_overrides(kind="event", code="a", people=50, hours=2, time=pd.Timestamp("2026-01-01T02Z"),
+                            temperature=None, rain=3.0, holiday=True)
+    assert ov["event"]["people"] == 50.0 and ov["weather"] == {"temperature": None, "rain": 3.0} and ov["holiday"]

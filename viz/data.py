@@ -1,0 +1,304 @@
+"""What the dashboard reads and writes, through the twin (never SQL of its own).
+
+:class:`DashboardData` wraps one :class:`~ciu.twin.Twin` for the pages: the
+units of a level, their people and density over the history and forecast
+steps of the time slider, alerts and their acknowledgement, a unit's card
+(restricted attributes only for a role that may see them) and scenario runs.
+Calls are serialised by a lock, since the web server answers from threads.
+
+:func:`publish_forecast` issues a forecast with the best forecaster there is and
+stores it with the alerts it raises, so the pages have something to show.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import wraps
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from ciu.errors import ConfigError, Forbidden, NotFound, ValidationError
+from ciu.forecast import load_forecaster
+from viz.settings import DashboardSettings
+
+if TYPE_CHECKING:
+    from ciu.api_store import Role
+    from ciu.twin import Twin
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: the role the dashboard acts with when it is given no API key: the local operations centre
+LOCAL_ROLE = "operator"
+
+
+def _locked(method: Callable[P, R]) -> Callable[P, R]:
+    @wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with args[0]._lock:  # type: ignore[attr-defined]
+            return method(*args, **kwargs)
+    return wrapper
+
+
+@dataclass(frozen=True)
+class LevelFrame:
+    """People of one level's units at every step of the time slider."""
+
+    level: str
+    units: gpd.GeoDataFrame
+    times: pd.DatetimeIndex  # history steps first, then forecast steps
+    n_history: int
+    values: np.ndarray  # units × times
+    capacity: np.ndarray  # units
+
+    @property
+    def density(self) -> np.ndarray:
+        cap = np.where(self.capacity > 0, self.capacity, np.nan)
+        return self.values / cap[:, None]
+
+
+def latest_hour(twin: Twin, variable: str = "people") -> pd.Timestamp:
+    """The last hour with observations of ``variable`` ("now" for a replayed city)."""
+    extent = twin.store.series_extent()
+    rows = extent[extent["variable"] == variable]
+    if rows.empty:
+        raise NotFound(f"the twin has no {variable!r} observations")
+    return pd.Timestamp(rows["tmax"].max()).tz_convert("UTC").floor("h")
+
+
+def publish_forecast(twin: Twin, *, horizons: int = 12, threshold: float = 0.8, variable: str = "people",
+                     issued_at: datetime | None = None) -> dict[str, Any]:
+    """Forecast every unit from the latest observed hour, store it and raise alerts above ``threshold``.
+
+    Returns the run id, the model's name, the issue time and how many
+    predictions and alerts were written.
+    """
+    forecaster, name = load_forecaster(twin)
+    issued = pd.Timestamp(issued_at) if issued_at is not None else latest_hour(twin, variable)
+    frame = forecaster.forecast(twin, issued_at=issued.to_pydatetime(), horizons=horizons)
+    frame = frame[frame["variable"] == variable]
+    run = twin.store.add_model_run(name=name, kind="forecast", params={"horizons": horizons, "threshold": threshold},
+                                   data_hash=twin.store.data_hash(), status="trained")
+    n_pred = twin.store.write_predictions(frame.assign(issued_at=issued), run_id=run)
+    hot = frame[(frame["risk"] >= threshold) & (frame["level"] != twin.levels[-1])]
+    alerts = pd.DataFrame({
+        "code": hot["code"], "kind": "crowding",
+        "severity": np.where(hot["risk"] >= min(1.0, threshold + 0.15), "critical", "warning"),
+        "time": hot["time"], "risk": hot["risk"], "threshold": threshold,
+        "message": [f"{r:.0%} of capacity expected in {lv} {c}" for r, lv, c in
+                    zip(hot["risk"], hot["level"], hot["code"])],
+    })
+    n_alerts = twin.store.write_alerts(alerts, run_id=run)
+    return {"run_id": run, "model": name, "issued_at": issued, "predictions": n_pred, "alerts": n_alerts}
+
+
+class DashboardData:
+    """The dashboard's view of one twin.
+
+    Parameters
+    ----------
+    twin
+        The open twin (the dashboard owns it from now on).
+    settings
+        Dashboard settings; read from the environment when ``None``.
+    """
+
+    def __init__(self, twin: Twin, settings: DashboardSettings | None = None) -> None:
+        self.twin = twin
+        self.settings = settings or DashboardSettings()
+        self._lock = threading.RLock()
+        self._units: gpd.GeoDataFrame | None = None
+        self._capacity: pd.Series | None = None
+        self._role: Role | None = None
+        self._forecaster: Any = None
+
+    # -- who is looking ---------------------------------------------------------------
+    @_locked
+    def role(self) -> Role:
+        """The role of the configured API key (the local operator role without one)."""
+        if self._role is None:
+            from ciu.api_store import ApiStore
+
+            api = ApiStore(self.twin.store.conn)
+            roles = api.roles()
+            if self.settings.api_key:
+                key = api.key_by_token(self.settings.api_key)
+                if key is None:
+                    raise ConfigError("CIU_DASHBOARD_API_KEY is not a live API key")
+                self._role = roles[key.role]
+            else:
+                self._role = roles[LOCAL_ROLE]
+        return self._role
+
+    # -- the hierarchy ---------------------------------------------------------------------
+    @property
+    @_locked
+    def levels(self) -> list[str]:
+        """Level names, top (city) to bottom (floor)."""
+        return list(reversed(self.twin.levels))
+
+    def child_level(self, level: str) -> str | None:
+        levels = self.levels
+        i = levels.index(level)
+        return levels[i + 1] if i + 1 < len(levels) else None
+
+    @_locked
+    def all_units(self) -> gpd.GeoDataFrame:
+        if self._units is None:
+            self._units = self.twin.units()
+        return self._units
+
+    def units(self, level: str, *, within: str | None = None) -> gpd.GeoDataFrame:
+        """Units of ``level``, only those below ``within`` when it is given."""
+        if level not in self.levels:
+            raise ValidationError(f"unknown level {level!r}; levels: {self.levels}", field="level")
+        units = self.all_units()
+        out = units[units["level"] == level]
+        if within:
+            out = out[(out.index == within) | out.index.str.startswith(within + "/")]
+        return out.sort_index()
+
+    @_locked
+    def capacity(self) -> pd.Series:
+        """People each unit holds at full occupancy: its floors' capacities summed."""
+        if self._capacity is None:
+            units = self.all_units()
+            bottom = self.twin.levels[0]
+            floors = units[units["level"] == bottom]
+            cap = pd.Series([float((a or {}).get("capacity") or 0.0) for a in floors["attrs"]], index=floors.index)
+            parts = [cap]
+            for _ in self.twin.levels[1:]:
+                parents = units.loc[cap.index, "parent_code"]
+                cap = cap[parents.notna().to_numpy()].groupby(parents.dropna().to_numpy()).sum()
+                parts.append(cap)
+            self._capacity = pd.concat(parts)
+        return self._capacity
+
+    # -- values over time --------------------------------------------------------------------
+    @_locked
+    def now(self) -> pd.Timestamp:
+        return latest_hour(self.twin, self.settings.variable)
+
+    @_locked
+    def level_frame(self, level: str, *, within: str | None = None) -> LevelFrame:
+        """People of the units of ``level`` over the history window and the stored forecast."""
+        units = self.units(level, within=within)
+        codes = list(units.index)
+        var = self.settings.variable
+        now = self.now()
+        start = now - pd.Timedelta(hours=self.settings.history_hours - 1)
+        hist = self.twin.rollup(var, level=level, start=start, end=now + pd.Timedelta(hours=1), codes=codes)
+        preds = self.twin.store.predictions(variable=var, level=level, codes=codes)
+        preds = preds[pd.to_datetime(preds["time"], utc=True) > now]
+        h_times = pd.date_range(start, now, freq="h", tz="UTC")
+        f_times = pd.DatetimeIndex(sorted(pd.to_datetime(preds["time"], utc=True).unique()))
+        times = h_times.append(f_times) if len(f_times) else h_times
+        grid = np.full((len(codes), len(times)), np.nan)
+        for frame in (hist, preds):
+            if len(frame):
+                ui = pd.Index(codes).get_indexer(frame["code"])
+                ti = times.get_indexer(pd.to_datetime(frame["time"], utc=True))
+                ok = (ui >= 0) & (ti >= 0)
+                grid[ui[ok], ti[ok]] = frame["value"].to_numpy(dtype=float)[ok]
+        capacity = self.capacity().reindex(codes).to_numpy(dtype=float)
+        return LevelFrame(level, units, times, len(h_times), grid, np.nan_to_num(capacity, nan=0.0))
+
+    @_locked
+    def unit_series(self, code: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """History (``time, value``) and stored forecast (``time, value, risk``) of one unit."""
+        unit = self.twin.unit(code)
+        now = self.now()
+        start = now - pd.Timedelta(hours=self.settings.history_hours - 1)
+        hist = self.twin.rollup(self.settings.variable, level=unit.level, start=start,
+                                end=now + pd.Timedelta(hours=1), codes=[code])
+        preds = self.twin.store.predictions(variable=self.settings.variable, codes=[code])
+        preds = preds[pd.to_datetime(preds["time"], utc=True) > now]
+        return hist[["time", "value"]], preds[["time", "value", "risk"]].reset_index(drop=True)
+
+    # -- alerts --------------------------------------------------------------------------------
+    @_locked
+    def alerts(self, *, open_only: bool = True, limit: int = 50) -> pd.DataFrame:
+        return self.twin.store.alerts(open_only=open_only, limit=limit)
+
+    @_locked
+    def acknowledge(self, alert_id: int) -> None:
+        """Acknowledge an alert in the database, as the configured role allows."""
+        role = self.role()
+        if not role.can_acknowledge:
+            raise Forbidden(f"role {role.name!r} may not acknowledge alerts")
+        self.twin.store.acknowledge_alert(int(alert_id), by=self.settings.operator)
+
+    # -- one unit's card ---------------------------------------------------------------------
+    @_locked
+    def card(self, code: str, *, time: pd.Timestamp | None = None) -> dict[str, Any]:
+        """The fields of a floor's or building's card at ``time`` (restricted ones only for the role)."""
+        role = self.role()
+        unit = self.twin.unit(code, include_restricted=bool(role.restricted_attrs))
+        building = unit  # the building a floor belongs to (the unit itself at other levels)
+        levels = self.twin.levels
+        if "building" in levels:
+            while building.parent_code is not None and levels.index(building.level) < levels.index("building"):
+                building = self.twin.unit(building.parent_code, include_restricted=bool(role.restricted_attrs))
+        when = pd.Timestamp(time) if time is not None else self.now()
+        when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+        restricted = building.restricted or {}
+        visible = {k: v for k, v in restricted.items() if role.allows(k)}
+        battrs = building.attrs or {}
+        return {
+            "code": unit.code, "name": unit.name or unit.code, "level": unit.level,
+            "building": building.code if building.level == "building" else None,
+            "floors": battrs.get("floors", len(building.children) if building.level == "building" else None),
+            "floor": (unit.attrs or {}).get("floor"),
+            "use": (unit.attrs or {}).get("use") or battrs.get("land_use"),
+            "ownership": battrs.get("ownership"),
+            "tax_status": visible.get("tax_status"),
+            "restricted_visible": sorted(visible),
+            "temperature": self._value_at("temperature", unit.level, code, when),
+            "rain": self._value_at("rain", unit.level, code, when),
+            "people": self._people_at(unit.level, code, when),
+            "capacity": float(self.capacity().get(code, np.nan)),
+            "time": when,
+            "role": role.name,
+        }
+
+    def _value_at(self, variable: str, level: str, code: str, when: pd.Timestamp) -> float | None:
+        if variable not in {v.name for v in self.twin.variables()}:
+            return None
+        frame = self.twin.rollup(variable, level=level, start=when, end=when + pd.Timedelta(hours=1), codes=[code])
+        return None if frame.empty else float(frame["value"].iloc[0])
+
+    def _people_at(self, level: str, code: str, when: pd.Timestamp) -> float | None:
+        seen = self._value_at(self.settings.variable, level, code, when)
+        if seen is not None:
+            return seen
+        preds = self.twin.store.predictions(variable=self.settings.variable, codes=[code])
+        hit = preds[pd.to_datetime(preds["time"], utc=True) == when]
+        return None if hit.empty else float(hit["value"].iloc[0])
+
+    # -- scenarios ---------------------------------------------------------------------------
+    @_locked
+    def forecaster(self) -> tuple[Any, str]:
+        if self._forecaster is None:
+            self._forecaster = load_forecaster(self.twin)
+        return self._forecaster
+
+    @_locked
+    def scenario(self, overrides: dict[str, Any], *, horizons: int | None = None) -> dict[str, Any]:
+        """Baseline and scenario forecasts from now; returns both frames and the model's name."""
+        model, name = self.forecaster()
+        h = horizons or self.settings.horizons
+        issued = self.now().to_pydatetime()
+        base = model.forecast(self.twin, issued_at=issued, horizons=h)
+        alt = model.forecast(self.twin, issued_at=issued, horizons=h, overrides=overrides)
+        var = self.settings.variable
+        return {"baseline": base[base["variable"] == var], "scenario": alt[alt["variable"] == var], "model": name,
+                "issued_at": pd.Timestamp(issued)}
+
+    def close(self) -> None:
+        self.twin.close()

@@ -1,0 +1,105 @@
+"""Pure builders of the dashboard's charts, cards and scenario numbers (no database, no I/O)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+
+def series_figure(history: pd.DataFrame, forecast: pd.DataFrame, *, title: str, now: pd.Timestamp | None = None,
+                  capacity: float | None = None) -> go.Figure:
+    """History (solid) and forecast (dashed) of one unit's people, with its capacity."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=history["time"], y=history["value"], mode="lines", name="observed",
+                             line={"color": "#4c78a8", "width": 2}))
+    if len(forecast):
+        fig.add_trace(go.Scatter(x=forecast["time"], y=forecast["value"], mode="lines+markers", name="forecast",
+                                 line={"color": "#f58518", "width": 2, "dash": "dash"}, marker={"size": 4}))
+    if capacity is not None and np.isfinite(capacity) and capacity > 0:
+        fig.add_hline(y=capacity, line={"color": "#b00026", "width": 1, "dash": "dot"},
+                      annotation_text="capacity", annotation_position="top left")
+    if now is not None:
+        fig.add_vline(x=now.to_pydatetime(), line={"color": "#888", "width": 1})
+    fig.update_layout(title={"text": title, "font": {"size": 13}}, height=260, margin={"l": 40, "r": 10, "t": 36, "b": 30},
+                      legend={"orientation": "h", "y": -0.25}, template="plotly_white", yaxis_title="people")
+    return fig
+
+
+def kpis(values: np.ndarray, density: np.ndarray, codes: list[str], *, n_open_alerts: int,
+         step: int) -> list[dict[str, str]]:
+    """Key figures at one time step: people, fullest unit, units over capacity, open alerts."""
+    col = values[:, step] if values.size else np.array([])
+    dens = density[:, step] if density.size else np.array([])
+    seen = np.isfinite(col)
+    total = float(np.nansum(col)) if seen.any() else float("nan")
+    finite = np.isfinite(dens)
+    top = int(np.nanargmax(np.where(finite, dens, -np.inf))) if finite.any() else None
+    return [
+        {"label": "people", "value": "–" if not np.isfinite(total) else f"{total:,.0f}"},
+        {"label": "fullest unit", "value": "–" if top is None else f"{codes[top].rsplit('/', 1)[-1]} {dens[top]:.0%}"},
+        {"label": "over 80 % of capacity", "value": f"{int((dens[finite] >= 0.8).sum())} / {len(codes)}"},
+        {"label": "open alerts", "value": str(n_open_alerts)},
+    ]
+
+
+def card_rows(card: dict[str, Any]) -> list[tuple[str, str]]:
+    """The seed's fields of a floor/building card, as label–text pairs, in order."""
+    def num(v: Any, fmt: str) -> str:
+        return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, fmt)
+
+    tax = card["tax_status"] if card["tax_status"] is not None else "restricted"
+    return [
+        ("id", card["code"]),
+        ("level", card["level"] + (f" {card['floor']}" if card.get("floor") is not None else "")),
+        ("floor count", num(card["floors"], "d") if isinstance(card["floors"], int) else str(card["floors"] or "–")),
+        ("use", str(card["use"] or "–")),
+        ("ownership", str(card["ownership"] or "–")),
+        ("tax status", str(tax)),
+        ("weather", f"{num(card['temperature'], '.1f')} °C, rain {num(card['rain'], '.1f')} mm"),
+        ("flow", f"{num(card['people'], ',.0f')} people of {num(card['capacity'], ',.0f')}"),
+        ("date", pd.Timestamp(card["time"]).strftime("%Y-%m-%d %H:%M UTC")),
+    ]
+
+
+def scenario_numbers(baseline: pd.DataFrame, scenario: pd.DataFrame, *, level: str) -> dict[str, Any]:
+    """Where and when a scenario differs most from the baseline, at ``level``.
+
+    Both frames have ``code, level, horizon, time, value, risk``. Returns the
+    hour of the largest total difference, the per-unit difference at that hour
+    and totals and peaks of both runs.
+    """
+    b = baseline[baseline["level"] == level].set_index(["code", "horizon"]).sort_index()
+    s = scenario[scenario["level"] == level].set_index(["code", "horizon"]).sort_index().reindex(b.index)
+    diff = (s["value"] - b["value"]).rename("diff")
+    by_hour = diff.groupby(level="horizon").sum()
+    hour = int(by_hour.abs().idxmax()) if len(by_hour) else 1
+    at = diff.xs(hour, level="horizon")
+    time = pd.Timestamp(b.xs(hour, level="horizon")["time"].iloc[0]) if len(b) else None
+    return {
+        "horizon": hour, "time": time, "diff": at,
+        "baseline_total": float(b.xs(hour, level="horizon")["value"].sum()),
+        "scenario_total": float(s.xs(hour, level="horizon")["value"].sum()),
+        "baseline_peak_risk": float(b["risk"].max()), "scenario_peak_risk": float(s["risk"].max()),
+        "units_changed": int((at.abs() > 0.5).sum()),
+        "baseline_over": int((b.xs(hour, level="horizon")["risk"] >= 0.8).sum()),
+        "scenario_over": int((s.xs(hour, level="horizon")["risk"] >= 0.8).sum()),
+    }
+
+
+def scenario_overrides(*, kind: str, code: str | None, people: float | None, hours: int | None,
+                       time: pd.Timestamp | None, temperature: float | None, rain: float | None,
+                       holiday: bool) -> dict[str, Any]:
+    """The forecaster's ``overrides`` for the scenario form's fields."""
+    out: dict[str, Any] = {}
+    if kind == "event" and code:
+        out["event"] = {"code": code, "time": time, "people": float(people or 0), "hours": int(hours or 1)}
+    elif kind == "closure" and code:
+        out["closure"] = {"code": code}
+    if temperature is not None or rain is not None:
+        out["weather"] = {"temperature": temperature, "rain": rain}
+    if holiday:
+        out["holiday"] = True
+    return out

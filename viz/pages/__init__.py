@@ -1,0 +1,1 @@
+"""The dashboard's pages: one module each, with ``layout`` and ``register``."""

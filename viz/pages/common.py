@@ -1,0 +1,81 @@
+"""Pieces shared by the pages: the time slider, map payloads of a level, KPI cards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from dash import dcc, html
+
+from viz.data import DashboardData, LevelFrame
+from viz.layers import base_layers, floor_layer, frame_payload, unit_layer, view_of
+
+
+def time_label(times: list[str], n_history: int, step: int | None) -> str:
+    """What a step of the time slider shows, in words."""
+    if not times:
+        return "no data"
+    i = n_history - 1 if step is None else max(0, min(int(step), len(times) - 1))
+    when = pd.Timestamp(times[i])
+    if i < n_history:
+        ago = n_history - 1 - i
+        return f"{when:%a %Y-%m-%d %H:%M} UTC · observed" + ("" if ago == 0 else f" ({ago} h ago)")
+    return f"{when:%a %Y-%m-%d %H:%M} UTC · forecast +{i - n_history + 1} h"
+
+
+def slider_marks(times: list[str], n_history: int) -> dict[int, Any]:
+    """Marks at every sixth hour, the present and the last forecast hour."""
+    marks: dict[int, Any] = {}
+    for i, t in enumerate(times):
+        ts = pd.Timestamp(t)
+        if ts.hour % 6 == 0:
+            marks[i] = f"{ts:%H}h"
+    if times:
+        marks[n_history - 1] = {"label": "now", "style": {"color": "#d62728", "fontWeight": "bold"}}
+    return marks
+
+
+def time_controls(slider_id: str, label_id: str, play_id: str, tick_id: str, *, play_ms: int) -> html.Div:
+    """A time slider with a play button (playback steps through history and forecast)."""
+    return html.Div(className="time-controls", children=[
+        html.Button("▶ play", id=play_id, n_clicks=0, className="btn"),
+        html.Div(dcc.Slider(id=slider_id, min=0, max=1, step=1, value=0, marks={}, updatemode="drag"),
+                 className="slider"),
+        html.Span("", id=label_id, className="time-label"),
+        dcc.Interval(id=tick_id, interval=play_ms, disabled=True),
+    ])
+
+
+def base_map(data: DashboardData) -> list[dict[str, Any]]:
+    """The base map of the pages: districts filled, grid cells outlined (the twin's own geometry)."""
+    levels = data.twin.levels
+    areas = {}
+    for name in ("district", "grid"):
+        if name in levels:
+            areas[name] = data.units(name)
+    if not areas:
+        areas[levels[-1]] = data.units(levels[-1])
+    return base_layers(areas)
+
+
+def level_payload(frame: LevelFrame, *, base: list[dict[str, Any]], key: str, extruded: bool,
+                  pitch: float = 0.0, bearing: float = 0.0, frame_on: Any = None) -> dict[str, Any]:
+    """A map payload of a level frame: flat units, or floors extruded floor by floor.
+
+    The view frames ``frame_on`` (units, e.g. the one drilled into) when given, else the frame's units.
+    """
+    layer = floor_layer(frame.units) if extruded else unit_layer(frame.units, capacity=frame.capacity)
+    view = view_of(frame.units if frame_on is None else frame_on, pitch=pitch, bearing=bearing)
+    return frame_payload(layer, base=base, times=[t.isoformat() for t in frame.times], n_history=frame.n_history,
+                         values=frame.values, density=frame.density, view=view, key=key)
+
+
+def kpi_cards(items: list[dict[str, str]]) -> list[html.Div]:
+    return [html.Div(className="kpi", children=[html.Div(i["value"], className="kpi-value"),
+                                                html.Div(i["label"], className="kpi-label")]) for i in items]
+
+
+def as_matrix(rows: list[list[float | None]]) -> np.ndarray:
+    """``times × units`` lists (None = missing) back to a ``units × times`` float array."""
+    return np.array([[np.nan if v is None else v for v in col] for col in rows], dtype=float).T

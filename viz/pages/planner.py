@@ -1,0 +1,172 @@
+"""Planner (3D): buildings extruded floor by floor, coloured by forecast; cards; what-if scenarios."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+import pandas as pd
+from dash import Dash, Input, Output, State, dcc, html, no_update
+
+from ciu.errors import CiuError
+from viz.data import DashboardData
+from viz.figures import card_rows, scenario_numbers, scenario_overrides
+from viz.ids import Id
+from viz.layers import difference_payload, floor_layer, ramp_css, view_of
+from viz.pages.common import base_map, level_payload, slider_marks, time_controls, time_label
+
+PATH = "/planner"
+PITCH, BEARING = 50.0, -20.0
+RENDER_JS = ("function(payload, step) {{ return window.ciu ? window.ciu.render(payload, step, '{map}', '{click}',"
+             " {{basemap: false}}) : 'waiting'; }}")
+
+
+def _number(label: str, id_: str, value: float | None, **kw: Any) -> html.Div:
+    return html.Div(className="field", children=[html.Label(label), dcc.Input(id=id_, type="number", value=value,
+                                                                              debounce=True, **kw)])
+
+
+def scenario_form(data: DashboardData) -> html.Div:
+    """Event of N people at a unit and hour, closure, weather and holiday overrides."""
+    units = data.all_units()
+    choices = units[units["level"].isin(["building", "district", "grid"])].sort_index()
+    options = [{"label": f"{row['level']} · {row['name'] or code}", "value": code} for code, row in choices.iterrows()]
+    first = next((o["value"] for o in options if units.loc[o["value"], "level"] == "building"), None)
+    h = data.settings.horizons
+    return html.Div(className="scenario-form", children=[
+        html.H3("Scenario"),
+        dcc.RadioItems(id=Id.SCN_KIND, options=[{"label": "event", "value": "event"},
+                                                {"label": "closure", "value": "closure"},
+                                                {"label": "none", "value": "none"}], value="event", inline=True),
+        html.Div(className="field", children=[html.Label("unit"), dcc.Dropdown(id=Id.SCN_UNIT, options=options,
+                                                                                 value=first, clearable=False)]),
+        _number("people", Id.SCN_PEOPLE, 600, min=0, step=50),
+        _number("starts at forecast hour", Id.SCN_HOUR, 2, min=1, max=h, step=1),
+        _number("lasting (hours)", Id.SCN_HOURS, 3, min=1, max=h, step=1),
+        _number("temperature override (°C)", Id.SCN_TEMPERATURE, None, step=0.5),
+        _number("rain override (mm/h)", Id.SCN_RAIN, None, min=0, step=0.5),
+        dcc.Checklist(id=Id.SCN_HOLIDAY, options=[{"label": "treat as holiday", "value": "holiday"}], value=[]),
+        html.Button("run scenario", id=Id.SCN_RUN, n_clicks=0, className="btn primary"),
+    ])
+
+
+def layout(data: DashboardData, **_: Any) -> html.Div:
+    return html.Div(className="page", children=[
+        time_controls(Id.PLAN_TIME, Id.PLAN_TIME_LABEL, Id.PLAN_PLAY, Id.PLAN_TICK, play_ms=data.settings.play_ms),
+        html.Div(className="main", children=[
+            html.Div(className="map-wrap", children=[
+                html.Div(id=Id.PLAN_MAP, className="map tall"),
+                html.Div(className="legend", children=[html.Span("0 %"), html.Span(className="ramp",
+                         style={"background": ramp_css()}), html.Span("100 % of floor capacity")]),
+            ]),
+            html.Div(className="side", children=[
+                html.H3("Floor / building"),
+                html.Div("click a floor", id=Id.PLAN_CARD, className="card"),
+            ]),
+        ]),
+        html.Div(className="main scenario", children=[
+            scenario_form(data),
+            html.Div(className="map-wrap", children=[
+                html.Div(id=Id.SCN_MAP, className="map"),
+                html.Div(className="legend", children=[html.Span("fewer"), html.Span(
+                    className="ramp", style={"background": "linear-gradient(to right, rgb(33,102,172),"
+                                                           " rgb(200,200,200), rgb(178,24,43))"}),
+                    html.Span("more people than the baseline")]),
+            ]),
+            html.Div(id=Id.SCN_NUMBERS, className="side numbers", children="run a scenario to compare"),
+        ]),
+        dcc.Store(id=Id.PLAN_FRAME), dcc.Store(id=Id.PLAN_CLICK), dcc.Store(id=Id.SCN_FRAME),
+        html.Div("", id=Id.PLAN_RENDERED, className="rendered"),
+        html.Div("", id=Id.SCN_RENDERED, className="rendered"),
+    ])
+
+
+def card_table(card: dict[str, Any]) -> html.Table:
+    return html.Table(className="card-table", children=[
+        html.Tr([html.Th(k), html.Td(v, className=f"f-{k.replace(' ', '-')}")]) for k, v in card_rows(card)])
+
+
+def numbers_table(nums: dict[str, Any], *, model: str) -> html.Div:
+    rows = [
+        ("hour compared", f"{nums['time']:%a %Y-%m-%d %H:%M} UTC (+{nums['horizon']} h)"),
+        ("people, baseline", f"{nums['baseline_total']:,.0f}"),
+        ("people, scenario", f"{nums['scenario_total']:,.0f}"),
+        ("difference", f"{nums['scenario_total'] - nums['baseline_total']:+,.0f}"),
+        ("floors changed", str(nums["units_changed"])),
+        ("floors ≥ 80 % (baseline → scenario)", f"{nums['baseline_over']} → {nums['scenario_over']}"),
+        ("peak risk (baseline → scenario)", f"{nums['baseline_peak_risk']:.0%} → {nums['scenario_peak_risk']:.0%}"),
+        ("model", model),
+    ]
+    return html.Div([html.H3("Scenario vs baseline"), html.Table(className="card-table", children=[
+        html.Tr([html.Th(k), html.Td(v, className="scn-" + str(i))]) for i, (k, v) in enumerate(rows)])])
+
+
+def register(app: Dash, data: DashboardData) -> None:
+    """Register the page and its callbacks on ``app``."""
+    dash.register_page("viz.pages.planner", path=PATH, name="Planner", title="CIU Twin · planner", order=1,
+                       layout=lambda **kw: layout(data, **kw))
+    bottom = data.twin.levels[0]
+
+    @app.callback(Output(Id.PLAN_FRAME, "data"), Output(Id.PLAN_TIME, "max"), Output(Id.PLAN_TIME, "marks"),
+                  Output(Id.PLAN_TIME, "value"), Input(Id.REFRESH, "n_intervals"),
+                  State(Id.PLAN_TIME, "value"), State(Id.PLAN_FRAME, "data"))
+    def load_frame(_n: int, step: int | None, old: dict | None):
+        frame = data.level_frame(bottom)
+        payload = level_payload(frame, base=base_map(data), key=bottom, extruded=True, pitch=PITCH, bearing=BEARING)
+        value = min(int(step), len(frame.times) - 1) if old is not None and step is not None else frame.n_history - 1
+        return payload, len(frame.times) - 1, slider_marks(payload["times"], frame.n_history), value
+
+    @app.callback(Output(Id.PLAN_TIME_LABEL, "children"), Input(Id.PLAN_TIME, "value"),
+                  State(Id.PLAN_FRAME, "data"))
+    def label(step: int | None, payload: dict | None):
+        return time_label(payload["times"], payload["n_history"], step) if payload else ""
+
+    @app.callback(Output(Id.PLAN_CARD, "children"), Input(Id.PLAN_CLICK, "data"), Input(Id.PLAN_TIME, "value"),
+                  State(Id.PLAN_FRAME, "data"), prevent_initial_call=True)
+    def card(click: dict | None, step: int | None, payload: dict | None):
+        if not click or not payload:
+            return no_update
+        i = payload["n_history"] - 1 if step is None else int(step)
+        return card_table(data.card(click["code"], time=pd.Timestamp(payload["times"][i])))
+
+    @app.callback(Output(Id.PLAN_TICK, "disabled"), Output(Id.PLAN_PLAY, "children"),
+                  Input(Id.PLAN_PLAY, "n_clicks"), prevent_initial_call=True)
+    def play(n: int):
+        on = bool(n % 2)
+        return not on, "❚❚ pause" if on else "▶ play"
+
+    @app.callback(Output(Id.PLAN_TIME, "value", allow_duplicate=True), Input(Id.PLAN_TICK, "n_intervals"),
+                  State(Id.PLAN_TIME, "value"), State(Id.PLAN_TIME, "max"), prevent_initial_call=True)
+    def step_forward(_n: int, step: int | None, top: int | None):
+        return 0 if step is None or top is None or step >= top else step + 1
+
+    @app.callback(Output(Id.SCN_FRAME, "data"), Output(Id.SCN_NUMBERS, "children"),
+                  Input(Id.SCN_RUN, "n_clicks"),
+                  State(Id.SCN_KIND, "value"), State(Id.SCN_UNIT, "value"), State(Id.SCN_PEOPLE, "value"),
+                  State(Id.SCN_HOUR, "value"), State(Id.SCN_HOURS, "value"), State(Id.SCN_TEMPERATURE, "value"),
+                  State(Id.SCN_RAIN, "value"), State(Id.SCN_HOLIDAY, "value"), prevent_initial_call=True)
+    def run_scenario(_n: int, kind: str, code: str | None, people: float | None, hour: int | None,
+                     hours: int | None, temperature: float | None, rain: float | None, holiday: list[str]):
+        start = data.now() + pd.Timedelta(hours=int(hour or 1))
+        overrides = scenario_overrides(kind=kind, code=code, people=people, hours=hours, time=start,
+                                       temperature=temperature, rain=rain, holiday=bool(holiday))
+        try:
+            result = data.scenario(overrides)
+        except CiuError as exc:
+            return no_update, html.Div(f"scenario not run: {exc}", className="error")
+        nums = scenario_numbers(result["baseline"], result["scenario"], level=bottom)
+        floors = data.units(bottom)
+        diff = nums["diff"].reindex(floors.index).fillna(0.0).to_numpy()
+        payload = difference_payload(floor_layer(floors), base=base_map(data), diff=diff,
+                                     view=view_of(floors, pitch=PITCH, bearing=BEARING),
+                                     key=f"scenario:{_n}")
+        return payload, numbers_table(nums, model=result["model"])
+
+    for map_id, click_id, frame_id, time_id, out_id in (
+            (Id.PLAN_MAP, Id.PLAN_CLICK, Id.PLAN_FRAME, Id.PLAN_TIME, Id.PLAN_RENDERED),
+            (Id.SCN_MAP, Id.PLAN_CLICK, Id.SCN_FRAME, None, Id.SCN_RENDERED)):
+        inputs = [Input(frame_id, "data")] + ([Input(time_id, "value")] if time_id else [])
+        js = RENDER_JS.format(map=map_id.value, click=click_id.value)
+        if time_id is None:
+            js = js.replace("function(payload, step)", "function(payload)").replace("payload, step,", "payload, 0,")
+        app.clientside_callback(js, Output(out_id, "children"), *inputs)
