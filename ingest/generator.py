@@ -200,7 +200,7 @@ def _touches_any(box: shapely.Polygon, placed: list[shapely.Polygon]) -> bool:
 def _profiles(hours_local: pd.DatetimeIndex, holiday: np.ndarray) -> dict[str, np.ndarray]:
     """Occupancy as a share of capacity per land use and hour (no weather yet)."""
     h = hours_local.hour.to_numpy()
-    dow = hours_local.dayofweek.to_numpy()
+    dow = hours_local.day_of_week.to_numpy()
     off = (dow >= 5) | holiday.astype(bool)
     sat = dow == 5
 
@@ -312,7 +312,7 @@ def _series(
     holiday = np.array([d.date() in hol_cal for d in hours_local], dtype=float)
 
     # weather: seasonal + diurnal temperature with AR(1) noise; rain as a two-state Markov chain
-    doy = hours_local.dayofyear.to_numpy()
+    doy = hours_local.day_of_year.to_numpy()
     seasonal = 10.5 - 8.5 * np.cos(2 * np.pi * (doy - 20) / 365.25)
     diurnal = 4.0 * np.sin(2 * np.pi * (hours_local.hour.to_numpy() - 9) / 24)
     noise = np.zeros(n_h)
