@@ -9,12 +9,14 @@ from typing import Annotated, Optional
 import typer
 
 from ciu.errors import CiuError
+from models import cli as models_cli
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="CIU Twin: a city as a hierarchy of units in PostGIS.")
 db_app = typer.Typer(no_args_is_help=True, help="The twin's PostGIS database.")
 sample_app = typer.Typer(no_args_is_help=True, help="The project's sample city.")
 app.add_typer(db_app, name="db")
 app.add_typer(sample_app, name="sample")
+models_cli.register(app)  # ciu train / evaluate / predict
 
 
 def _settings():
