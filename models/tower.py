@@ -42,10 +42,21 @@ class TemporalEncoder(nn.Module):
     def reset_parameters(self) -> None:
         self.lstm.reset_parameters()
 
-    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """``x`` ``(B, N, L, F)`` → ``(B, N, D)`` and the LSTM state ``(h, c)``."""
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None, *,
+                chunk: int = 131072) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """``x`` ``(B, N, L, F)`` → ``(B, N, D)`` and the LSTM state ``(h, c)``.
+
+        Without gradients, sequences go through in chunks of ``chunk`` (memory
+        stays flat for a million units).
+        """
         b, n, length, f = x.shape
-        out, (h, c) = self.lstm(x.reshape(b * n, length, f), state)
+        flat = x.reshape(b * n, length, f)
+        if torch.is_grad_enabled() or state is not None or b * n <= chunk:
+            _, (h, c) = self.lstm(flat, state)
+        else:
+            parts = [self.lstm(flat[i:i + chunk])[1] for i in range(0, b * n, chunk)]
+            h = torch.cat([p[0] for p in parts], dim=1)
+            c = torch.cat([p[1] for p in parts], dim=1)
         return h[-1].reshape(b, n, -1), (h, c)
 
 

@@ -214,19 +214,19 @@ def validation_loss(model: Tower, prep: Prepared, ts: np.ndarray, config: TrainC
     return total / max(n, 1)
 
 
-def fit(series: HierSeries, split: Split, config: TrainConfig, *,
+def fit(series: HierSeries, split: Split, config: TrainConfig, *, fit_stop: int | None = None,
         log: Callable[[dict[str, float]], None] | None = None) -> FitResult:
     """Train a tower; keep the weights of the epoch with the lowest validation loss.
 
-    The scalers are fitted on the hours before the first validation target;
-    the test issue hours are never looked at.
+    The scalers are fitted on the hours before ``fit_stop`` (default: the first
+    validation hour); the test issue hours are never looked at.
     """
     if len(split.train) == 0 or len(split.val) == 0:
         raise ValidationError("the split leaves no training or no validation samples", field="split")
     torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     device = pick_device(config.device)
-    fit_stop = int(split.val.min())  # hours before the first validation issue hour
+    fit_stop = int(split.val.min()) if fit_stop is None else fit_stop
     prep = prepare(series, fit_stop=fit_stop, config=config, device=device)
     model = build_model(prep, series, config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
