@@ -40,3 +40,7 @@ db-stop:
 
 clean:
 	rm -rf out .pytest_cache
+
+# tower-model benchmarks on real data (results in bench/results/model-*.json, table in docs/benchmarks.md)
+bench-model: setup
+	@$(PY) -m bench.model

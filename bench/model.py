@@ -38,8 +38,8 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 
 #: training budgets per profile (the JSON records what ran)
 PROFILES: dict[str, dict[str, Any]] = {
-    "full": {"seeds": 3, "epochs": 12, "steps": 150, "patience": 3, "scale_floors": 1_000_000},
-    "quick": {"seeds": 3, "epochs": 2, "steps": 10, "patience": 2, "scale_floors": 20_000},
+    "full": {"seeds": 3, "epochs": 8, "steps": 50, "patience": 3, "threads": 1, "scale_floors": 1_000_000},
+    "quick": {"seeds": 3, "epochs": 2, "steps": 10, "patience": 2, "threads": 1, "scale_floors": 20_000},
 }
 
 
@@ -64,7 +64,7 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _evaluate_all(series: HierSeries, split: Split, config: TrainConfig, prep_truth: list[np.ndarray],
                   ts: np.ndarray, *, fit_stop: int, seeds: list[int], metric_kw: dict[str, Any],
-                  grid: tuple[int, int] | None = None, log=print) -> dict[str, Any]:
+                  grid: tuple[int, int] | None = None, unit_lstm: bool = True, log=print) -> dict[str, Any]:
     names = series.level_names
     out: dict[str, Any] = {}
     h = config.horizons
@@ -74,7 +74,7 @@ def _evaluate_all(series: HierSeries, split: Split, config: TrainConfig, prep_tr
         out[name] = {"deterministic": True, "test": level_metrics(roll_up(fn(), series), prep_truth, names,
                                                                   **metric_kw)}
         log(f"  {name}: bottom RMSE {out[name]['test'][names[0]]['rmse_all']:.3f}")
-    learned: dict[str, list[dict[str, Any]]] = {"unit_lstm": [], "tower": []}
+    learned: dict[str, list[dict[str, Any]]] = {"unit_lstm": [], "tower": []} if unit_lstm else {"tower": []}
     if grid is not None:
         learned["st_resnet"] = []
     info: dict[str, list[dict[str, Any]]] = {k: [] for k in learned}
@@ -89,12 +89,13 @@ def _evaluate_all(series: HierSeries, split: Split, config: TrainConfig, prep_tr
                               "samples_per_s": res.samples_per_s, "wall_seconds": time.perf_counter() - t0})
         log(f"  tower seed {seed}: bottom RMSE {learned['tower'][-1][names[0]]['rmse_all']:.3f}"
             f" ({res.seconds:.0f} s, best epoch {res.best_epoch})")
-        res = fit_unit_lstm(series, split, cfg, fit_stop=fit_stop)
-        bottom = predict_unit_lstm(res, ts)
-        learned["unit_lstm"].append(level_metrics(roll_up(bottom, series), prep_truth, names, **metric_kw))
-        info["unit_lstm"].append({"seed": seed, "best_epoch": res.best_epoch, "epochs": len(res.history),
-                                  "train_seconds": res.seconds, "samples_per_s": res.samples_per_s})
-        log(f"  unit_lstm seed {seed}: bottom RMSE {learned['unit_lstm'][-1][names[0]]['rmse_all']:.3f}")
+        if unit_lstm:
+            res = fit_unit_lstm(series, split, cfg, fit_stop=fit_stop)
+            bottom = predict_unit_lstm(res, ts)
+            learned["unit_lstm"].append(level_metrics(roll_up(bottom, series), prep_truth, names, **metric_kw))
+            info["unit_lstm"].append({"seed": seed, "best_epoch": res.best_epoch, "epochs": len(res.history),
+                                      "train_seconds": res.seconds, "samples_per_s": res.samples_per_s})
+            log(f"  unit_lstm seed {seed}: bottom RMSE {learned['unit_lstm'][-1][names[0]]['rmse_all']:.3f}")
         if grid is not None:
             prep = prepare(series, fit_stop=fit_stop, config=cfg, device=torch.device("cpu"))
             model, rinfo = fit_stresnet(prep, split, grid, replace(cfg, hidden=32))
@@ -110,7 +111,7 @@ def _evaluate_all(series: HierSeries, split: Split, config: TrainConfig, prep_tr
 
 def _config(profile: dict[str, Any], **kw: Any) -> TrainConfig:
     return TrainConfig(epochs=profile["epochs"], max_steps_per_epoch=profile["steps"], patience=profile["patience"],
-                       **kw)
+                       threads=profile["threads"], **kw)
 
 
 def suite_manhattan(profile: dict[str, Any], log=print) -> dict[str, Any]:
@@ -125,7 +126,7 @@ def suite_manhattan(profile: dict[str, Any], log=print) -> dict[str, Any]:
     for mode in ("bike", "taxi"):
         log(f"manhattan {mode}")
         series = series_from_graph(manhattan_flows(mode=mode))
-        cfg = _config(profile, history=12, horizons=3, hidden=48, batch_size=32, lr=2e-3, max_val_samples=512)
+        cfg = _config(profile, history=12, horizons=3, hidden=32, batch_size=32, lr=3e-3, max_val_samples=512)
         split = chronological_split(series, history=12, horizons=3, fractions=(0.7, 0.1))
         fit_stop = int(round(len(series.times) * 0.7))
         prep = prepare(series, fit_stop=fit_stop, config=cfg, device=torch.device("cpu"))
@@ -133,7 +134,8 @@ def suite_manhattan(profile: dict[str, Any], log=print) -> dict[str, Any]:
         out[mode] = {"channels": series.channels, "n_test": int(len(ts)), "config": cfg.to_dict(),
                      "models": _evaluate_all(series, split, cfg, truth(prep, ts), ts, fit_stop=fit_stop,
                                              seeds=list(range(profile["seeds"])),
-                                             metric_kw={"nonzero_only": True}, log=log)}
+                                             metric_kw={"nonzero_only": True}, unit_lstm=mode == "bike",
+                                             log=log)}
     return out
 
 
@@ -144,7 +146,7 @@ def suite_taxinyc(profile: dict[str, Any], log=print) -> dict[str, Any]:
     log("taxinyc 16x8")
     series = series_from_graph(taxinyc_grid())
     test_start = int(series.times.get_indexer([TAXINYC_TEST[0]])[0])
-    cfg = _config(profile, history=6, horizons=1, hidden=48, batch_size=32, lr=2e-3, max_val_samples=672)
+    cfg = _config(profile, history=6, horizons=1, hidden=32, batch_size=32, lr=3e-3, max_val_samples=336)
     split = chronological_split(series, history=6, horizons=1, test_start=test_start, val_hours=28 * 24)
     prep = prepare(series, fit_stop=test_start, config=cfg, device=torch.device("cpu"))
     ts = split.test
@@ -164,14 +166,14 @@ def suite_taxinyc(profile: dict[str, Any], log=print) -> dict[str, Any]:
 
 
 def suite_synthetic(profile: dict[str, Any], log=print) -> dict[str, Any]:
-    """The sample city (80 buildings, 6 weeks): errors at every level, floors included."""
+    """The sample city (40 buildings, 6 weeks): errors at every level, floors included."""
     from ingest.generator import SampleConfig
     from models.datasets import sample_city_graph
 
     log("synthetic city")
-    cfg_city = SampleConfig(buildings=80, weeks=6)
+    cfg_city = SampleConfig(buildings=40, weeks=6)
     series = series_from_graph(sample_city_graph(cfg_city))
-    cfg = _config(profile, history=12, horizons=3, hidden=32, batch_size=16, lr=3e-3, max_val_samples=128)
+    cfg = _config(profile, history=12, horizons=3, hidden=32, batch_size=16, lr=3e-3, max_val_samples=96)
     split = chronological_split(series, history=12, horizons=3, fractions=(0.7, 0.15))
     fit_stop = int(split.val.min())
     prep = prepare(series, fit_stop=fit_stop, config=cfg, device=torch.device("cpu"))
@@ -188,7 +190,7 @@ def _scale_worker(floors: int, model_kind: str) -> dict[str, Any]:
     from models.data import Level, Tensors, make_batch
     from models.train import build_model
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     sizes = [floors, floors // 10, max(floors // 200, 1), max(floors // 20000, 1), 1]
     names = ["floor", "building", "grid", "district", "city"]
@@ -232,7 +234,7 @@ def suite_scale(profile: dict[str, Any], log=print) -> dict[str, Any]:
     out: dict[str, Any] = {"protocol": {
         "what": "one forward pass at every level for one issue hour, weights untrained, inputs in memory",
         "tree": "floors -> buildings (1/10) -> grid (1/200) -> districts (1/20000) -> city",
-        "history": 12, "horizons": 3, "hidden": 32, "threads": 2}, "runs": []}
+        "history": 12, "horizons": 3, "hidden": 32, "threads": 1}, "runs": []}
     for kind in ("tower", "unit_lstm"):
         for rep in range(3):
             res = subprocess.run([sys.executable, "-m", "bench.model", "--scale-worker", str(floors), kind],
@@ -358,11 +360,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.scale_worker:
         print(json.dumps(_scale_worker(int(args.scale_worker[0]), args.scale_worker[1])))
         return
-    torch.set_num_threads(2)
     if not args.table_only:
         profile = dict(PROFILES[args.profile])
         if args.seeds is not None:
             profile["seeds"] = args.seeds
+        torch.set_num_threads(profile["threads"])
         RESULTS.mkdir(parents=True, exist_ok=True)
         for name in args.suites.split(","):
             t0 = time.perf_counter()
