@@ -211,11 +211,17 @@ class Tensors:
         return len(self.values)
 
 
-def fit_scales(series: HierSeries, *, stop: int) -> np.ndarray:
-    """Per-level, per-channel scale: the maximum of the unit values in hours ``< stop`` (min-max, min 0)."""
+def fit_scales(series: HierSeries, *, stop: int, quantile: float = 0.99) -> np.ndarray:
+    """Per-level, per-channel scale: a high quantile of the unit values in hours ``< stop``.
+
+    A quantile rather than the maximum, so that one glitch in the data (TaxiNYC
+    has cells with a single hour twenty times their usual peak) does not squeeze
+    every other value towards zero.
+    """
     out = []
     for lv in series.level_values(series.values[:stop]):
-        m = np.nanmax(np.where(series.mask[:stop, None, None], lv, np.nan), axis=(0, 1))  # type: ignore[index]
+        kept = lv[series.mask[:stop]]  # type: ignore[index]
+        m = np.nanquantile(kept.reshape(-1, kept.shape[-1]), quantile, axis=0) if len(kept) else np.ones(lv.shape[-1])
         out.append(np.where(np.isfinite(m) & (m > 0), m, 1.0))
     return np.stack(out).astype(np.float32)
 

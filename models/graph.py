@@ -64,7 +64,8 @@ def adjacency(units: gpd.GeoDataFrame, level: str) -> np.ndarray:
     n = len(units)
     if n < 2:
         return np.zeros((2, 0), dtype=np.int64)
-    if level == "floor" or units["z_min"].notna().all() and units["attrs"].apply(lambda a: "floor" in (a or {})).all():
+    storeys = units["attrs"].apply(lambda a: isinstance(a, dict) and "floor" in a).all()
+    if storeys:
         parent = units["parent_code"].to_numpy()
         floor_no = units["attrs"].apply(lambda a: int(a.get("floor", 0))).to_numpy()
         frame = pd.DataFrame({"i": np.arange(n), "p": parent, "f": floor_no})
@@ -83,10 +84,6 @@ def adjacency(units: gpd.GeoDataFrame, level: str) -> np.ndarray:
             src, dst = src[keep], dst[keep]
     edges = np.unique(np.concatenate([np.stack([src, dst]), np.stack([dst, src])], axis=1), axis=1)
     return edges.astype(np.int64)
-
-
-def _grid(cube_var: np.ndarray) -> np.ndarray:
-    return np.asarray(cube_var, dtype=np.float64)
 
 
 def build_graph(
@@ -132,7 +129,7 @@ def build_graph(
         times = pd.DatetimeIndex(cube["time"].values)
         full = pd.date_range(times.min(), times.max(), freq="h")
     cube = cube.reindex(time=full)
-    values = _grid(cube[target].values).T[:, :, None]  # (T, N0, 1)
+    values = np.asarray(cube[target].values, dtype=np.float64).T[:, :, None]  # (T, N0, 1)
 
     data = HeteroData()
     for i, lv in enumerate(levels):
@@ -181,7 +178,7 @@ def build_graph(
         cov = np.zeros((len(full), len(bottom), 1))
         for lv in levels:
             c = twin.cube(level=lv, variables=[covariate], start=start, end=end).reindex(time=full)
-            raw = np.nan_to_num(_grid(c[covariate].values))
+            raw = np.nan_to_num(np.asarray(c[covariate].values, dtype=np.float64))
             if not raw.any():
                 continue
             member = _members(data, levels, lv)

@@ -181,6 +181,9 @@ class Tower(nn.Module):
         for m in self.head:
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
+        # the forecast starts as persistence (the residual on the last hour) and learns from there
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
 
     def encode(self, seq: list[Tensor], aux: list[Tensor], ext: Tensor, parent: list[Tensor],
                neighbours: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:

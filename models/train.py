@@ -203,6 +203,14 @@ class FitResult:
     samples_per_s: float = 0.0
 
 
+def validation_hours(split: Split, config: TrainConfig) -> np.ndarray:
+    """The validation issue hours early stopping looks at (evenly thinned to ``max_val_samples``)."""
+    val_ts = split.val
+    if config.max_val_samples is not None and len(val_ts) > config.max_val_samples:
+        val_ts = val_ts[np.linspace(0, len(val_ts) - 1, config.max_val_samples).astype(int)]
+    return val_ts
+
+
 @torch.no_grad()
 def validation_loss(model: Tower, prep: Prepared, ts: np.ndarray, config: TrainConfig) -> float:
     model.eval()
@@ -231,9 +239,7 @@ def fit(series: HierSeries, split: Split, config: TrainConfig, *, fit_stop: int 
     model = build_model(prep, series, config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
-    val_ts = split.val
-    if config.max_val_samples is not None and len(val_ts) > config.max_val_samples:
-        val_ts = val_ts[np.linspace(0, len(val_ts) - 1, config.max_val_samples).astype(int)]
+    val_ts = validation_hours(split, config)
     result = FitResult(model, prep)
     best_state = copy.deepcopy(model.state_dict())
     bad = 0

@@ -16,7 +16,7 @@ from models.settings import ModelSettings
 from models.train import TrainConfig
 
 CONFIG = TrainConfig(history=6, horizons=3, hidden=8, epochs=2, batch_size=16, max_steps_per_epoch=2,
-                     max_val_samples=16, seed=1)
+                     max_val_samples=16, seed=1, threads=1)
 ISSUED = datetime(2026, 4, 11, 9, tzinfo=timezone.utc)
 
 
