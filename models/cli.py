@@ -26,6 +26,7 @@ def train(
     lr: Annotated[float, typer.Option(help="learning rate")] = 3e-3,
     patience: Annotated[int, typer.Option(help="epochs without validation gain before stopping")] = 5,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    max_steps: Annotated[Optional[int], typer.Option(help="cap on the training steps per epoch")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda when present)")] = None,
 ) -> None:
     """Train the tower on the twin and record it as a model run."""
@@ -33,7 +34,7 @@ def train(
     from models.train import TrainConfig
 
     cfg = TrainConfig(history=history, horizons=horizons, hidden=hidden, epochs=epochs, batch_size=batch_size,
-                      lr=lr, patience=patience, seed=seed, device=device)
+                      lr=lr, patience=patience, seed=seed, max_steps_per_epoch=max_steps, device=device)
     with _twin() as twin:
         rep = train_on_twin(twin, cfg, target=target)
     m = rep.metrics

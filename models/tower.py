@@ -240,5 +240,7 @@ class Tower(nn.Module):
         for i in range(len(hs) - 1):
             density.append(scatter(density[-1], parent[i], dim=1, dim_size=hs[i + 1].shape[1], reduce="sum"))
         density = [d / scales[i] for i, d in enumerate(density)]
-        risk = [torch.sigmoid(self.risk[i](h)) for i, h in enumerate(hs)]
+        # the risk heads read the embeddings without steering them: a classification loss
+        # must not pull the shared encoders away from the density forecast
+        risk = [torch.sigmoid(self.risk[i](h.detach())) for i, h in enumerate(hs)]
         return TowerOutput(density, risk, attention)

@@ -40,7 +40,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     patience: int = 5
     seed: int = 0
-    level_weight: float = 0.5
+    level_weight: float = 0.1
     risk_weight: float = 0.1
     risk_quantile: float = 0.9
     max_steps_per_epoch: int | None = None
@@ -117,8 +117,8 @@ def build_model(prep: Prepared, series: HierSeries, config: TrainConfig) -> Towe
     return Tower(tower_cfg)
 
 
-def loss_fn(model: Tower, prep: Prepared, ts: Tensor, config: TrainConfig) -> Tensor:
-    """Multi-level MSE on scaled values plus the risk BCE."""
+def loss_fn(model: Tower, prep: Prepared, ts: Tensor, config: TrainConfig, *, risk: bool = True) -> Tensor:
+    """Multi-level MSE on scaled values plus (with ``risk``) the risk BCE."""
     data = prep.data
     batch = make_batch(data, ts)
     out = model(batch.seq, batch.aux, batch.ext, data.parent, data.neighbours, data.scales)
@@ -127,10 +127,10 @@ def loss_fn(model: Tower, prep: Prepared, ts: Tensor, config: TrainConfig) -> Te
     if n > 1:
         upper = sum(F.mse_loss(out.density[i], batch.target[i]) for i in range(1, n))
         loss = loss + config.level_weight * upper / (n - 1)
-    if config.risk_weight > 0:
-        risk = sum(F.binary_cross_entropy(out.risk[i], (batch.target[i].sum(-1) > prep.thresholds[i][None, :, None])
+    if risk and config.risk_weight > 0:
+        bce = sum(F.binary_cross_entropy(out.risk[i], (batch.target[i].sum(-1) > prep.thresholds[i][None, :, None])
                                           .float()) for i in range(n))
-        loss = loss + config.risk_weight * risk / n
+        loss = loss + config.risk_weight * bce / n
     return loss
 
 
@@ -213,11 +213,12 @@ def validation_hours(split: Split, config: TrainConfig) -> np.ndarray:
 
 @torch.no_grad()
 def validation_loss(model: Tower, prep: Prepared, ts: np.ndarray, config: TrainConfig) -> float:
+    """The density loss (every level, no risk term) over the issue hours ``ts``: what early stopping watches."""
     model.eval()
     total, n = 0.0, 0
     for i in range(0, len(ts), 256):
         chunk = torch.as_tensor(ts[i:i + 256])
-        total += float(loss_fn(model, prep, chunk, config)) * len(chunk)
+        total += float(loss_fn(model, prep, chunk, config, risk=False)) * len(chunk)
         n += len(chunk)
     return total / max(n, 1)
 

@@ -110,7 +110,7 @@ def test_cli_train_evaluate_predict(city_url, tmp_path, monkeypatch):
     monkeypatch.setenv("CIU_DATABASE_URL", city_url)
     monkeypatch.setenv("CIU_MODEL_DIR", str(tmp_path))
     runner = CliRunner()
-    res = runner.invoke(app, ["train", "--history", "6", "--hidden", "8", "--epochs", "1", "--batch-size", "64"])
+    res = runner.invoke(app, ["train", "--history", "6", "--hidden", "8", "--epochs", "1", "--max-steps", "3"])
     assert res.exit_code == 0, res.output
     assert "model run" in res.output and "floor" in res.output
     res = runner.invoke(app, ["evaluate"])

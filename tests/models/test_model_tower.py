@@ -64,6 +64,11 @@ def test_shapes_and_gradients_reach_every_level(series):
     for i, lv in enumerate(series.levels):
         assert out.density[i].shape == (4, lv.n, CONFIG.horizons, 1)
         assert out.risk[i].shape == (4, lv.n, CONFIG.horizons)
+    # the density head starts at zero (the forecast starts as persistence): one step opens the paths
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    loss_fn(model, prep, ts, CONFIG).backward()
+    opt.step()
+    opt.zero_grad()
     loss_fn(model, prep, ts, CONFIG).backward()
     for i in range(len(series.levels)):
         for part in (model.encoders[i], model.aux[i], model.risk[i]):
