@@ -38,8 +38,10 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 
 #: training budgets per profile (the JSON records what ran)
 PROFILES: dict[str, dict[str, Any]] = {
-    "full": {"seeds": 3, "epochs": 6, "steps": 30, "patience": 2, "threads": 1, "scale_floors": 1_000_000},
-    "quick": {"seeds": 3, "epochs": 2, "steps": 10, "patience": 2, "threads": 1, "scale_floors": 20_000},
+    "full": {"seeds": 3, "epochs": 6, "steps": 30, "patience": 2, "threads": 1, "scale_floors": 1_000_000,
+             "steps_long": 120, "epochs_long": 8},
+    "quick": {"seeds": 3, "epochs": 2, "steps": 10, "patience": 2, "threads": 1, "scale_floors": 20_000,
+              "steps_long": 20, "epochs_long": 2},
 }
 
 
@@ -114,7 +116,14 @@ def _config(profile: dict[str, Any], **kw: Any) -> TrainConfig:
                        threads=profile["threads"], **kw)
 
 
-def suite_manhattan(profile: dict[str, Any], log=print) -> dict[str, Any]:
+def suite_manhattan_long(profile: dict[str, Any], log=print) -> dict[str, Any]:
+    """Manhattan bike only, the tower alone with four times the steps per epoch (``steps_long``)."""
+    long = {**profile, "steps": profile["steps_long"], "epochs": profile["epochs_long"]}
+    return suite_manhattan(long, log=log, modes=("bike",), unit_lstm=False)
+
+
+def suite_manhattan(profile: dict[str, Any], log=print, *, modes: tuple[str, ...] = ("bike", "taxi"),
+                    unit_lstm: bool = True) -> dict[str, Any]:
     """Bike and taxi flows, 70/10/20, 12 hours in, horizons 1–3, scaler on train only, masked where truth ≠ 0."""
     from models.datasets import manhattan_flows
 
@@ -123,7 +132,7 @@ def suite_manhattan(profile: dict[str, Any], log=print) -> dict[str, Any]:
         "scaler": "per-level 99th percentile fitted on the training hours only",
         "metrics": "RMSE, MAE, MAPE over test issue hours, masked where truth != 0, per channel and horizon",
         "levels": "zone (69) -> community district (12) -> city", "checkpoint": "lowest validation loss"}}
-    for mode in ("bike", "taxi"):
+    for mode in modes:
         log(f"manhattan {mode}")
         series = series_from_graph(manhattan_flows(mode=mode))
         cfg = _config(profile, history=12, horizons=3, hidden=32, batch_size=32, lr=3e-3, max_val_samples=256)
@@ -134,7 +143,7 @@ def suite_manhattan(profile: dict[str, Any], log=print) -> dict[str, Any]:
         out[mode] = {"channels": series.channels, "n_test": int(len(ts)), "config": cfg.to_dict(),
                      "models": _evaluate_all(series, split, cfg, truth(prep, ts), ts, fit_stop=fit_stop,
                                              seeds=list(range(profile["seeds"])),
-                                             metric_kw={"nonzero_only": True}, unit_lstm=mode == "bike",
+                                             metric_kw={"nonzero_only": True}, unit_lstm=unit_lstm and mode == "bike",
                                              log=log)}
     return out
 
@@ -249,7 +258,7 @@ def suite_scale(profile: dict[str, Any], log=print) -> dict[str, Any]:
     return out
 
 
-SUITES = {"manhattan": suite_manhattan, "taxinyc": suite_taxinyc, "synthetic": suite_synthetic,
+SUITES = {"manhattan": suite_manhattan, "manhattan_long": suite_manhattan_long, "taxinyc": suite_taxinyc, "synthetic": suite_synthetic,
           "scale": suite_scale}
 
 
@@ -286,14 +295,16 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         for m, v in r["published"].items():
             lines.append(f"| {m} (published) | {v} | | | |")
         lines += ["", f"Config: `{json.dumps(r['config'])}`", ""]
-    if "manhattan" in results:
-        r = results["manhattan"]
+    for key, title in (("manhattan", ""), ("manhattan_long", ", tower with 4× the steps per epoch")):
+        if key not in results:
+            continue
+        r = results[key]
         for mode in ("bike", "taxi"):
             if mode not in r:
                 continue
             rr = r[mode]
             chans = rr["channels"]
-            lines += [f"## Manhattan {mode}, 69 zones (70/10/20, 12 h in, masked where truth ≠ 0)", ""]
+            lines += [f"## Manhattan {mode}, 69 zones (70/10/20, 12 h in, masked where truth ≠ 0){title}", ""]
             for c, ch in enumerate(chans):
                 lines += [f"### {ch} (channel {c}), zone level", "",
                           "| model | RMSE h1 | RMSE h2 | RMSE h3 | MAE h1 | MAE h2 | MAE h3 | MAPE h1 |",
@@ -343,7 +354,7 @@ def write_table() -> Path:
     results = {}
     for path in sorted(RESULTS.glob("model-*.json")):
         results[path.stem.removeprefix("model-")] = json.loads(path.read_text())
-    order = [k for k in ("taxinyc", "manhattan", "synthetic", "scale") if k in results]
+    order = [k for k in ("taxinyc", "manhattan", "manhattan_long", "synthetic", "scale") if k in results]
     DOCS.parent.mkdir(parents=True, exist_ok=True)
     DOCS.write_text(render({k: results[k] for k in order}))
     return DOCS
@@ -352,7 +363,7 @@ def write_table() -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
-    parser.add_argument("--suites", default="synthetic,manhattan,taxinyc,scale")
+    parser.add_argument("--suites", default="synthetic,manhattan,manhattan_long,taxinyc,scale")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--scale-worker", nargs=2, metavar=("FLOORS", "MODEL"))
