@@ -79,3 +79,6 @@ dashboard: setup
 
 bench-viz: setup-test
 	@$(PY) -m bench.viz
+# tower-model benchmarks on real data (results in bench/results/model-*.json, table in docs/benchmarks.md)
+bench-model: setup
+	@$(PY) -m bench.model

@@ -12,6 +12,7 @@ from ciu.api import cli as api_cli
 from ciu.errors import CiuError
 from ingest import cli as ingest_cli
 from viz import cli as viz_cli
+from models import cli as models_cli
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="CIU Twin: a city as a hierarchy of units in PostGIS.")
 db_app = typer.Typer(no_args_is_help=True, help="The twin's PostGIS database.")
@@ -23,6 +24,7 @@ app.command("serve")(api_cli.serve)
 app.command("ingest")(ingest_cli.ingest_command)
 app.add_typer(ingest_cli.build_app, name="build")
 viz_cli.register(app)
+models_cli.register(app)  # ciu train / evaluate / predict
 
 
 def _settings():

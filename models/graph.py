@@ -1,0 +1,270 @@
+"""The twin as a torch-geometric ``HeteroData``: one node type per level.
+
+>>> from models.graph import build_graph                      # doctest: +SKIP
+>>> data = build_graph(twin, target="people")                 # doctest: +SKIP
+>>> data["floor"].series.shape                                # (N, T, C)  # doctest: +SKIP
+>>> data["floor", "in", "building"].edge_index                # child → parent  # doctest: +SKIP
+
+Node stores carry ``x`` (static features), ``series`` (the target at that
+level, ``(N, T, C)``, the roll-up sum of the bottom level), ``code``; edges:
+``(child, "in", parent)``, ``(parent, "has", child)`` and ``(level, "near",
+level)`` (same-level adjacency: shared borders between areas, floors one
+storey apart). Graph attributes: ``time``, ``external`` ``(T, E)`` with
+``external_names``, and ``covariates`` at the bottom level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+import torch
+from torch_geometric.data import HeteroData
+
+from ciu.errors import ValidationError
+from models.data import HierSeries, Level, calendar_features
+
+if TYPE_CHECKING:
+    from ciu.twin import Twin
+
+#: numeric unit attributes used as static features when present
+NUMERIC_ATTRS = ("floor", "capacity", "floors", "height_m", "year_built", "footprint_m2")
+#: categorical unit attributes one-hot encoded when present
+CATEGORICAL_ATTRS = {"use": ("residential", "office", "retail", "school", "hospital", "leisure"),
+                     "land_use": ("residential", "office", "retail", "school", "hospital", "leisure")}
+#: external variables looked for at the top level
+EXTERNAL_VARIABLES = ("temperature", "rain")
+
+
+def static_features(units: gpd.GeoDataFrame) -> np.ndarray:
+    """Static features of units: log area, z-range, numeric attrs, one-hot categories (standardised)."""
+    cols = [np.log1p(units["area_m2"].fillna(0).to_numpy(dtype=float)),
+            units["z_min"].fillna(0).to_numpy(dtype=float), units["z_max"].fillna(0).to_numpy(dtype=float)]
+    attrs = units["attrs"].apply(lambda a: a if isinstance(a, dict) else {})
+    for name in NUMERIC_ATTRS:
+        vals = attrs.apply(lambda a, k=name: a.get(k))
+        if vals.notna().any():
+            cols.append(pd.to_numeric(vals, errors="coerce").fillna(0).to_numpy(dtype=float))
+    for name, cats in CATEGORICAL_ATTRS.items():
+        vals = attrs.apply(lambda a, k=name: a.get(k))
+        if vals.notna().any():
+            cols.extend((vals == c).to_numpy(dtype=float) for c in cats)
+    x = np.stack(cols, axis=1)
+    sd = x.std(axis=0)
+    return ((x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
+
+
+def adjacency(units: gpd.GeoDataFrame, level: str) -> np.ndarray:
+    """Same-level edges (both directions): floors one storey apart, other units sharing a border."""
+    n = len(units)
+    if n < 2:
+        return np.zeros((2, 0), dtype=np.int64)
+    storeys = units["attrs"].apply(lambda a: isinstance(a, dict) and "floor" in a).all()
+    if storeys:
+        parent = units["parent_code"].to_numpy()
+        floor_no = units["attrs"].apply(lambda a: int(a.get("floor", 0))).to_numpy()
+        frame = pd.DataFrame({"i": np.arange(n), "p": parent, "f": floor_no})
+        up = frame.assign(f=frame["f"] + 1).merge(frame, on=["p", "f"], suffixes=("", "_up"))
+        src, dst = up["i"].to_numpy(), up["i_up"].to_numpy()
+    else:
+        geoms = np.asarray(units.geometry.values, dtype=object)
+        tree = shapely.STRtree(geoms)
+        src, dst = tree.query(geoms, predicate="intersects")
+        keep = src != dst
+        src, dst = src[keep], dst[keep]
+        # a shared border, not a shared point: for areas, the intersection must be a line or an area
+        if len(src) and shapely.get_type_id(geoms[0]) in (3, 6):
+            inter = shapely.intersection(geoms[src], geoms[dst])
+            keep = shapely.length(inter) > 0
+            src, dst = src[keep], dst[keep]
+    edges = np.unique(np.concatenate([np.stack([src, dst]), np.stack([dst, src])], axis=1), axis=1)
+    return edges.astype(np.int64)
+
+
+def build_graph(
+    twin: Twin, *, target: str = "people", levels: Sequence[str] | None = None,
+    start: datetime | str | None = None, end: datetime | str | None = None,
+    covariate: str | None = "event_expected",
+) -> HeteroData:
+    """Build the ``HeteroData`` of a twin for forecasting ``target``.
+
+    Parameters
+    ----------
+    twin
+        Any twin.
+    target
+        The variable to forecast; observed (or rolled up) at the bottom level and
+        summed up the hierarchy.
+    levels
+        Levels to use, bottom to top (default: all of the twin's).
+    start, end
+        Time range of the series.
+    covariate
+        A known-future per-unit variable (announced event attendance); its cube at
+        its own level is spread evenly over the bottom units below each unit.
+    """
+    levels = list(levels or twin.levels)
+    unknown = [lv for lv in levels if lv not in twin.levels]
+    if unknown:
+        twin.store.rank(unknown[0])  # raises UnknownLevel
+    names = {v.name for v in twin.variables()}
+    if target not in names:
+        twin.store.variable(target)  # raises UnknownVariable
+    frames = {lv: twin.units(level=lv) for lv in levels}
+    bottom = frames[levels[0]]
+    cube = twin.cube(level=levels[0], variables=[target], start=start, end=end)
+    if cube.sizes["time"] == 0 and (start is None or end is None):
+        raise ValidationError(f"no observations of {target!r} to build a graph from", field=target)
+    if start is not None and end is not None:
+        full = pd.date_range(pd.Timestamp(start).tz_localize(None) if pd.Timestamp(start).tzinfo is None
+                             else pd.Timestamp(start).tz_convert("UTC").tz_localize(None),
+                             pd.Timestamp(end).tz_localize(None) if pd.Timestamp(end).tzinfo is None
+                             else pd.Timestamp(end).tz_convert("UTC").tz_localize(None), freq="h", inclusive="left")
+    else:
+        times = pd.DatetimeIndex(cube["time"].values)
+        full = pd.date_range(times.min(), times.max(), freq="h")
+    cube = cube.reindex(time=full)
+    values = np.asarray(cube[target].values, dtype=np.float64).T[:, :, None]  # (T, N0, 1)
+
+    data = HeteroData()
+    for i, lv in enumerate(levels):
+        units = frames[lv]
+        store = data[lv]
+        store.code = list(units.index)
+        store.x = torch.tensor(static_features(units))
+        store.num_nodes = len(units)
+        store.area_m2 = torch.tensor(units["area_m2"].fillna(0).to_numpy(dtype=np.float32))
+        near = adjacency(units, lv)
+        data[lv, "near", lv].edge_index = torch.tensor(near)
+        if i + 1 < len(levels):
+            up = levels[i + 1]
+            pidx = pd.Index(frames[up].index).get_indexer(units["parent_code"])
+            if (pidx < 0).any():
+                bad = units.index[int(np.flatnonzero(pidx < 0)[0])]
+                raise ValidationError(f"unit has no parent at level {up!r}", row=bad, field="parent_code")
+            child = torch.arange(len(units))
+            data[lv, "in", up].edge_index = torch.stack([child, torch.tensor(pidx)])
+            data[up, "has", lv].edge_index = torch.stack([torch.tensor(pidx), child])
+
+    # external features: calendar, holiday, weather at the top level (rolled up by their own rules)
+    top = levels[-1]
+    ext_vars = [v for v in ("holiday", *EXTERNAL_VARIABLES) if v in names]
+    ext_cols = []
+    ext_names: list[str] = []
+    holiday = None
+    if ext_vars:
+        top_cube = twin.cube(level=top, variables=ext_vars, start=start, end=end).reindex(time=full)
+        for v in ext_vars:
+            series = pd.Series(top_cube[v].values.mean(axis=0), index=full).ffill().bfill().fillna(0.0)
+            if v == "holiday":
+                holiday = series.to_numpy()
+            else:
+                ext_cols.append(series.to_numpy())
+                ext_names.append(v)
+    cal, cal_names = calendar_features(full, holiday)
+    external = np.concatenate([cal, np.stack(ext_cols, axis=1)], axis=1) if ext_cols else cal
+    data.time = full
+    data.external = torch.tensor(external.astype(np.float32))
+    data.external_names = cal_names + ext_names
+    data.channels = [target]
+
+    cov = None
+    if covariate is not None and covariate in names:
+        cov = np.zeros((len(full), len(bottom), 1))
+        for lv in levels:
+            c = twin.cube(level=lv, variables=[covariate], start=start, end=end).reindex(time=full)
+            raw = np.nan_to_num(np.asarray(c[covariate].values, dtype=np.float64))
+            if not raw.any():
+                continue
+            member = _members(data, levels, lv)
+            counts = np.bincount(member, minlength=raw.shape[0]).astype(float)
+            cov[:, :, 0] += (raw / np.where(counts > 0, counts, 1.0)[:, None])[member].T
+            break  # the covariate's own (lowest observed) level
+    data[levels[0]].covariates = None if cov is None else torch.tensor(cov.transpose(1, 0, 2).astype(np.float32))
+    for i, lv in enumerate(levels):
+        data[lv].series = torch.tensor(_rolled(values, data, levels, i).transpose(1, 0, 2).astype(np.float32))
+    data[levels[0]].series = torch.tensor(values.transpose(1, 0, 2).astype(np.float32))  # keeps NaN gaps
+    return data
+
+
+def _members(data: HeteroData, levels: list[str], level: str) -> np.ndarray:
+    """Index at ``level`` of every bottom unit's ancestor."""
+    idx = np.arange(data[levels[0]].num_nodes)
+    for lo, hi in zip(levels[:-1], levels[1:]):
+        if lo == level:
+            break
+        idx = data[lo, "in", hi].edge_index[1].numpy()[idx]
+    return idx
+
+
+def _rolled(values: np.ndarray, data: HeteroData, levels: list[str], i: int) -> np.ndarray:
+    member = _members(data, levels, levels[i])
+    out = np.zeros((values.shape[0], data[levels[i]].num_nodes, values.shape[2]))
+    np.add.at(out, (slice(None), member), np.nan_to_num(values))
+    return out
+
+
+def series_from_graph(data: HeteroData) -> HierSeries:
+    """The :class:`~models.data.HierSeries` of a graph made by :func:`build_graph` or :func:`graph_from_arrays`."""
+    levels = [t for t in data.node_types]
+    # order bottom to top by the child → parent chain
+    parents = {src: dst for (src, rel, dst) in data.edge_types if rel == "in"}
+    bottom = [t for t in levels if t not in parents.values()]
+    if len(bottom) != 1:
+        raise ValidationError("the graph must have exactly one bottom level", field="edge_index")
+    order = bottom
+    while order[-1] in parents:
+        order.append(parents[order[-1]])
+    out = []
+    for i, lv in enumerate(order):
+        pidx = data[lv, "in", order[i + 1]].edge_index[1].numpy() if i + 1 < len(order) else None
+        out.append(Level(lv, list(data[lv].code), pidx, data[lv].x.numpy(),
+                         data[lv, "near", lv].edge_index.numpy()))
+    b = data[order[0]]
+    values = b.series.numpy().transpose(1, 0, 2).astype(np.float64)
+    cov = getattr(b, "covariates", None)
+    mask = getattr(data, "mask", None)
+    return HierSeries(out, values, pd.DatetimeIndex(data.time), list(data.channels), data.external.numpy(),
+                      list(data.external_names), None if cov is None else cov.numpy().transpose(1, 0, 2),
+                      None if mask is None else np.asarray(mask, dtype=bool))
+
+
+def graph_from_arrays(
+    *, levels: Sequence[str], codes: Sequence[Sequence[str]], parents: Sequence[np.ndarray], values: np.ndarray,
+    times: pd.DatetimeIndex, channels: Sequence[str], external: np.ndarray, external_names: Sequence[str],
+    static: Sequence[np.ndarray] | None = None, neighbours: Sequence[np.ndarray] | None = None,
+    mask: np.ndarray | None = None,
+) -> HeteroData:
+    """A graph from plain arrays (real benchmark data sets).
+
+    ``values`` is the bottom level ``(T, N0, C)``; ``parents[i]`` maps level ``i``
+    to level ``i + 1``.
+    """
+    data = HeteroData()
+    for i, lv in enumerate(levels):
+        n = len(codes[i])
+        data[lv].code = list(codes[i])
+        data[lv].num_nodes = n
+        data[lv].x = torch.tensor(static[i] if static is not None else np.zeros((n, 1)), dtype=torch.float32)
+        near = neighbours[i] if neighbours is not None else np.zeros((2, 0), dtype=np.int64)
+        data[lv, "near", lv].edge_index = torch.tensor(np.asarray(near, dtype=np.int64))
+        if i + 1 < len(levels):
+            child = torch.arange(n)
+            p = torch.tensor(np.asarray(parents[i], dtype=np.int64))
+            data[lv, "in", levels[i + 1]].edge_index = torch.stack([child, p])
+            data[levels[i + 1], "has", lv].edge_index = torch.stack([p, child])
+    data.time = times
+    data.external = torch.tensor(np.asarray(external, dtype=np.float32))
+    data.external_names = list(external_names)
+    data.channels = list(channels)
+    data.mask = None if mask is None else np.asarray(mask, dtype=bool)
+    lv_list = list(levels)
+    for i, lv in enumerate(lv_list):
+        data[lv].series = torch.tensor(_rolled(values, data, lv_list, i).transpose(1, 0, 2).astype(np.float32))
+    data[lv_list[0]].series = torch.tensor(np.asarray(values, dtype=np.float32).transpose(1, 0, 2))
+    return data
