@@ -5,10 +5,11 @@ VENV ?= .venv
 CIU := $(VENV)/bin/ciu
 PY := $(VENV)/bin/python
 
-.PHONY: help setup setup-test demo test bench bench-model db-start db-stop clean
+.PHONY: help setup setup-test demo test bench bench-build bench-model db-start db-stop clean
 
 help:
-	@echo "make demo   build the sample twin in a local PostGIS and write its 3D view"
+	@echo "make demo   build the sample twin, write its 3D view, train a model, serve API + dashboard"
+	@echo "make demo-nyc   the same for Manhattan from ../shared/data/nyc"
 	@echo "make test   run the test suite on a real PostGIS"
 	@echo "make bench  run the benchmarks (results in bench/results/)"
 
@@ -18,20 +19,27 @@ setup:
 setup-test:
 	@bash scripts/setup.sh --browser
 
+# DEMO_SERVE=0 stops after the build (summary and 3D view) without training or serving.
+DEMO_SERVE ?= 1
+
 demo: setup
 	@$(CIU) db start
 	@$(CIU) db migrate
 	@$(CIU) sample build
 	@$(CIU) info
 	@$(CIU) view --out out/sample-3d.html
+	@if [ "$(DEMO_SERVE)" = 1 ]; then bash scripts/demo-serve.sh people; fi
 
 test: setup-test
 	@$(VENV)/bin/pytest -q
 
-bench: setup
-	@bash scripts/setup.sh --gdal
-	@$(PY) -m bench.build
+# Benchmarks, each beside a peer in the same run; results in bench/results/, summary in docs/benchmarks.md.
+# The model benchmarks train on real data for about an hour: `make bench-model`.
+bench: bench-build bench-ingest bench-api bench-viz
 	@$(PY) -m bench.report
+
+bench-build: setup
+	@$(PY) -m bench.build
 
 db-start: setup
 	@$(CIU) db start
@@ -54,6 +62,7 @@ bench-api: setup
 	@test -x .venv-tipg/bin/python || python3.11 -m venv .venv-tipg
 	@.venv-tipg/bin/python -c "import tipg, uvloop" 2>/dev/null || .venv-tipg/bin/python -m pip install -q "tipg>=1.0" "uvicorn[standard]"
 	@$(PY) -m bench.api
+
 # -- real cities ----------------------------------------------------------------
 .PHONY: demo-nyc bench-ingest
 NYC_DATA ?=
@@ -63,12 +72,12 @@ demo-nyc: setup
 	@$(CIU) db migrate
 	@$(CIU) build nyc $(if $(NYC_DATA),--data $(NYC_DATA),)
 	@$(CIU) info
+	@if [ "$(DEMO_SERVE)" = 1 ]; then bash scripts/demo-serve.sh bike_arrivals; fi
 
 bench-ingest: setup
 	@bash scripts/setup.sh --gdal
 	@$(PY) -m bench.ingest
 
-bench: bench-ingest
 
 # The dashboard (operations at /, planner at /planner) and its benchmark (bench/results/viz.json).
 .PHONY: dashboard bench-viz
@@ -79,6 +88,7 @@ dashboard: setup
 
 bench-viz: setup-test
 	@$(PY) -m bench.viz
+
 # tower-model benchmarks on real data (results in bench/results/model-*.json, table in docs/benchmarks.md)
 bench-model: setup
 	@$(PY) -m bench.model

@@ -351,13 +351,11 @@ def render(results: dict[str, dict[str, Any]]) -> str:
 
 
 def write_table() -> Path:
-    results = {}
-    for path in sorted(RESULTS.glob("model-*.json")):
-        results[path.stem.removeprefix("model-")] = json.loads(path.read_text())
-    order = [k for k in ("taxinyc", "manhattan", "manhattan_long", "synthetic", "scale") if k in results]
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(render({k: results[k] for k in order}))
-    return DOCS
+    """Regenerate ``docs/benchmarks.md`` (all benchmarks; the model tables come from :func:`render`)."""
+    from bench.report import DOC, main as write_report
+
+    write_report()
+    return DOC
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,7 +25,17 @@ def render() -> str:
         "wrote under `bench/results/`. Every figure has a neighbour measured in the same run.",
         "",
     ]
+    found = {p.stem.removeprefix("model-"): json.loads(p.read_text()) for p in RESULTS.glob("model-*.json")}
+    order = ["taxinyc", "manhattan", "manhattan_long", "synthetic", "scale"]
+    model_results = {k: found[k] for k in sorted(found, key=lambda k: order.index(k) if k in order else len(order))}
+    if model_results:
+        from bench.model import render as render_model
+
+        body = render_model(model_results).replace("# Benchmarks of the tower model", "## The tower model", 1)
+        parts += [body.replace("\n## ", "\n### ").replace("\n### The tower model", "\n## The tower model"), ""]
     for path in sorted(RESULTS.glob("*.json")):
+        if path.stem.startswith("model-"):
+            continue
         result = json.loads(path.read_text())
         name = result.get("benchmark", path.stem)
         try:
