@@ -22,10 +22,12 @@ def manhattan(pg_server, empty_template) -> Iterator[Twin]:
     """Manhattan with the first 48 hours of the flows (one build for the module)."""
     name = pg_server.create(empty_template)
     twin = Twin.connect(pg_server.url_for(name), migrate=False)
-    twin.build_report = build_nyc(twin, NYC, hours=HOURS)  # type: ignore[attr-defined]
-    yield twin
-    twin.close()
-    pg_server.drop(name)
+    try:
+        twin.build_report = build_nyc(twin, NYC, hours=HOURS)  # type: ignore[attr-defined]
+        yield twin
+    finally:
+        twin.close()
+        pg_server.drop(name)
 
 
 def _flows(path) -> np.ndarray:
