@@ -504,9 +504,7 @@ class Store:
                     source: str | None) -> None:
         """Binary COPY of new units straight into ``ciu.unit``."""
         geom_oid, jsonb_oid = _register_binary_dumpers(self.conn)
-        geoms = np.asarray(frame["geometry"], dtype=object)
-        ewkb = shapely.to_wkb(shapely.set_srid(geoms, 4326), include_srid=True)
-        rows = _unit_rows(frame, source=source)
+        rows = _unit_rows(frame, source=source, srid=True)
         with self.conn.cursor() as cur:
             with cur.copy(
                 "COPY ciu.unit (id, code, level, parent_id, name, geom, area_m2, z_min, z_max, attrs, restricted,"
@@ -514,9 +512,9 @@ class Store:
             ) as copy:
                 copy.set_types(["int8", "text", "text", "int8", "text", geom_oid, "float8", "float8", "float8",
                                 jsonb_oid, jsonb_oid, "int8"])
-                for (_, code, _, level, name, _, z0, z1, attrs, restricted, area), uid, pid, g in zip(
-                        rows, ids.tolist(), parent_id.tolist(), ewkb):
-                    copy.write_row((uid, code, level, None if pid < 0 else pid, name, _EWKB(g), area, z0, z1,
+                for (_, code, _, level, name, ewkb, z0, z1, attrs, restricted, area), uid, pid in zip(
+                        rows, ids.tolist(), parent_id.tolist()):
+                    copy.write_row((uid, code, level, None if pid < 0 else pid, name, _EWKB(ewkb), area, z0, z1,
                                     _JSONText(attrs), _JSONText(restricted), source_id))
 
     def delete_subtree(self, code: str) -> int:
@@ -1158,11 +1156,14 @@ def geodesic_area(geoms: np.ndarray) -> np.ndarray:
     return shapely.area(projected)
 
 
-def _unit_rows(frame: pd.DataFrame, *, source: str | None) -> Iterator[tuple]:
-    """The units as rows for ``COPY unit_stage`` (binary), prepared column-wise."""
+def _unit_rows(frame: pd.DataFrame, *, source: str | None, srid: bool = False) -> Iterator[tuple]:
+    """The units as rows (binary COPY), prepared column-wise.
+
+    Geometry is WKB, or extended WKB with SRID 4326 when ``srid`` is true.
+    """
     n = len(frame)
     geoms = np.asarray(frame["geometry"], dtype=object)
-    wkb = shapely.to_wkb(geoms)
+    wkb = shapely.to_wkb(shapely.set_srid(geoms, 4326), include_srid=True) if srid else shapely.to_wkb(geoms)
 
     def text(name: str) -> np.ndarray:
         if name not in frame.columns:
