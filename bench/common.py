@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,16 +24,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 @contextmanager
-def bench_cluster():
+def bench_cluster(*, port: int = 5434):
     """A private PostGIS cluster for one benchmark run (durable settings, like a user's)."""
     home = Path(tempfile.mkdtemp(prefix="ciu-bench-"))
     os.chmod(home, 0o755)
-    cluster = Cluster(home / "pgdata", Path(f"/tmp/ciu-bench-{os.getpid()}"), port=5434)
+    cluster = Cluster(home / "pgdata", Path(f"/tmp/ciu-bench-{port}-{os.getpid()}"), port=port)
     cluster.start()
     try:
         yield cluster
     finally:
         cluster.destroy()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def fresh_db(cluster: Cluster, name: str) -> str:

@@ -27,8 +27,6 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -39,7 +37,7 @@ import pyogrio
 import shapely
 from psycopg import sql
 
-from ciu.cluster import Cluster
+from bench.common import bench_cluster
 from ciu.migrate import migrate
 from ciu.twin import Twin
 from ingest.base import file_sha256
@@ -50,19 +48,6 @@ from ingest.vector import VectorLoader
 RESULTS = Path(__file__).resolve().parent / "results"
 CENTRE = (-73.97, 40.76)
 SIDE_M = 10_000.0
-
-
-@contextmanager
-def cluster() -> Iterator[Cluster]:
-    home = Path(tempfile.mkdtemp(prefix="ciu-bench-ingest-"))
-    os.chmod(home, 0o755)
-    c = Cluster(home / "pgdata", Path(f"/tmp/ciu-bi-{os.getpid()}"), port=5435)
-    c.start()
-    try:
-        yield c
-    finally:
-        c.destroy()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def synthetic_footprints(n: int, *, seed: int = 11) -> gpd.GeoDataFrame:
@@ -145,7 +130,7 @@ def main() -> None:
         path = work / "footprints.gpkg"
         pyogrio.write_dataframe(frame, path, layer="footprints")
         area = shapely.box(*frame.to_crs(4326).total_bounds).buffer(0.002)
-        with cluster() as c:
+        with bench_cluster(port=5435) as c:
             with psycopg.connect(c.url("postgres"), autocommit=True) as conn:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier("bench_ingest")))
             url = c.url("bench_ingest")

@@ -79,3 +79,19 @@ def kpi_cards(items: list[dict[str, str]]) -> list[html.Div]:
 def as_matrix(rows: list[list[float | None]]) -> np.ndarray:
     """``times × units`` lists (None = missing) back to a ``units × times`` float array."""
     return np.array([[np.nan if v is None else v for v in col] for col in rows], dtype=float).T
+
+
+def register_playback(app: Any, *, play: str, tick: str, time: str) -> None:
+    """Play/pause button and the tick that steps the time slider (wrapping at its end)."""
+    from dash import Input, Output, State
+
+    @app.callback(Output(tick, "disabled"), Output(play, "children"), Input(play, "n_clicks"),
+                  prevent_initial_call=True)
+    def toggle(n: int):
+        on = bool(n % 2)
+        return not on, "❚❚ pause" if on else "▶ play"
+
+    @app.callback(Output(time, "value", allow_duplicate=True), Input(tick, "n_intervals"),
+                  State(time, "value"), State(time, "max"), prevent_initial_call=True)
+    def step_forward(_n: int, step: int | None, top: int | None):
+        return 0 if step is None or top is None or step >= top else step + 1

@@ -13,7 +13,7 @@ from viz.data import DashboardData
 from viz.figures import kpis, series_figure
 from viz.ids import Id
 from viz.layers import ramp_css
-from viz.pages.common import (as_matrix, base_map, kpi_cards, level_payload, slider_marks, time_controls,
+from viz.pages.common import (register_playback, as_matrix, base_map, kpi_cards, level_payload, slider_marks, time_controls,
                               time_label)
 
 PATH = "/"
@@ -153,16 +153,7 @@ def register(app: Dash, data: DashboardData) -> None:
         return title, series_figure(hist, fc, title=code, now=data.now(),
                                     capacity=float(data.capacity().get(code, np.nan)))
 
-    @app.callback(Output(Id.OPS_TICK, "disabled"), Output(Id.OPS_PLAY, "children"),
-                  Input(Id.OPS_PLAY, "n_clicks"), prevent_initial_call=True)
-    def play(n: int):
-        on = bool(n % 2)
-        return not on, "❚❚ pause" if on else "▶ play"
-
-    @app.callback(Output(Id.OPS_TIME, "value", allow_duplicate=True), Input(Id.OPS_TICK, "n_intervals"),
-                  State(Id.OPS_TIME, "value"), State(Id.OPS_TIME, "max"), prevent_initial_call=True)
-    def step_forward(_n: int, step: int | None, top: int | None):
-        return 0 if step is None or top is None or step >= top else step + 1
+    register_playback(app, play=Id.OPS_PLAY, tick=Id.OPS_TICK, time=Id.OPS_TIME)
 
     app.clientside_callback(RENDER_JS.format(map=Id.OPS_MAP.value, click=Id.OPS_CLICK.value),
                             Output(Id.OPS_RENDERED, "children"), Input(Id.OPS_FRAME, "data"),

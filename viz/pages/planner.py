@@ -13,7 +13,7 @@ from viz.data import DashboardData
 from viz.figures import card_rows, scenario_numbers, scenario_overrides
 from viz.ids import Id
 from viz.layers import difference_payload, floor_layer, ramp_css, view_of
-from viz.pages.common import base_map, level_payload, slider_marks, time_controls, time_label
+from viz.pages.common import base_map, register_playback, level_payload, slider_marks, time_controls, time_label
 
 PATH = "/planner"
 PITCH, BEARING = 50.0, -20.0
@@ -129,16 +129,7 @@ def register(app: Dash, data: DashboardData) -> None:
         i = payload["n_history"] - 1 if step is None else int(step)
         return card_table(data.card(click["code"], time=pd.Timestamp(payload["times"][i])))
 
-    @app.callback(Output(Id.PLAN_TICK, "disabled"), Output(Id.PLAN_PLAY, "children"),
-                  Input(Id.PLAN_PLAY, "n_clicks"), prevent_initial_call=True)
-    def play(n: int):
-        on = bool(n % 2)
-        return not on, "❚❚ pause" if on else "▶ play"
-
-    @app.callback(Output(Id.PLAN_TIME, "value", allow_duplicate=True), Input(Id.PLAN_TICK, "n_intervals"),
-                  State(Id.PLAN_TIME, "value"), State(Id.PLAN_TIME, "max"), prevent_initial_call=True)
-    def step_forward(_n: int, step: int | None, top: int | None):
-        return 0 if step is None or top is None or step >= top else step + 1
+    register_playback(app, play=Id.PLAN_PLAY, tick=Id.PLAN_TICK, time=Id.PLAN_TIME)
 
     @app.callback(Output(Id.SCN_FRAME, "data"), Output(Id.SCN_NUMBERS, "children"),
                   Input(Id.SCN_RUN, "n_clicks"),
