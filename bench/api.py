@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                         "load_average_before": load_before, "load_average_after": list(os.getloadavg()),
-                        "note": "shared machine: other work ran beside the benchmark (see load averages)"},
+                        "note": "load averages before and after each case are recorded beside its figures"},
             "setup": {"workers_each": args.workers, "connections": args.connections, "seconds_each": args.seconds,
                       "load_generator": "wrk -t1 (same machine, loopback)", "database": "embedded PostGIS, unix socket",
                       "ciu_rate_limiter": "on (limit set above the load)", "ciu_audit_log": "on",
