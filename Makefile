@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 
 help:
 	@echo "make demo   build the sample twin, write its 3D view, train a model, serve API + dashboard"
-	@echo "make demo-nyc   the same for Manhattan from ../shared/data/nyc"
+	@echo "make demo-nyc   build Manhattan from ../shared/data/nyc and print its summary"
 	@echo "make test   run the test suite on a real PostGIS"
 	@echo "make bench  run the benchmarks (results in bench/results/)"
 
@@ -72,7 +72,6 @@ demo-nyc: setup
 	@$(CIU) db migrate
 	@$(CIU) build nyc $(if $(NYC_DATA),--data $(NYC_DATA),)
 	@$(CIU) info
-	@if [ "$(DEMO_SERVE)" = 1 ]; then bash scripts/demo-serve.sh bike_arrivals; fi
 
 bench-ingest: setup
 	@bash scripts/setup.sh --gdal
