@@ -9,7 +9,7 @@ import pandas as pd
 from dash import dcc, html
 
 from viz.data import DashboardData, LevelFrame
-from viz.layers import base_layers, floor_layer, frame_payload, unit_layer, view_of
+from viz.layers import base_layers, floor_layer, frame_payload, ramp_css, unit_layer, view_of
 
 
 def time_label(times: list[str], n_history: int, step: int | None) -> str:
@@ -95,3 +95,13 @@ def register_playback(app: Any, *, play: str, tick: str, time: str) -> None:
                   State(time, "value"), State(time, "max"), prevent_initial_call=True)
     def step_forward(_n: int, step: int | None, top: int | None):
         return 0 if step is None or top is None or step >= top else step + 1
+
+
+def map_panel(map_id: str, *, legend: str, tall: bool = False) -> html.Div:
+    """The map canvas with its colour legend (0 % → ``legend``)."""
+
+    return html.Div(className="map-wrap", children=[
+        html.Div(id=map_id, className="map tall" if tall else "map"),
+        html.Div(className="legend", children=[html.Span("0 %"), html.Span(className="ramp",
+                 style={"background": ramp_css()}), html.Span(legend)]),
+    ])

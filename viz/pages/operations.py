@@ -12,9 +12,8 @@ from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 from viz.data import DashboardData
 from viz.figures import kpis, series_figure
 from viz.ids import Id
-from viz.layers import ramp_css
-from viz.pages.common import (register_playback, as_matrix, base_map, kpi_cards, level_payload, slider_marks, time_controls,
-                              time_label)
+from viz.pages.common import (as_matrix, base_map, kpi_cards, level_payload, map_panel, register_playback,
+                              slider_marks, time_controls, time_label)
 
 PATH = "/"
 RENDER_JS = ("function(payload, step) {{ return window.ciu ? window.ciu.render(payload, step, '{map}', '{click}',"
@@ -42,11 +41,7 @@ def layout(data: DashboardData, **_: Any) -> html.Div:
         time_controls(Id.OPS_TIME, Id.OPS_TIME_LABEL, Id.OPS_PLAY, Id.OPS_TICK, play_ms=settings.play_ms),
         html.Div(id=Id.OPS_KPIS, className="kpis"),
         html.Div(className="main", children=[
-            html.Div(className="map-wrap", children=[
-                html.Div(id=Id.OPS_MAP, className="map"),
-                html.Div(className="legend", children=[html.Span("0 %"), html.Span(className="ramp",
-                         style={"background": ramp_css()}), html.Span("100 % of capacity")]),
-            ]),
+            map_panel(Id.OPS_MAP, legend="100 % of capacity"),
             html.Div(className="side", children=[
                 html.H3("Alerts"),
                 html.Div(id=Id.OPS_ALERTS, className="alerts"),

@@ -12,8 +12,8 @@ from ciu.errors import CiuError
 from viz.data import DashboardData
 from viz.figures import card_rows, scenario_numbers, scenario_overrides
 from viz.ids import Id
-from viz.layers import difference_payload, floor_layer, ramp_css, view_of
-from viz.pages.common import base_map, register_playback, level_payload, slider_marks, time_controls, time_label
+from viz.layers import difference_payload, floor_layer, view_of
+from viz.pages.common import base_map, map_panel, register_playback, level_payload, slider_marks, time_controls, time_label
 
 PATH = "/planner"
 PITCH, BEARING = 50.0, -20.0
@@ -54,11 +54,7 @@ def layout(data: DashboardData, **_: Any) -> html.Div:
     return html.Div(className="page", children=[
         time_controls(Id.PLAN_TIME, Id.PLAN_TIME_LABEL, Id.PLAN_PLAY, Id.PLAN_TICK, play_ms=data.settings.play_ms),
         html.Div(className="main", children=[
-            html.Div(className="map-wrap", children=[
-                html.Div(id=Id.PLAN_MAP, className="map tall"),
-                html.Div(className="legend", children=[html.Span("0 %"), html.Span(className="ramp",
-                         style={"background": ramp_css()}), html.Span("100 % of floor capacity")]),
-            ]),
+            map_panel(Id.PLAN_MAP, legend="100 % of floor capacity", tall=True),
             html.Div(className="side", children=[
                 html.H3("Floor / building"),
                 html.Div("click a floor", id=Id.PLAN_CARD, className="card"),
