@@ -7,6 +7,7 @@ above it never see SQL.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import Dumper
 from psycopg.rows import dict_row
 
 from ciu.errors import NotFound, UnknownLevel, ValidationError
@@ -25,15 +27,43 @@ from ciu.store import Store, load_sql, subtree_pattern
 TOKEN_PREFIX = "ciu_"
 
 
+class ArrayLiteral(str):
+    """A PostgreSQL array in its text form, sent as it is (the query casts it).
+
+    Per-level values reused by many tile requests travel this way: no
+    element-by-element adaptation on every request.
+    """
+
+
+class _ArrayLiteralDumper(Dumper):
+    oid = 0  # unknown: the server takes the type from the cast in the query
+
+    def dump(self, obj: str) -> bytes:
+        return obj.encode()
+
+
+psycopg.adapters.register_dumper(ArrayLiteral, _ArrayLiteralDumper)
+
+
+@functools.cache
+def _query(name: str, **fragments: str) -> bytes:
+    """The shipped query ``name`` with fixed SQL fragments (constants of this module) filled in.
+
+    Composed once per process: the hot reads send the same bytes every time.
+    """
+    parts = {k: sql.SQL(v) for k, v in fragments.items()}  # type: ignore[arg-type]
+    return sql.SQL(load_sql(name)).format(**parts).as_bytes(None)  # type: ignore[arg-type]
+
+
 #: tile attributes: the public ones, or merged with the restricted ones the caller may read
-TILE_ATTRS_PUBLIC = sql.SQL("u.attrs")
-TILE_ATTRS_RESTRICTED = sql.SQL(
+TILE_ATTRS_PUBLIC = "u.attrs"
+TILE_ATTRS_RESTRICTED = (
     "u.attrs || coalesce((SELECT jsonb_object_agg(r.key, r.value) FROM jsonb_each(u.restricted) r"
     " WHERE '*' = ANY(%(allowed)s::text[]) OR r.key = ANY(%(allowed)s::text[])), '{}'::jsonb)")
 #: the base-level units of a unit: itself, or those below it (codes between 'code/' and 'code0',
 #: '0' following '/': a range the code index, text_pattern_ops, serves)
-TILE_SAME_UNIT = sql.SQL("d.id = t.id")
-TILE_SUBTREE = sql.SQL("d.code ~>=~ (t.code || '/') AND d.code ~<~ (t.code || '0')")
+TILE_SAME_UNIT = "d.id = t.id"
+TILE_SUBTREE = "d.code ~>=~ (t.code || '/') AND d.code ~<~ (t.code || '0')"
 
 
 def hash_token(token: str) -> str:
@@ -231,17 +261,16 @@ class ApiStore:
         epsilon: float | None = None,
     ) -> tuple[str, int]:
         """Stored forecasts as a JSON array text and its length (same choice of run as ``Store.predictions``)."""
-        filters = [sql.SQL("TRUE")]
+        filters = ["TRUE"]
         if variable is not None:
-            filters.append(sql.SQL("v.name = %(variable)s"))
+            filters.append("v.name = %(variable)s")
         if codes is not None:
-            filters.append(sql.SQL("u.code = ANY(%(codes)s::text[])"))
+            filters.append("u.code = ANY(%(codes)s::text[])")
         if level is not None:
-            filters.append(sql.SQL("u.level = %(level)s"))
+            filters.append("u.level = %(level)s")
         if horizon is not None:
-            filters.append(sql.SQL("p.horizon = %(horizon)s"))
-        query = sql.SQL(load_sql("api_predictions")).format(filters=sql.SQL(" AND ").join(filters))  # type: ignore[arg-type]
-        row = self.conn.execute(query, {
+            filters.append("p.horizon = %(horizon)s")
+        row = self.conn.execute(_query("api_predictions", filters=" AND ".join(filters)), {
             "variable": variable, "codes": list(codes) if codes is not None else None, "level": level,
             "run": run_id, "horizon": horizon, "issued": issued_at, "scenario": scenario, "limit": int(limit),
             "offset": int(offset), "exact": exact, "k": float(k), "epsilon": epsilon,
@@ -277,38 +306,50 @@ class ApiStore:
         return {"level": level, "rule": var.rollup, "base": base, "vid": vid[0] if vid else None,  # type: ignore[index]
                 "latest_time": latest_time, "run": run, "issued": issued}
 
-    def current_values(self, context: dict[str, Any], *, time: datetime | None) -> tuple[list[int], list[float]]:
+    def current_values(self, context: dict[str, Any], *, time: datetime | None) -> tuple[ArrayLiteral, ArrayLiteral]:
         """The variable at ``time`` (default: its latest observation) for every unit of the context's level.
 
-        Returns unit ids and values (units with no observation are left out).
+        Returns unit ids and values as array literals for :meth:`tile` (units
+        with no observation are left out).
         """
         if context["base"] is None:
-            return [], []
+            return ArrayLiteral("{}"), ArrayLiteral("{}")
         subtree = TILE_SAME_UNIT if context["base"] == context["level"] else TILE_SUBTREE
-        query = sql.SQL(load_sql("api_current")).format(subtree=subtree)  # type: ignore[arg-type]
-        row = self.conn.execute(query, {
+        row = self.conn.execute(_query("api_current", subtree=subtree), {
             "rule": context["rule"], "base": context["base"], "vid": context["vid"],
             "t": time or context["latest_time"], "level": context["level"]}).fetchone()
-        return list(row[0]), [float(v) for v in row[1]]  # type: ignore[index]
+        return ArrayLiteral(row[0]), ArrayLiteral(row[1])  # type: ignore[index]
+
+    def forecast_values(self, context: dict[str, Any], *, horizon: int) -> tuple[ArrayLiteral, ...]:
+        """The newest stored forecast at ``horizon`` for every unit of the context's level.
+
+        Returns unit ids, values and risks as array literals for :meth:`tile`
+        (units without a forecast are left out).
+        """
+        if context["run"] is None or context["vid"] is None:
+            return ArrayLiteral("{}"), ArrayLiteral("{}"), ArrayLiteral("{}")
+        row = self.conn.execute(load_sql("api_forecast"), {
+            "run": context["run"], "issued": context["issued"], "vid": context["vid"], "horizon": horizon,
+            "level": context["level"]}).fetchone()
+        return tuple(ArrayLiteral(v) for v in row)  # type: ignore[union-attr]
 
     def tile(
-        self, context: dict[str, Any], *, z: int, x: int, y: int, horizon: int,
-        current: tuple[list[int], list[float]], allowed: Sequence[str], exact: bool, k: float,
-        epsilon: float | None,
+        self, context: dict[str, Any], *, z: int, x: int, y: int,
+        current: tuple[ArrayLiteral, ArrayLiteral], forecast: tuple[ArrayLiteral, ...],
+        allowed: Sequence[str], exact: bool, k: float, epsilon: float | None,
     ) -> bytes:
         """A Mapbox vector tile (``ST_AsMVT``) of the units of a level in tile ``z/x/y``.
 
         Every feature carries the unit's public attributes, the restricted ones
         named in ``allowed``, ``current`` (from :meth:`current_values`) and
-        ``forecast``/``forecast_risk`` at ``horizon`` from the newest stored run.
+        ``forecast``/``forecast_risk`` (from :meth:`forecast_values`).
         ``context`` comes from :meth:`tile_context`.
         """
         attrs = TILE_ATTRS_RESTRICTED if allowed else TILE_ATTRS_PUBLIC
-        query = sql.SQL(load_sql("api_tile")).format(attrs=attrs)  # type: ignore[arg-type]
-        row = self.conn.execute(query, {
+        row = self.conn.execute(_query("api_tile", attrs=attrs), {
             "z": z, "x": x, "y": y, "level": context["level"], "allowed": list(allowed),
-            "cur_ids": current[0], "cur_vals": current[1], "vid": context["vid"],
-            "run": context["run"], "issued": context["issued"], "horizon": horizon, "exact": exact, "k": float(k),
-            "epsilon": epsilon, "layer": context["level"],
+            "cur_ids": current[0], "cur_vals": current[1],
+            "fc_ids": forecast[0], "fc_vals": forecast[1], "fc_risks": forecast[2],
+            "exact": exact, "k": float(k), "epsilon": epsilon, "layer": context["level"],
         }).fetchone()
         return bytes(row[0]) if row and row[0] is not None else b""  # type: ignore[index]

@@ -10,6 +10,7 @@ whole or leaves the database exactly as it was.
 from __future__ import annotations
 
 import hashlib
+import functools
 import json
 import math
 import re
@@ -64,8 +65,9 @@ def subtree_pattern(code: str) -> str:
     return code.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
 
 
+@functools.cache
 def load_sql(name: str) -> str:
-    """A query shipped in ``ciu/sql/NAME.sql``."""
+    """A query shipped in ``ciu/sql/NAME.sql`` (read once per process)."""
     return resources.files("ciu.sql").joinpath(f"{name}.sql").read_text(encoding="utf-8")
 
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import psycopg
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from psycopg_pool import ConnectionPool
+from starlette.concurrency import run_in_threadpool
 
-from ciu.api.security import Principal
+from ciu.api.security import Authenticator, Principal
 from ciu.api.settings import ApiSettings
 from ciu.api_store import ApiStore
 from ciu.errors import DatabaseUnavailable
@@ -40,19 +41,49 @@ def check_connection(conn: psycopg.Connection) -> None:
     conn.execute("")
 
 
-@dataclass
 class Context:
-    """What an endpoint works with: the twin, the API store, the caller and the settings."""
+    """What an endpoint works with: the twin, the API store, the caller and the settings.
 
-    twin: Twin
-    api: ApiStore
-    who: Principal
-    settings: ApiSettings
-    request: Request
+    The pooled connection is taken when the endpoint first touches the twin
+    (in the endpoint's worker thread) and given back when the call ends.
+    """
+
+    def __init__(self, request: Request, pool: ConnectionPool, who: Principal, settings: ApiSettings) -> None:
+        self.request = request
+        self.pool = pool
+        self.who = who
+        self.settings = settings
+        self._conn: psycopg.Connection | None = None
+        self._twin: Twin | None = None
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        if self._conn is None:
+            self._conn = self.pool.getconn(timeout=self.settings.db_timeout_s)
+        return self._conn
+
+    @property
+    def twin(self) -> Twin:
+        if self._twin is None:
+            self._twin = Twin(Store(self.conn))
+        return self._twin
 
     @property
     def store(self) -> Store:
         return self.twin.store
+
+    @property
+    def api(self) -> ApiStore:
+        return ApiStore(self.conn)
+
+    def release(self, *, failed: bool) -> None:
+        """Give the connection back to the pool (the pool throws away a broken one)."""
+        conn, self._conn, self._twin = self._conn, None, None
+        if conn is None:
+            return
+        if not failed:
+            mark_used(conn)
+        self.pool.putconn(conn)
 
     def audit(self, *, units: int, restricted: bool = False) -> None:
         """Note in the audit log how many units the answer described."""
@@ -63,19 +94,41 @@ class Context:
         return {"exact": self.who.role.exact_counts, "k": self.settings.k_threshold, "epsilon": self.settings.epsilon}
 
 
-def context(request: Request, key: Annotated[str | None, Depends(api_key_header)] = None,
-            auth: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None) -> Iterator[Context]:
-    """The caller and a pooled connection, for the length of the call."""
+async def context(request: Request, key: Annotated[str | None, Depends(api_key_header)] = None,
+                  auth: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None
+                  ) -> AsyncIterator[Context]:
+    """The caller, and a pooled connection for the length of the call.
+
+    Runs on the event loop: a caller whose key and role are cached costs no
+    thread hop and no database round trip; otherwise the lookup runs in a
+    worker thread.
+    """
     token = key or (auth.credentials if auth is not None else None)
     client = request.client.host if request.client else "unknown"
-    pool = request.app.state.pool
+    state = request.app.state
+    pool = state.pool
     if pool is None:
         raise DatabaseUnavailable("the API has no database pool")
-    with pool.connection(timeout=request.app.state.settings.db_timeout_s) as conn:
-        who = request.app.state.auth.principal(conn, token=token, client=client)
-        request.state.principal = who
-        yield Context(Twin(Store(conn)), ApiStore(conn), who, request.app.state.settings, request)
+    authenticator: Authenticator = state.auth
+    who = authenticator.cached_principal(token=token, client=client)
+    if who is None:
+        who = await run_in_threadpool(_principal, pool, authenticator, state.settings, token, client)
+    request.state.principal = who
+    ctx = Context(request, pool, who, state.settings)
+    failed = True
+    try:
+        yield ctx
+        failed = False
+    finally:
+        ctx.release(failed=failed)
+
+
+def _principal(pool: ConnectionPool, authenticator: Authenticator, settings: ApiSettings, token: str | None,
+               client: str) -> Principal:
+    with pool.connection(timeout=settings.db_timeout_s) as conn:
+        who = authenticator.principal(conn, token=token, client=client)
         mark_used(conn)
+        return who
 
 
 Ctx = Annotated[Context, Depends(context)]

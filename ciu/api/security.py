@@ -104,9 +104,27 @@ class Authenticator:
         return found
 
     def principal(self, conn: psycopg.Connection, *, token: str | None, client: str) -> Principal:
+        """The caller, reading keys and roles from the database when they are not cached."""
         roles = self.roles(conn)
+        return self._admit(roles, self.key(conn, token) if token else None, token=token, client=client)
+
+    def cached_principal(self, *, token: str | None, client: str) -> Principal | None:
+        """The caller from the caches alone; ``None`` when the database must be asked."""
+        now = time.monotonic()
+        roles = self._roles
+        if roles is None or roles[1] < now:
+            return None
+        key = None
         if token:
-            key = self.key(conn, token)
+            hit = self._keys.get(hash_token(token))
+            if hit is None or hit[1] < now:
+                return None
+            key = hit[0]
+        return self._admit(roles[0], key, token=token, client=client)
+
+    def _admit(self, roles: dict[str, Role], key: ApiKey | None, *, token: str | None, client: str) -> Principal:
+        """Check the key and the caller's rate limit."""
+        if token:
             if key is None:
                 raise Unauthorized("unknown or revoked API key")
             who = Principal(key.id, key.name, roles[key.role], client)

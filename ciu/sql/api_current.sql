@@ -1,8 +1,9 @@
 -- The current value of a variable for every unit of one level: its base-level
 -- observations at one time aggregated over each unit's subtree by the roll-up
 -- rule (one step: exact for sum, max and min). The caller composes the subtree
--- condition from the fixed fragments in ciu/api_store.py.
-SELECT coalesce(array_agg(c.id), ARRAY[]::bigint[]), coalesce(array_agg(c.v), ARRAY[]::float8[])
+-- condition from the fixed fragments in ciu/api_store.py. The arrays come back as
+-- text literals, which the API hands to api_tile.sql as they are.
+SELECT coalesce(array_agg(c.id), ARRAY[]::bigint[])::text, coalesce(array_agg(c.v), ARRAY[]::float8[])::text
   FROM (
     SELECT t.id,
            CASE %(rule)s

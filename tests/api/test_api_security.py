@@ -206,3 +206,11 @@ def test_sql_injection_in_every_parameter_is_harmless(client, api_world: ApiWorl
     with Twin.connect(api_world.url, migrate=False) as twin:
         after = {k: v for k, v in fingerprint(twin).items() if not k.startswith("api_")}
     assert after == before
+
+
+def test_public_counts_are_computed_inline(twin: Twin) -> None:
+    """The public-count rule is a plain expression in every query that uses it (no per-row call)."""
+    plan = "\n".join(r[0] for r in twin.store.conn.execute(
+        "EXPLAIN VERBOSE SELECT ciu.api_public_count(value, false, 5, 1.0) FROM ciu.prediction").fetchall())
+    assert "api_public_count" not in plan
+    assert "CASE WHEN" in plan and "laplace_noise" in plan

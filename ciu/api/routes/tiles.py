@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from time import monotonic
-from typing import Annotated
+from typing import Annotated, Any
 
 import pandas as pd
 from fastapi import APIRouter, Path, Query
@@ -16,21 +17,22 @@ from ciu.errors import ValidationError
 router = APIRouter(tags=["tiles"])
 
 MVT = "application/vnd.mapbox-vector-tile"
-#: how long a worker reuses a level's tile context (newest run, latest observation time) and its
-#: current values: a tile shows data at most this many seconds old
+#: how long a worker reuses a level's tile context (newest run, latest observation time), its
+#: current values and its forecast: a tile shows data at most this many seconds old
 CONTEXT_S = 5.0
 
 
-def _context(ctx: Ctx, level: str, variable: str) -> dict:
+def _cached(ctx: Ctx, key: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()``, reused by this worker for :data:`CONTEXT_S` seconds under ``key``."""
     cache: dict = ctx.request.app.state.tile_contexts
-    hit = cache.get((level, variable))
+    hit = cache.get(key)
     now = monotonic()
     if hit is not None and hit[1] > now:
         return hit[0]
-    found = ctx.api.tile_context(ctx.store, level=level, variable=variable)
+    found = compute()
     if len(cache) > 1000:
         cache.clear()
-    cache[(level, variable)] = (found, now + CONTEXT_S)
+    cache[key] = (found, now + CONTEXT_S)
     return found
 
 
@@ -57,23 +59,13 @@ def tile(
         ts = pd.Timestamp(time)
         time = (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
     allowed = list(ctx.who.role.restricted_attrs)
-    context = _context(ctx, level, variable)
-    data = ctx.api.tile(context, z=z, x=x, y=y, horizon=horizon, current=_current(ctx, context, time),
-                        allowed=allowed, **ctx.privacy())
+    context = _cached(ctx, ("context", level, variable),
+                      lambda: ctx.api.tile_context(ctx.store, level=level, variable=variable))
+    current = _cached(ctx, ("current", level, context["vid"], time or context["latest_time"]),
+                      lambda: ctx.api.current_values(context, time=time))
+    forecast = _cached(ctx, ("forecast", level, context["vid"], context["run"], context["issued"], horizon),
+                       lambda: ctx.api.forecast_values(context, horizon=horizon))
+    data = ctx.api.tile(context, z=z, x=x, y=y, current=current, forecast=forecast, allowed=allowed,
+                        **ctx.privacy())
     ctx.audit(units=0, restricted=bool(allowed))
     return Response(data, media_type=MVT, headers={"Cache-Control": "max-age=60"})
-
-
-def _current(ctx: Ctx, context: dict, time: datetime | None) -> tuple[list[int], list[float]]:
-    """The current values of the context's level, computed once per level, variable and time."""
-    cache: dict = ctx.request.app.state.tile_contexts
-    key = ("current", context["level"], context["vid"], time or context["latest_time"])
-    hit = cache.get(key)
-    now = monotonic()
-    if hit is not None and hit[1] > now:
-        return hit[0]
-    found = ctx.api.current_values(context, time=time)
-    if len(cache) > 1000:
-        cache.clear()
-    cache[key] = (found, now + CONTEXT_S)
-    return found
