@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from psycopg.conninfo import conninfo_to_dict
@@ -64,6 +65,9 @@ def create_app(settings: ApiSettings | None = None, *, database_url: str | None 
             url = resolve()
         pool = _pool(url, settings)
         pool.open(wait=False)
+        # endpoints run in worker threads and nearly all hold a connection: more threads than
+        # connections would only queue on the pool while contending for the interpreter
+        to_thread.current_default_thread_limiter().total_tokens = settings.pool_max
         app.state.pool = pool
         app.state.recorder = Recorder(pool, metrics, settings)
         app.state.recorder.start()
