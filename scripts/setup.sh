@@ -74,6 +74,14 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# --- The official CityJSON schema, for the CityJSON export's tests ------------
+# Taken out of the official validator's wheel on PyPI, pinned by hash: see the script.
+cityjson_schema="$VENV/share/cityjson/2.0.0/cityjson.schema.json"
+if [ ! -f "$cityjson_schema" ]; then
+  say "fetching the official CityJSON 2.0 schema"
+  "$VENV/bin/python" scripts/cityjson_schema.py "$cityjson_schema" 2> >(grep -v "^WARNING: Location" >&2)
+fi
+
 # --- JavaScript for the offline views -------------------------------------
 # Packages under "prebuilt" in viz/js/package.json are used only for their
 # prebuilt browser bundle: kepler.gl's npm package would otherwise pull in its

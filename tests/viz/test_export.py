@@ -7,6 +7,7 @@ import http.server
 import io
 import json
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,6 +73,25 @@ def test_cityjson_has_storeys_and_is_well_formed(city, tmp_path):
     assert model.get_epsg() == city.units(level="building").estimate_utm_crs().to_epsg()
     info = "\n".join(model.get_info(long=True))
     assert "BuildingStorey" in info and f"BuildingStorey ({len(storeys)})" in info
+
+
+#: where set-up puts the official CityJSON 2.0 schema (scripts/cityjson_schema.py)
+CITYJSON_SCHEMA = Path(sys.prefix) / "share" / "cityjson" / "2.0.0" / "cityjson.schema.json"
+
+
+def test_cityjson_validates_against_the_official_schema(city, tmp_path):
+    from jsonschema.validators import validator_for
+
+    assert CITYJSON_SCHEMA.is_file(), f"{CITYJSON_SCHEMA} is missing: `make setup` writes it"
+    schema = json.loads(CITYJSON_SCHEMA.read_text())
+    assert schema["$id"] == "https://www.cityjson.org/schemas/2.0.0/cityjson.schema.json"
+    validator = validator_for(schema)(schema)  # draft-07, as the schema declares
+    doc = json.loads(export_cityjson(city, tmp_path / "city.city.json", include_restricted=True).read_text())
+    assert doc["version"] == "2.0"
+    assert [f"{list(e.absolute_path)}: {e.message[:200]}" for e in validator.iter_errors(doc)] == []
+    storey = next(o for o in doc["CityObjects"].values() if o["type"] == "BuildingStorey")
+    del storey["parents"]  # a storey must name its building: the schema does catch it
+    assert not validator.is_valid(doc)
 
 
 def test_czml_floors_are_extruded_between_their_heights(city):
