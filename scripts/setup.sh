@@ -74,14 +74,56 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# --- The official CityJSON schema, for the CityJSON export's tests ------------
+# Taken out of the official validator's wheel on PyPI, pinned by hash: see the script.
+cityjson_schema="$VENV/share/cityjson/2.0.0/cityjson.schema.json"
+if [ ! -f "$cityjson_schema" ]; then
+  say "fetching the official CityJSON 2.0 schema"
+  "$VENV/bin/python" scripts/cityjson_schema.py "$cityjson_schema" 2> >(grep -v "^WARNING: Location" >&2)
+fi
+
 # --- JavaScript for the offline views -------------------------------------
+# Packages under "prebuilt" in viz/js/package.json are used only for their
+# prebuilt browser bundle: kepler.gl's npm package would otherwise pull in its
+# whole source build (about a thousand packages, 900 MB) for the one UMD file
+# the offline kepler.gl page loads. Each is fetched alone with `npm pack`,
+# checked against its pinned integrity and unpacked into node_modules with the
+# entries named in "keep" and none of its dependencies.
+prebuilt() { (cd viz/js && node -e '
+  const p = require("./package.json").prebuilt || {};
+  for (const [name, s] of Object.entries(p)) console.log(name, s.version, s.integrity, s.keep.join(" "));'); }
+
+install_prebuilt() {
+  local name version integrity keep tmp got
+  while read -r name version integrity keep; do
+    tmp=$(mktemp -d)
+    got=$(cd "$tmp" && npm pack "$name@$version" --json --loglevel=error 2>/dev/null \
+      | node -e 'let s = ""; process.stdin.on("data", d => s += d).on("end", () => console.log(JSON.parse(s)[0].integrity))')
+    if [ "$got" != "$integrity" ]; then
+      echo "setup: npm package $name@$version has integrity $got, expected $integrity" >&2
+      rm -rf "$tmp"
+      return 1
+    fi
+    rm -rf "viz/js/node_modules/$name"
+    mkdir -p "viz/js/node_modules/$name"
+    # shellcheck disable=SC2086  # keep is a list of entries
+    tar xzf "$tmp"/*.tgz -C "viz/js/node_modules/$name" --strip-components=1 $(printf 'package/%s ' $keep)
+    rm -rf "$tmp"
+  done < <(prebuilt)
+}
+
 if [ -f viz/js/package.json ]; then
   js_stamp=viz/js/node_modules/.ciu-installed
   js_want=$(cat viz/js/package.json viz/js/package-lock.json 2>/dev/null | sha256sum | cut -c1-16)
-  if [ ! -f "$js_stamp" ] || [ "$(cat "$js_stamp")" != "$js_want" ]; then
-    say "installing JavaScript packages (deck.gl, maplibre, cesium) from npm"
+  js_missing=0
+  while read -r name _; do
+    [ -d "viz/js/node_modules/$name" ] || js_missing=1
+  done < <(prebuilt)
+  if [ ! -f "$js_stamp" ] || [ "$(cat "$js_stamp")" != "$js_want" ] || [ "$js_missing" = 1 ]; then
+    say "installing JavaScript packages (deck.gl, maplibre, cesium, kepler.gl) from npm"
     (cd viz/js && npm ci --no-audit --no-fund --legacy-peer-deps --loglevel=error 2>/dev/null \
       || npm install --no-audit --no-fund --legacy-peer-deps --loglevel=error)
+    install_prebuilt
     echo "$js_want" > "$js_stamp"
   fi
 fi

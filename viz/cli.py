@@ -96,14 +96,17 @@ def export_cesium(out: OutDir = Path("out/export/cesium"), time: Time = None,
 
 
 @export_app.command("kepler")
-def export_kepler(out: Annotated[Path, typer.Option("--out")] = Path("out/export/kepler.json"),
-                  level: Annotated[str, typer.Option(help="level exported")] = "building", time: Time = None) -> None:
-    """A kepler.gl map file (config and data) of one level."""
+def export_kepler(out: OutDir = Path("out/export/kepler"),
+                  level: Annotated[str, typer.Option(help="level exported")] = "building", time: Time = None,
+                  copy: Annotated[bool, typer.Option(help="copy kepler.gl's files instead of linking them")] = False
+                  ) -> None:
+    """A kepler.gl map file (config and data) of one level and an offline kepler.gl page that opens it."""
     from viz import export
 
     with _twin() as twin:
-        path = export.export_kepler(twin, out, level=level, time=time)
-    typer.echo(f"wrote {path}")
+        page = export.export_kepler(twin, out, level=level, time=time, copy=copy)
+    typer.echo(f"wrote {page.parent / 'kepler.json'} and {page}"
+               f" (serve the directory, e.g. python -m http.server -d {page.parent})")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,9 +1,10 @@
 """Exports of the twin for other tools: GeoParquet per level, CityJSON with storeys, Cesium (CZML), kepler.gl.
 
 Every writer takes an open twin and an output path and returns what it wrote.
-The Cesium viewer page written beside the CZML loads Cesium from the npm
-package installed at set-up (a link to, or a copy of, its ``Build/Cesium``)
-and asks nothing of the network: no Ion token, no imagery, no terrain.
+The Cesium and kepler.gl pages load their JavaScript from the npm packages
+installed at set-up (links to, or copies of, the files they need, in a folder
+beside the page) and ask nothing of the network: no Ion or Mapbox token, no
+imagery, no terrain, no tiles; their only base map is the twin's own districts.
 """
 
 from __future__ import annotations
@@ -156,6 +157,21 @@ def export_cityjson(twin: Twin, out: Path | str, *, include_restricted: bool = F
     return path
 
 
+def _place(source: Path, target: Path, *, copy: bool) -> None:
+    """Put ``source`` (a file or a folder) at ``target``: a symbolic link, or a copy with ``copy=True``."""
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.is_dir():
+        shutil.rmtree(target)
+    if copy:
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copyfile(source, target)
+    else:
+        target.symlink_to(source.resolve(), target_is_directory=source.is_dir())
+
+
 # -- Cesium --------------------------------------------------------------------------------------
 def czml(twin: Twin, *, time: str | datetime | None = None, variable: str = "people") -> list[dict[str, Any]]:
     """Floors as extruded CZML polygons (``height`` = z_min, ``extrudedHeight`` = z_max), coloured by occupancy."""
@@ -238,15 +254,7 @@ def export_cesium(twin: Twin, out_dir: Path | str, *, time: str | datetime | Non
     build = (js_dir or default_js_dir()) / "cesium" / "Build" / "Cesium"
     if not (build / "Cesium.js").is_file():
         raise ConfigError(f"the npm package cesium is not installed ({build}); run `make setup`")
-    target = out / "cesium"
-    if target.is_symlink() or target.is_file():
-        target.unlink()
-    elif target.is_dir():
-        shutil.rmtree(target)
-    if copy:
-        shutil.copytree(build, target)
-    else:
-        target.symlink_to(build.resolve(), target_is_directory=True)
+    _place(build, out / "cesium", copy=copy)
     (out / "floors.czml").write_text(json.dumps(czml(twin, time=time)), encoding="utf-8")
     page = out / "index.html"
     page.write_text(CESIUM_PAGE.format(title="CIU Twin · Cesium", base="cesium", czml="floors.czml"),
@@ -255,11 +263,20 @@ def export_cesium(twin: Twin, out_dir: Path | str, *, time: str | datetime | Non
 
 
 # -- kepler.gl -----------------------------------------------------------------------------------
+def _fit_zoom(bounds: np.ndarray, *, width: int = 1280, height: int = 800, margin: float = 0.6) -> float:
+    """The web-map zoom at which ``bounds`` (lon/lat) fill ``margin`` of a ``width`` × ``height`` view."""
+    x0, y0, x1, y1 = (float(v) for v in bounds)
+    lat = np.radians((y0 + y1) / 2)
+    span_x = max(x1 - x0, 1e-6) / 360.0
+    span_y = max(y1 - y0, 1e-6) / 360.0 / np.cos(lat)
+    return float(np.clip(np.log2(margin * min(width / span_x, height / span_y) / 512.0), 1.0, 20.0))
+
+
 def kepler_map(twin: Twin, *, level: str = "building", time: str | datetime | None = None,
                variable: str = "people") -> dict[str, Any]:
     """A kepler.gl map file (``{"datasets", "config", "info"}``, version v1) of one level with people.
 
-    Load it in kepler.gl with "Add data" → the JSON file.
+    Load it in kepler.gl with "Add data" → the JSON file; it asks for no base map.
     """
     units = twin.units(level=level)
     when = _when(twin, time)
@@ -272,14 +289,17 @@ def kepler_map(twin: Twin, *, level: str = "building", time: str | datetime | No
         rows.append([code, row["name"] or code, None if not np.isfinite(value) else float(value),
                      float(row["z_max"] or 0.0) if "z_max" in row else 0.0, shapely.geometry.mapping(row.geometry)])
     x0, y0, x1, y1 = units.total_bounds
+    heights = [r[3] for r in rows] or [0.0]
     dataset_id = f"ciu_{level}"
     layer = {
         "id": f"{level}-layer", "type": "geojson",
         "config": {
             "dataId": dataset_id, "label": f"{level} · {variable}", "columns": {"geojson": "_geojson"},
             "isVisible": True,
+            # heights map linearly onto heightRange: the heights themselves, in metres
             "visConfig": {"opacity": 0.85, "filled": True, "stroked": True, "extruded": level == "building",
-                          "elevationScale": 1, "enable3d": level == "building"},
+                          "elevationScale": 1, "enable3d": level == "building",
+                          "heightRange": [min(heights), max(heights)]},
         },
         "visualChannels": {"colorField": {"name": "people", "type": "real"}, "colorScale": "quantile",
                            "heightField": {"name": "height", "type": "real"} if level == "building" else None,
@@ -292,7 +312,8 @@ def kepler_map(twin: Twin, *, level: str = "building", time: str | datetime | No
             "visState": {"layers": [layer], "filters": [], "interactionConfig": {"tooltip": {
                 "enabled": True, "fieldsToShow": {dataset_id: [{"name": "code", "format": None},
                                                                {"name": "people", "format": None}]}}}},
-            "mapState": {"latitude": float((y0 + y1) / 2), "longitude": float((x0 + x1) / 2), "zoom": 14,
+            "mapState": {"latitude": float((y0 + y1) / 2), "longitude": float((x0 + x1) / 2),
+                         "zoom": _fit_zoom(units.total_bounds),
                          "pitch": 45 if level == "building" else 0, "bearing": 0, "dragRotate": True},
             "mapStyle": {"styleType": "no_map"},
         }},
@@ -302,11 +323,147 @@ def kepler_map(twin: Twin, *, level: str = "building", time: str | datetime | No
     }
 
 
-def export_kepler(twin: Twin, out: Path | str, *, level: str = "building", time: str | datetime | None = None) -> Path:
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(kepler_map(twin, level=level, time=time)), encoding="utf-8")
-    return path
+def _swatch(color: str) -> str:
+    """A square of ``color`` as an SVG data URL (kepler.gl shows one beside each base map)."""
+    svg = (f"<svg xmlns='http://www.w3.org/2000/svg' width='64' height='64'>"
+           f"<rect width='64' height='64' fill='{color}'/></svg>")
+    return "data:image/svg+xml," + svg.replace("<", "%3C").replace(">", "%3E").replace("#", "%23")
+
+
+def kepler_base_maps(twin: Twin) -> list[dict[str, Any]]:
+    """The base maps offered by the kepler.gl page: the twin's districts, or none; inline styles, no tiles.
+
+    Each is a kepler.gl map style (``id``, ``label``, ``icon``, ``style``) whose
+    ``style`` is a MapLibre style with a background and, for the first, the
+    districts as a GeoJSON source: nothing for the browser to fetch. Its layer
+    ids match none of kepler.gl's base-map layer groups (whose "border" group
+    is hidden by default), so they are always drawn.
+    """
+    background = {"id": "background", "type": "background", "paint": {"background-color": "#11151c"}}
+    areas = twin.units(level="district") if "district" in twin.levels else twin.units(level=twin.levels[-1])
+    districts = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"code": code, "name": row["name"] or code},
+         "geometry": shapely.geometry.mapping(row.geometry)} for code, row in areas.iterrows()]}
+    return [
+        {"id": "ciu-districts", "label": "Districts", "icon": _swatch("#2a3140"), "style": {
+            "version": 8, "name": "CIU Twin districts",
+            "sources": {"districts": {"type": "geojson", "data": districts}},
+            "layers": [background,
+                       {"id": "district-fill", "type": "fill", "source": "districts",
+                        "paint": {"fill-color": "#2a3140"}},
+                       {"id": "district-outline", "type": "line", "source": "districts",
+                        "paint": {"line-color": "#6b7a90", "line-width": 1}}]}},
+        {"id": "ciu-none", "label": "No base map", "icon": _swatch("#11151c"),
+         "style": {"version": 8, "name": "No base map", "sources": {}, "layers": [background]}},
+    ]
+
+
+#: what the kepler.gl page loads, in order: its folder's file name → the file in node_modules
+KEPLER_ASSETS = {
+    "keplergl.min.css": "kepler.gl/umd/keplergl.min.css",
+    "react.production.min.js": "react/umd/react.production.min.js",
+    "react-dom.production.min.js": "react-dom/umd/react-dom.production.min.js",
+    "redux.min.js": "redux/dist/redux.min.js",
+    "react-redux.min.js": "react-redux/dist/react-redux.min.js",
+    "styled-components.min.js": "styled-components/dist/styled-components.min.js",
+    "keplergl.min.js": "kepler.gl/umd/keplergl.min.js",
+}
+
+KEPLER_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+{head}
+<style>html, body, #app {{ margin: 0; width: 100%; height: 100%; overflow: hidden; background: #11151c; }}</style>
+</head><body><div id="app"></div>
+<script type="application/json" id="ciu-map">{map}</script>
+<script type="application/json" id="ciu-base-maps">{base_maps}</script>
+<script>{app}</script>
+</body></html>
+"""
+
+KEPLER_APP = """
+// kepler.gl looks for its icon set under cdnUrl: the folder beside this page, not its CDN
+KeplerGl.initApplicationConfig({cdnUrl: "kepler", showReleaseBanner: false});
+const map = JSON.parse(document.getElementById("ciu-map").textContent);
+const baseMaps = JSON.parse(document.getElementById("ciu-base-maps").textContent);
+const store = Redux.createStore(
+  Redux.combineReducers({
+    keplerGl: KeplerGl.keplerGlReducer.initialState({mapStyle: {styleType: baseMaps[0].id}}),
+  }),
+  {},
+  Redux.applyMiddleware(...KeplerGl.enhanceReduxMiddleware([])),
+);
+
+function App() {
+  const [size, setSize] = React.useState({width: window.innerWidth, height: window.innerHeight});
+  React.useEffect(function () {
+    const resize = function () { setSize({width: window.innerWidth, height: window.innerHeight}); };
+    window.addEventListener("resize", resize);
+    return function () { window.removeEventListener("resize", resize); };
+  }, []);
+  return React.createElement(KeplerGl.KeplerGl, {
+    id: "map", width: size.width, height: size.height, mapboxApiAccessToken: "",
+    mapStyles: baseMaps, mapStylesReplaceDefault: true,
+  });
+}
+
+// The map goes in once kepler.gl has registered its instance ("map") in the store.
+window.ciuReady = false;
+const stop = store.subscribe(function () {
+  if (!store.getState().keplerGl.map) { return; }
+  stop();
+  const loaded = KeplerGl.KeplerGlSchema.load(map.datasets, map.config);
+  store.dispatch(KeplerGl.addDataToMap({
+    datasets: loaded.datasets, config: loaded.config, options: {centerMap: false},
+  }));
+  window.ciuStore = store;
+  window.ciuReady = true;
+});
+ReactDOM.createRoot(document.getElementById("app")).render(
+  React.createElement(ReactRedux.Provider, {store: store}, React.createElement(App)));
+"""
+
+
+def _inline_json(value: Any) -> str:
+    """JSON to sit inside a ``<script>`` element: ``</`` cannot close it early."""
+    return json.dumps(value, separators=(",", ":")).replace("</", "<\\/")
+
+
+def export_kepler(twin: Twin, out_dir: Path | str, *, level: str = "building", time: str | datetime | None = None,
+                  copy: bool = False, js_dir: Path | None = None) -> Path:
+    """Write the kepler.gl map file ``kepler.json`` and a kepler.gl page ``index.html`` into ``out_dir``.
+
+    The page holds the map (data and config) and opens it in kepler.gl itself,
+    on the twin's districts as its base map. kepler.gl and React, Redux and
+    styled-components load from ``out_dir/kepler``: links to the npm files
+    installed at set-up (``copy=True`` copies them, about 17 MB). Returns the page.
+    """
+    out = Path(out_dir)
+    js = js_dir or default_js_dir()
+    missing = [name for name in KEPLER_ASSETS.values() if not (js / name).is_file()]
+    if missing:
+        raise ConfigError(f"npm files for the kepler.gl page are missing in {js}: {', '.join(missing)};"
+                          " run `make setup`")
+    doc = kepler_map(twin, level=level, time=time)
+    base_maps = kepler_base_maps(twin)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "kepler.json").write_text(json.dumps(doc), encoding="utf-8")
+    assets = out / "kepler"
+    if assets.is_symlink() or assets.is_file():
+        assets.unlink()
+    (assets / "icons").mkdir(parents=True, exist_ok=True)
+    for name, source in KEPLER_ASSETS.items():
+        _place(js / source, assets / name, copy=copy)
+    # kepler.gl's icon layer asks for an icon set; offline it has none
+    (assets / "icons" / "svg-icons.json").write_text(json.dumps({"svgIcons": []}), encoding="utf-8")
+    head = "\n".join(f'<link rel="stylesheet" href="kepler/{name}">' if name.endswith(".css")
+                     else f'<script src="kepler/{name}"></script>' for name in KEPLER_ASSETS)
+    page_doc = {**doc, "config": {**doc["config"], "config": {
+        **doc["config"]["config"], "mapStyle": {"styleType": base_maps[0]["id"]}}}}
+    page = out / "index.html"
+    page.write_text(KEPLER_PAGE.format(title=f"CIU Twin · kepler.gl · {level}s", head=head,
+                                       map=_inline_json(page_doc), base_maps=_inline_json(base_maps),
+                                       app=KEPLER_APP), encoding="utf-8")
+    return page
 
 
 def read_geoparquet(path: Path | str) -> gpd.GeoDataFrame:

@@ -1,12 +1,19 @@
-"""Exports: GeoParquet per level, CityJSON with storeys, Cesium CZML + offline viewer, kepler.gl map file."""
+"""Exports: GeoParquet per level, CityJSON with storeys, Cesium CZML + offline viewer, kepler.gl map + offline page."""
 
 from __future__ import annotations
 
 import functools
 import http.server
+import io
 import json
+import re
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.viz import QuietHandler
@@ -68,6 +75,25 @@ def test_cityjson_has_storeys_and_is_well_formed(city, tmp_path):
     assert "BuildingStorey" in info and f"BuildingStorey ({len(storeys)})" in info
 
 
+#: where set-up puts the official CityJSON 2.0 schema (scripts/cityjson_schema.py)
+CITYJSON_SCHEMA = Path(sys.prefix) / "share" / "cityjson" / "2.0.0" / "cityjson.schema.json"
+
+
+def test_cityjson_validates_against_the_official_schema(city, tmp_path):
+    from jsonschema.validators import validator_for
+
+    assert CITYJSON_SCHEMA.is_file(), f"{CITYJSON_SCHEMA} is missing: `make setup` writes it"
+    schema = json.loads(CITYJSON_SCHEMA.read_text())
+    assert schema["$id"] == "https://www.cityjson.org/schemas/2.0.0/cityjson.schema.json"
+    validator = validator_for(schema)(schema)  # draft-07, as the schema declares
+    doc = json.loads(export_cityjson(city, tmp_path / "city.city.json", include_restricted=True).read_text())
+    assert doc["version"] == "2.0"
+    assert [f"{list(e.absolute_path)}: {e.message[:200]}" for e in validator.iter_errors(doc)] == []
+    storey = next(o for o in doc["CityObjects"].values() if o["type"] == "BuildingStorey")
+    del storey["parents"]  # a storey must name its building: the schema does catch it
+    assert not validator.is_valid(doc)
+
+
 def test_czml_floors_are_extruded_between_their_heights(city):
     doc = czml(city)
     floors = city.units(level="floor")
@@ -80,36 +106,87 @@ def test_czml_floors_are_extruded_between_their_heights(city):
     assert poly["height"] < poly["extrudedHeight"] <= floors.loc[code, "z_max"]
 
 
-def test_kepler_map_file(city, tmp_path):
-    path = export_kepler(city, tmp_path / "k.json", level="building")
-    doc = json.loads(path.read_text())
+def test_kepler_map_file_and_page(city, tmp_path):
+    page = export_kepler(city, tmp_path / "kepler", level="building")
+    doc = json.loads((page.parent / "kepler.json").read_text())
     data = doc["datasets"][0]["data"]
     assert len(data["allData"]) == len(city.units(level="building"))
     assert [f["name"] for f in data["fields"]][-1] == "_geojson"
     assert doc["config"]["version"] == "v1"
     assert doc["config"]["config"]["visState"]["layers"][0]["config"]["dataId"] == data["id"]
+    assert doc["config"]["config"]["mapStyle"] == {"styleType": "no_map"}
+    html = page.read_text()
+    loads = re.findall(r'(?:src|href)="([^"]*)"', html)
+    assert loads and all(url.startswith("kepler/") and (page.parent / url).is_file() for url in loads)
+    assert "https://" not in html
+    embedded = json.loads(re.search(r'id="ciu-map">(.*?)</script>', html, re.S).group(1))
+    assert embedded["datasets"] == json.loads(json.dumps(doc["datasets"]))
+    assert embedded["config"]["config"]["mapStyle"] == {"styleType": "ciu-districts"}
+
+
+@contextmanager
+def served(directory: Path) -> Iterator[str]:
+    """Serve ``directory`` over HTTP on 127.0.0.1 in a background thread; yields its URL."""
+    handler = functools.partial(QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
 
 
 @pytest.mark.browser
 def test_cesium_page_renders_offline(city, tmp_path):
     page_path = export_cesium(city, tmp_path / "cesium")
-    handler = functools.partial(QuietHandler, directory=str(page_path.parent))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with browser_page() as (page, log):
-            page.goto(f"http://127.0.0.1:{server.server_port}/index.html")
-            page.wait_for_function("window.ciuReady === true", timeout=60_000)
-            page.wait_for_timeout(1500)
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            png = page.screenshot(path=str(SCREENSHOTS / "export-cesium.png"))
-            entities = page.evaluate("window.ciuEntities")
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
+    with served(page_path.parent) as url, browser_page() as (page, log):
+        page.goto(f"{url}/index.html")
+        page.wait_for_function("window.ciuReady === true", timeout=60_000)
+        page.wait_for_timeout(1500)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        png = page.screenshot(path=str(SCREENSHOTS / "export-cesium.png"))
+        entities = page.evaluate("window.ciuEntities")
     assert entities == len(city.units(level="floor"))
     assert log.external_requests == []
     assert log.console_errors == []
     assert painted_fraction(png) > 0.05
+
+
+def vivid_fraction(png: bytes) -> float:
+    """Share of strongly coloured pixels: kepler.gl's colour ramp, not the grey-blue base map or background."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(float)
+    high, low = rgb.max(axis=2), rgb.min(axis=2)
+    return float(((high > 80) & (high - low > 0.5 * high)).mean())
+
+
+@pytest.mark.browser
+def test_kepler_page_renders_offline(city, tmp_path):
+    page_path = export_kepler(city, tmp_path / "kepler", level="building")
+    map_area = {"x": 340, "y": 0, "width": 880, "height": 760}  # right of kepler.gl's side panel
+    with served(page_path.parent) as url, browser_page() as (page, log):
+        page.goto(f"{url}/index.html")
+        page.wait_for_function("window.ciuReady === true", timeout=60_000)
+        for _ in range(60):  # kepler.gl draws the layer a few frames after it holds the data
+            drawn = vivid_fraction(page.screenshot(clip=map_area))
+            if drawn > 0.002:
+                break
+            page.wait_for_timeout(500)
+        page.wait_for_timeout(500)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        png = page.screenshot(path=str(SCREENSHOTS / "export-kepler.png"))
+        state = page.evaluate("""() => {
+          const map = window.ciuStore.getState().keplerGl.map;
+          return {rows: Object.values(map.visState.datasets).map(d => d.dataContainer.numRows()),
+                  layers: map.visState.layers.map(l => l.config.dataId), style: map.mapStyle.styleType};
+        }""")
+    assert state == {"rows": [len(city.units(level="building"))], "layers": ["ciu_building"],
+                     "style": "ciu-districts"}
+    assert drawn > 0.002
+    assert painted_fraction(png) > 0.05
+    assert log.external_requests == []
+    assert log.console_errors == []

@@ -26,6 +26,7 @@ def test_publish_and_exports(city_url, city, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "c.city.json").read_text())["type"] == "CityJSON"
     invoke("export", "cesium", "--out", str(tmp_path / "cz"))
     assert (tmp_path / "cz" / "cesium" / "Cesium.js").is_file() and (tmp_path / "cz" / "floors.czml").is_file()
-    invoke("export", "kepler", "--out", str(tmp_path / "k.json"), "--level", "district")
-    assert len(json.loads((tmp_path / "k.json").read_text())["datasets"][0]["data"]["allData"]) == len(
+    invoke("export", "kepler", "--out", str(tmp_path / "k"), "--level", "district")
+    assert len(json.loads((tmp_path / "k" / "kepler.json").read_text())["datasets"][0]["data"]["allData"]) == len(
         city.units(level="district"))
+    assert (tmp_path / "k" / "index.html").is_file() and (tmp_path / "k" / "kepler" / "keplergl.min.js").is_file()
