@@ -57,7 +57,8 @@ def layout(data: DashboardData, **_: Any) -> html.Div:
     return html.Div(className="page", children=[
         time_controls(Id.PLAN_TIME, Id.PLAN_TIME_LABEL, Id.PLAN_PLAY, Id.PLAN_TICK, play_ms=data.settings.play_ms),
         html.Div(className="main", children=[
-            map_panel(Id.PLAN_MAP, legend=f"100 % of {noun} {data.reference_name}", tall=True),
+            map_panel(Id.PLAN_MAP, tall=True, legend=f"100 % of {noun} capacity" if data.has_capacity
+                      else f"100 % of each {noun}'s {data.reference_name}"),
             html.Div(className="side", children=[
                 html.H3("Floor / building" if noun == "floor" else data.bottom_level.capitalize()),
                 html.Div(f"click a {noun}", id=Id.PLAN_CARD, className="card"),
