@@ -100,7 +100,7 @@ def publish_forecast(twin: Twin, *, variable: str, horizons: int = 12, threshold
         "code": hot["code"], "kind": "crowding",
         "severity": np.where(hot["risk"] >= min(1.0, threshold + 0.15), "critical", "warning"),
         "time": hot["time"], "risk": hot["risk"], "threshold": threshold,
-        "message": [f"{variable} at {r:.0%} of the limit expected in {lv} {c}" for r, lv, c in
+        "message": [f"{variable} risk {r:.0%} expected in {lv} {c}" for r, lv, c in
                     zip(hot["risk"], hot["level"], hot["code"])],
     })
     n_alerts = twin.store.write_alerts(alerts, run_id=run)
