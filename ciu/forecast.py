@@ -103,7 +103,8 @@ class HistoricalAverageForecaster:
     level above it. Risk is the value over the unit's capacity (the bottom
     units' ``capacity_attr``, summed up the levels); for a variable whose units
     have no capacity (trips per taxi zone) it is the value over the unit's
-    usual peak, the highest hour of its weekly profile.
+    usual peak, the highest hour of its weekly profile (above the bottom level,
+    the sum of its children's peaks, which their busiest hours need not share).
 
     Parameters
     ----------
