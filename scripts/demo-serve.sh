@@ -31,7 +31,7 @@ with Twin.connect() as twin:
 PY
 )
 if [ -z "$trained" ]; then
-  echo "training a small tower model on '$TARGET', its last $WINDOW_DAYS days (a minute or two on a laptop CPU)…"
+  echo "training a small tower model on '$TARGET', its last $WINDOW_DAYS days (once: reused while the data stay the same)…"
   $CIU train --target "$TARGET" --epochs 4 --max-steps 30 --window-days "$WINDOW_DAYS"
 else
   echo "using trained model run $trained of '$TARGET'"
