@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 
 help:
 	@echo "make demo   build the sample twin, write its 3D view, train a model, serve API + dashboard"
-	@echo "make demo-nyc   build Manhattan from ../shared/data/nyc and print its summary"
+	@echo "make demo-nyc   build Manhattan from ../shared/data/nyc, train a model on bike arrivals, serve API + dashboard"
 	@echo "make test   run the test suite on a real PostGIS"
 	@echo "make bench  run the benchmarks (results in bench/results/)"
 
@@ -21,6 +21,8 @@ setup-test:
 
 # DEMO_SERVE=0 stops after the build (summary and 3D view) without training or serving.
 DEMO_SERVE ?= 1
+# what make demo-nyc forecasts: bike_arrivals, bike_departures, taxi_pickups or taxi_dropoffs
+NYC_TARGET ?= bike_arrivals
 
 demo: setup
 	@$(CIU) db start
@@ -72,6 +74,7 @@ demo-nyc: setup
 	@$(CIU) db migrate
 	@$(CIU) build nyc $(if $(NYC_DATA),--data $(NYC_DATA),)
 	@$(CIU) info
+	@if [ "$(DEMO_SERVE)" = 1 ]; then bash scripts/demo-serve.sh $(NYC_TARGET); fi
 
 bench-ingest: setup
 	@bash scripts/setup.sh --gdal

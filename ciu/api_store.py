@@ -277,12 +277,14 @@ class ApiStore:
         }).fetchone()
         return row[0], int(row[1])  # type: ignore[index]
 
-    def latest_issue(self, *, scenario: str = "baseline") -> tuple[int, datetime] | None:
-        """The newest run with stored forecasts and its latest issue time."""
+    def latest_issue(self, *, scenario: str = "baseline", variable_id: int | None = None
+                     ) -> tuple[int, datetime] | None:
+        """The newest run with stored forecasts (of the variable ``variable_id`` when given) and its latest issue time."""
         row = self.conn.execute(
             "SELECT run_id, max(issued_at) FROM ciu.prediction WHERE scenario = %(s)s"
-            " AND run_id = (SELECT max(run_id) FROM ciu.prediction WHERE scenario = %(s)s) GROUP BY run_id",
-            {"s": scenario},
+            " AND run_id = (SELECT max(run_id) FROM ciu.prediction WHERE scenario = %(s)s"
+            " AND (%(v)s::smallint IS NULL OR variable_id = %(v)s::smallint)) GROUP BY run_id",
+            {"s": scenario, "v": variable_id},
         ).fetchone()
         return (int(row[0]), row[1]) if row else None
 
@@ -300,9 +302,9 @@ class ApiStore:
                 "SELECT e.tmax FROM ciu.series_extent e JOIN ciu.variable v ON v.id = e.variable_id"
                 " WHERE v.name = %s AND e.level = %s", (variable, base)).fetchone()
             latest_time = row[0] if row else None
-        latest = self.latest_issue()
-        run, issued = latest if latest else (None, None)
         vid = self.conn.execute("SELECT id FROM ciu.variable WHERE name = %s", (variable,)).fetchone()
+        latest = self.latest_issue(variable_id=vid[0] if vid else None)  # type: ignore[index]
+        run, issued = latest if latest else (None, None)
         return {"level": level, "rule": var.rollup, "base": base, "vid": vid[0] if vid else None,  # type: ignore[index]
                 "latest_time": latest_time, "run": run, "issued": issued}
 

@@ -7,17 +7,18 @@ A forecaster is any object with
 returning the columns ``code, level, variable, horizon, time, value, risk`` for
 every unit of every level. ``overrides`` may hold
 
-- ``event``: ``{"code", "time", "people", "hours"}``: ``people`` more people at
-  the unit from ``time`` for ``hours`` hours, spread over its bottom-level
-  units by capacity;
-- ``closure``: ``{"code"}``: nobody in the unit and everything below it;
+- ``event``: ``{"code", "time", "people", "hours"}``: ``people`` more of the
+  forecast count (people, trips) at the unit from ``time`` for ``hours`` hours,
+  spread over its bottom-level units by capacity;
+- ``closure``: ``{"code"}``: nothing counted in the unit and everything below it;
 - ``weather``: ``{"temperature", "rain"}``: the weather for every forecast hour;
 - ``holiday``: ``True``: every forecast hour follows the Sunday/holiday profile.
 
-:class:`HistoricalAverageForecaster` is the honest baseline: per bottom-level
-unit, the mean of each (weekday, hour) in the city's local time, scaled by a
-rain/temperature sensitivity fitted by least squares, rolled up to every level
-by the variable's roll-up rule so that children sum to their parent.
+:class:`HistoricalAverageForecaster` is the honest baseline for any count
+variable: per unit of the lowest level where the variable is observed, the mean
+of each (weekday, hour) in the city's local time, scaled by a rain/temperature
+sensitivity fitted by least squares, rolled up to every level above by the
+variable's roll-up rule so that children sum to their parent.
 
 >>> from ciu.forecast import HistoricalAverageForecaster     # doctest: +SKIP
 >>> frame = HistoricalAverageForecaster().forecast(twin, issued_at=t0, horizons=6)  # doctest: +SKIP
@@ -98,12 +99,19 @@ def _utc(value: Any) -> pd.Timestamp:
 class HistoricalAverageForecaster:
     """Mean of each (weekday, hour) per bottom-level unit, with weather sensitivity and overrides.
 
+    Forecasts cover the lowest level where ``variable`` is observed and every
+    level above it. Risk is the value over the unit's capacity (the bottom
+    units' ``capacity_attr``, summed up the levels); for a variable whose units
+    have no capacity (trips per taxi zone) it is the value over the unit's
+    usual peak, the highest hour of its weekly profile (above the bottom level,
+    the sum of its children's peaks, which their busiest hours need not share).
+
     Parameters
     ----------
     variable
         The count variable to forecast (its roll-up rule carries it up the levels).
     capacity_attr
-        The bottom-level unit attribute holding its capacity (risk = value / capacity).
+        The bottom-level unit attribute holding its capacity.
     end
         Fit only on observations before this time (``None``: all of them).
     """
@@ -117,7 +125,11 @@ class HistoricalAverageForecaster:
     # -- fitting -----------------------------------------------------------------
     def fit(self, twin: Twin) -> HistoricalAverageForecaster:
         """Learn the profiles and weather sensitivities from the stored history."""
-        levels = twin.levels
+        twin.store.variable(self.variable)  # raises UnknownVariable
+        observed = twin.store.observed_levels(self.variable)
+        if not observed:
+            raise ValidationError(f"no observations of {self.variable!r} to learn from", field="variable")
+        levels = twin.levels[twin.levels.index(observed[0]):]
         bottom = levels[0]
         units = twin.units()
         root = units[units["parent_code"].isna()]
@@ -154,11 +166,13 @@ class HistoricalAverageForecaster:
         beta = _weather_fit(np.nan_to_num(values, nan=0.0), expected, rain_dev, temp_dev,
                             np.isfinite(values))
         capacity = np.array([
-            float(a.get(self.capacity_attr) or 0.0) for a in units.loc[wide.columns, "attrs"]
+            float((a or {}).get(self.capacity_attr) or 0.0) for a in units.loc[wide.columns, "attrs"]
         ])
+        reference = capacity if capacity.sum() > 0 else profile.max(axis=0)
         self._fit = {
             "tz": tz, "codes": list(wide.columns), "profile": profile, "beta": beta, "rain_mean": rain_mean,
-            "temp_mean": np.nan_to_num(temp_mean, nan=0.0), "capacity": capacity, "units": units,
+            "temp_mean": np.nan_to_num(temp_mean, nan=0.0), "capacity": capacity, "reference": reference,
+            "units": units,
             "levels": levels, "rollup": twin.store.variable(self.variable).rollup,
             "holidays": self._holiday_dates(twin, tz),
         }
@@ -242,10 +256,12 @@ class HistoricalAverageForecaster:
         units = fit["units"]
         levels = fit["levels"]
         rule = fit["rollup"]
-        current = pd.DataFrame(values, index=times, columns=codes)
-        capacity = pd.Series(fit["capacity"], index=codes)
-        frames = []
         level = levels[0]
+        # units of the bottom level never observed are forecast zero
+        members = units.index[units["level"] == level]
+        current = pd.DataFrame(values, index=times, columns=codes).reindex(columns=members, fill_value=0.0)
+        reference = pd.Series(fit["reference"], index=codes).reindex(members, fill_value=0.0)
+        frames = []
         for up in [None, *levels[1:]]:
             if up is not None:
                 parents = units.loc[current.columns, "parent_code"]
@@ -257,13 +273,14 @@ class HistoricalAverageForecaster:
                 else:  # area-weighted mean
                     weighted = current.mul(area, axis=1).T.groupby(parents.to_numpy()).sum().T
                     nxt = weighted / pd.Series(area, index=current.columns).groupby(parents.to_numpy()).sum()
-                capacity = capacity.groupby(parents.to_numpy()).sum()
+                reference = reference.groupby(parents.to_numpy()).sum()
                 # units of this level with nothing below them still appear, with zero
                 members = units.index[units["level"] == up]
                 nxt = nxt.reindex(columns=members, fill_value=0.0)
-                capacity = capacity.reindex(members, fill_value=0.0)
+                reference = reference.reindex(members, fill_value=0.0)
                 current, level = nxt, up
-            risk = np.where(capacity.to_numpy() > 0, current.to_numpy() / np.where(capacity > 0, capacity, 1.0), 0.0)
+            ref = reference.to_numpy()
+            risk = np.where(ref > 0, current.to_numpy() / np.where(ref > 0, ref, 1.0), 0.0)
             frames.append(pd.DataFrame({
                 "code": np.tile(current.columns.to_numpy(), len(times)), "level": level,
                 "variable": self.variable,
@@ -295,19 +312,33 @@ def _weather_fit(obs: np.ndarray, expected: np.ndarray, rain: np.ndarray, temp: 
     return np.c_[a, b]
 
 
-def load_forecaster(twin: Twin) -> tuple[Any, str]:
-    """The trained tower model when one exists, else the historical-average forecaster.
+def forecast_variable(twin: Twin) -> str:
+    """The variable a twin forecasts when none is named: the target of its newest trained model, else ``people``."""
+    runs = twin.store.model_runs()
+    if len(runs):
+        towers = runs[(runs["kind"] == "tower") & (runs["status"] == "trained")]
+        for params in reversed(list(towers["params"])):
+            if isinstance(params, dict) and params.get("target"):
+                return str(params["target"])
+    return "people"
 
-    Returns the forecaster and the name of the model that answers.
+
+def load_forecaster(twin: Twin, variable: str | None = None) -> tuple[Any, str]:
+    """The newest trained tower model of ``variable`` when one exists, else the historical-average forecaster.
+
+    ``variable`` defaults to :func:`forecast_variable`. Returns the forecaster
+    and the name of the model that answers.
     """
+    variable = variable or forecast_variable(twin)
+    baseline = HistoricalAverageForecaster(variable=variable)
     try:
         from models.forecaster import TowerForecaster  # type: ignore[import-not-found]
     except ImportError:
-        return HistoricalAverageForecaster(), HistoricalAverageForecaster.name
+        return baseline, baseline.name
     try:
-        model = TowerForecaster.load(twin)
+        model = TowerForecaster.load(twin, target=variable)
     except (LookupError, FileNotFoundError, ValueError, RuntimeError):
-        return HistoricalAverageForecaster(), HistoricalAverageForecaster.name
+        return baseline, baseline.name
     if model is None:
-        return HistoricalAverageForecaster(), HistoricalAverageForecaster.name
+        return baseline, baseline.name
     return model, str(getattr(model, "name", "tower"))

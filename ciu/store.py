@@ -975,10 +975,14 @@ class Store:
     ) -> pd.DataFrame:
         """Stored forecasts as ``run_id, code, level, variable, issued_at, horizon, time, value, risk``.
 
-        Without ``run_id`` the newest run is used; without ``issued_at`` its latest issue time.
+        Without ``run_id`` the newest run with forecasts (of ``variable`` when
+        given) is used; without ``issued_at`` its latest issue time.
         """
         if run_id is None:
-            row = self.conn.execute("SELECT max(run_id) FROM ciu.prediction WHERE scenario = %s", (scenario,)).fetchone()
+            vid = self._variable_id(variable) if variable is not None else None
+            row = self.conn.execute(
+                "SELECT max(run_id) FROM ciu.prediction WHERE scenario = %s"
+                " AND (%s::smallint IS NULL OR variable_id = %s::smallint)", (scenario, vid, vid)).fetchone()
             run_id = row[0] if row else None  # type: ignore[index]
             if run_id is None:
                 return pd.DataFrame(columns=["run_id", "code", "level", "variable", "issued_at", "horizon", "time",

@@ -28,6 +28,11 @@ def train(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     max_steps: Annotated[Optional[int], typer.Option(help="cap on the training steps per epoch")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda when present)")] = None,
+    level: Annotated[Optional[list[str]], typer.Option(
+        help="a level of the model, bottom to top, repeated (default: the lowest level where the target is observed"
+             " and every level above it)")] = None,
+    window_days: Annotated[Optional[int], typer.Option(
+        min=1, help="train on the last N days of the target only (default: all of them)")] = None,
 ) -> None:
     """Train the tower on the twin and record it as a model run."""
     from models.runs import train_on_twin
@@ -36,7 +41,8 @@ def train(
     cfg = TrainConfig(history=history, horizons=horizons, hidden=hidden, epochs=epochs, batch_size=batch_size,
                       lr=lr, patience=patience, seed=seed, max_steps_per_epoch=max_steps, device=device)
     with _twin() as twin:
-        rep = train_on_twin(twin, cfg, target=target)
+        rep = train_on_twin(twin, cfg, target=target, levels=level or None,
+                            window=None if window_days is None else 24 * window_days)
     m = rep.metrics
     typer.echo(f"model run {rep.run_id}: best epoch {m['best_epoch']} of {m['epochs']},"
                f" validation loss {m['best_val_loss']:.4f}, checkpoint {rep.checkpoint}")
@@ -61,22 +67,20 @@ def evaluate(
 
 
 def predict(
-    issued_at: Annotated[Optional[datetime], typer.Option(help="first forecast hour, UTC (default: after the last observation)")] = None,
+    issued_at: Annotated[Optional[datetime], typer.Option(
+        help="first forecast hour, UTC (default: the hour after the last observation of the target)")] = None,
     run: Annotated[Optional[int], typer.Option(help="model run id (default: the newest)")] = None,
+    target: Annotated[Optional[str], typer.Option(help="the newest run forecasting this variable")] = None,
     horizons: Annotated[Optional[int], typer.Option(help="forecast hours (default: the model's)")] = None,
 ) -> None:
-    """Forecast every unit at every level, store the forecasts and raise alerts."""
-    import pandas as pd
-
+    """Forecast every unit at every level of the model, store the forecasts and raise alerts."""
     from models.runs import predict_to_store
 
     with _twin() as twin:
-        when = issued_at
-        if when is None:
-            extent = twin.store.series_extent()
-            when = (pd.Timestamp(extent["tmax"].max()) + pd.Timedelta(hours=1)).to_pydatetime()
-        run_id, n, k = predict_to_store(twin, issued_at=when, horizons=horizons, run_id=run)
-    typer.echo(f"model run {run_id}: {n} forecasts issued at {when}, {k} alerts raised")
+        run_id, n, k = predict_to_store(twin, issued_at=issued_at, horizons=horizons, run_id=run, target=target)
+        issued = twin.store.predictions(run_id=run_id, limit=1)["issued_at"]
+    when = f" issued at {issued.iloc[0]:%Y-%m-%d %H:%M} UTC" if len(issued) else ""
+    typer.echo(f"model run {run_id}: {n} forecasts{when}, {k} alerts raised")
 
 
 def register(app: typer.Typer) -> None:

@@ -59,9 +59,9 @@ class TowerForecaster:
         return str(self.checkpoint["target"])
 
     @classmethod
-    def load(cls, twin: Twin, run_id: int | None = None) -> TowerForecaster:
-        """The tower of model run ``run_id`` (default: the newest trained tower run)."""
-        row = latest_run(twin, run_id)
+    def load(cls, twin: Twin, run_id: int | None = None, *, target: str | None = None) -> TowerForecaster:
+        """The tower of model run ``run_id`` (default: the newest trained tower run, of ``target`` when given)."""
+        row = latest_run(twin, run_id, target=target)
         device = pick_device(None)
         ckpt = torch.load(row["checkpoint"], map_location=device, weights_only=False)
         model = Tower(TowerConfig.from_dict(ckpt["tower"])).to(device)

@@ -86,6 +86,47 @@ def adjacency(units: gpd.GeoDataFrame, level: str) -> np.ndarray:
     return edges.astype(np.int64)
 
 
+def target_levels(twin: Twin, target: str) -> list[str]:
+    """The levels a model of ``target`` works on: its lowest observed level and every level above it.
+
+    A count is known where it is observed and wherever it sums up to; below
+    that level nothing says how a zone's trips split over its buildings and
+    floors, so those levels carry no truth to learn from and are left out.
+    For the sample city's ``people`` (counted per floor) these are all levels.
+
+    >>> target_levels(twin, "bike_arrivals")                  # doctest: +SKIP
+    ['grid', 'district', 'city']
+    """
+    twin.store.variable(target)  # raises UnknownVariable
+    observed = twin.store.observed_levels(target)
+    if not observed:
+        raise ValidationError(f"no observations of {target!r} to build a model from", field="target")
+    levels = list(twin.levels)
+    return levels[levels.index(observed[0]):]
+
+
+def check_levels(twin: Twin, target: str, levels: Sequence[str]) -> list[str]:
+    """``levels`` as a list after checking that they fit the twin and ``target``.
+
+    They must be consecutive levels of the twin, bottom to top, and the bottom
+    one must not lie below the lowest level where ``target`` is observed.
+    """
+    levels = list(levels)
+    known = list(twin.levels)
+    for lv in levels:
+        if lv not in known:
+            twin.store.rank(lv)  # raises UnknownLevel
+    start = known.index(levels[0]) if levels else 0
+    if not levels or levels != known[start:start + len(levels)]:
+        raise ValidationError(f"levels must be consecutive levels of the twin, bottom to top ({known}), not {levels}",
+                              field="levels")
+    lowest = target_levels(twin, target)[0]
+    if known.index(levels[0]) < known.index(lowest):
+        raise ValidationError(f"{target!r} is observed from level {lowest!r} up: a model cannot start at "
+                              f"{levels[0]!r} below it", field="levels")
+    return levels
+
+
 def build_graph(
     twin: Twin, *, target: str = "people", levels: Sequence[str] | None = None,
     start: datetime | str | None = None, end: datetime | str | None = None,
@@ -101,20 +142,16 @@ def build_graph(
         The variable to forecast; observed (or rolled up) at the bottom level and
         summed up the hierarchy.
     levels
-        Levels to use, bottom to top (default: all of the twin's).
+        Consecutive levels to use, bottom to top (default: :func:`target_levels`,
+        the lowest level where ``target`` is observed and every level above it).
     start, end
         Time range of the series.
     covariate
         A known-future per-unit variable (announced event attendance); its cube at
         its own level is spread evenly over the bottom units below each unit.
     """
-    levels = list(levels or twin.levels)
-    unknown = [lv for lv in levels if lv not in twin.levels]
-    if unknown:
-        twin.store.rank(unknown[0])  # raises UnknownLevel
+    levels = check_levels(twin, target, levels) if levels is not None else target_levels(twin, target)
     names = {v.name for v in twin.variables()}
-    if target not in names:
-        twin.store.variable(target)  # raises UnknownVariable
     frames = {lv: twin.units(level=lv) for lv in levels}
     bottom = frames[levels[0]]
     cube = twin.cube(level=levels[0], variables=[target], start=start, end=end)

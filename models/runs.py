@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,15 +66,54 @@ class TrainReport:
     result: FitResult
 
 
+def next_issue_hour(twin: Twin, target: str) -> datetime:
+    """The hour after the last observation of ``target``: where a forecast of it starts by default."""
+    extent = twin.store.series_extent()
+    rows = extent[extent["variable"] == target]
+    if rows.empty:
+        twin.store.variable(target)  # raises UnknownVariable
+        raise ValidationError(f"no observations of {target!r}", field="target")
+    return (pd.Timestamp(rows["tmax"].max()).tz_convert("UTC").floor("h") + pd.Timedelta(hours=1)).to_pydatetime()
+
+
+def training_window(twin: Twin, target: str, hours: int | None) -> tuple[datetime | None, datetime | None]:
+    """``(start, end)`` of the last ``hours`` hours with observations of ``target`` (``None, None``: all of them)."""
+    if hours is None:
+        return None, None
+    if hours < 1:
+        raise ValidationError("the training window must be at least one hour", field="window")
+    end = next_issue_hour(twin, target)
+    return end - timedelta(hours=hours), end
+
+
 def train_on_twin(twin: Twin, config: TrainConfig, *, target: str = "people", name: str = "tower",
-                  settings: ModelSettings | None = None, fractions: tuple[float, float] = (0.7, 0.15)) -> TrainReport:
-    """Train on the twin's data, record the run with its validation and test metrics."""
+                  settings: ModelSettings | None = None, fractions: tuple[float, float] = (0.7, 0.15),
+                  levels: Sequence[str] | None = None, window: int | None = None) -> TrainReport:
+    """Train on the twin's data, record the run with its validation and test metrics.
+
+    Parameters
+    ----------
+    target
+        The count variable to forecast.
+    levels
+        Consecutive levels, bottom to top (default: the lowest level where
+        ``target`` is observed and every level above it, see
+        :func:`models.graph.target_levels`).
+    window
+        Train on the last ``window`` hours of ``target`` only (default: all of
+        them). The split fractions apply to the window; a forecast needs only
+        the recent past, so a bounded window keeps training time independent
+        of how many years the twin holds.
+    """
     settings = settings or ModelSettings()
-    graph = build_graph(twin, target=target)
+    start, end = training_window(twin, target, window)
+    graph = build_graph(twin, target=target, levels=levels, start=start, end=end)
     series = series_from_graph(graph)
     split = chronological_split_for(series, config, fractions=fractions)
-    params = {"train": config.to_dict(), "target": target, "split": {
-        "fractions": list(fractions), "train": len(split.train), "val": len(split.val), "test": len(split.test)}}
+    params = {"train": config.to_dict(), "target": target, "levels": series.level_names, "window": window,
+              "hours": [str(series.times[0]), str(series.times[-1])], "split": {
+                  "fractions": list(fractions), "train": len(split.train), "val": len(split.val),
+                  "test": len(split.test)}}
     run_id = twin.store.add_model_run(name=name, kind="tower", params=params, data_hash=twin.store.data_hash(),
                                       code_version=code_version(), status="training")
     try:
@@ -93,8 +134,14 @@ def train_on_twin(twin: Twin, config: TrainConfig, *, target: str = "people", na
     return TrainReport(run_id, metrics, path, result)
 
 
-def latest_run(twin: Twin, run_id: int | None = None) -> pd.Series:
-    """The model run ``run_id``, or the newest trained tower run with a checkpoint."""
+def run_target(params: Any) -> str:
+    """The variable a model run forecasts (runs recorded before targets were stored forecast ``people``)."""
+    params = params if isinstance(params, dict) else json.loads(params or "{}")
+    return str(params.get("target", "people"))
+
+
+def latest_run(twin: Twin, run_id: int | None = None, *, target: str | None = None) -> pd.Series:
+    """The model run ``run_id``, or the newest trained tower run with a checkpoint (of ``target`` when given)."""
     runs = twin.store.model_runs()
     if run_id is not None:
         rows = runs[runs["id"] == run_id]
@@ -102,8 +149,11 @@ def latest_run(twin: Twin, run_id: int | None = None) -> pd.Series:
             raise NotFound(f"no model run with id {run_id}")
     else:
         rows = runs[(runs["kind"] == "tower") & (runs["status"] == "trained") & runs["checkpoint"].notna()]
+        if target is not None:
+            rows = rows[rows["params"].map(run_target) == target]
         if rows.empty:
-            raise NotFound("no trained tower run: run `ciu train` first")
+            wanted = "" if target is None else f" of {target!r}"
+            raise NotFound(f"no trained tower run{wanted}: run `ciu train` first")
     row = rows.iloc[-1]
     if not row["checkpoint"] or not Path(row["checkpoint"]).is_file():
         raise NotFound(f"checkpoint of model run {int(row['id'])} not found: {row['checkpoint']}")
@@ -126,13 +176,20 @@ def alerts_from_forecast(frame: pd.DataFrame, *, threshold: float, critical: flo
     })
 
 
-def predict_to_store(twin: Twin, *, issued_at: datetime, horizons: int | None = None, run_id: int | None = None,
+def predict_to_store(twin: Twin, *, issued_at: datetime | None = None, horizons: int | None = None,
+                     run_id: int | None = None, target: str | None = None,
                      settings: ModelSettings | None = None) -> tuple[int, int, int]:
-    """Forecast every unit at every level, store it, raise alerts; returns ``(run_id, forecasts, alerts)``."""
+    """Forecast every unit at every level of a model run, store it, raise alerts.
+
+    The run is ``run_id``, else the newest trained run of ``target`` (of any
+    target when ``None``); ``issued_at`` defaults to the hour after the last
+    observation of the run's target. Returns ``(run_id, forecasts, alerts)``.
+    """
     from models.forecaster import TowerForecaster
 
     settings = settings or ModelSettings()
-    fc = TowerForecaster.load(twin, run_id)
+    fc = TowerForecaster.load(twin, run_id, target=target)
+    issued_at = issued_at if issued_at is not None else next_issue_hour(twin, fc.target)
     frame = fc.forecast(twin, issued_at=issued_at, horizons=horizons or fc.horizons)
     if frame.empty:
         raise ValidationError("the forecast is empty", field="issued_at")

@@ -43,13 +43,17 @@ def serve(
 def publish(
     horizons: Annotated[int, typer.Option(min=1, max=168, help="forecast hours")] = 12,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="risk that raises an alert")] = 0.8,
+    variable: Annotated[Optional[str], typer.Option(help="variable forecast (default CIU_DASHBOARD_VARIABLE)")] = None,
 ) -> None:
     """Issue a forecast from the latest observed hour, store it and raise its alerts."""
+    from viz.settings import DashboardSettings
+
     twin = _twin()
     try:
         from viz.data import publish_forecast
 
-        done = publish_forecast(twin, horizons=horizons, threshold=threshold)
+        done = publish_forecast(twin, horizons=horizons, threshold=threshold,
+                                variable=variable or DashboardSettings().variable)
     finally:
         twin.close()
     typer.echo(f"run {done['run_id']} ({done['model']}) issued {done['issued_at']:%Y-%m-%d %H:%M} UTC:"

@@ -1,10 +1,17 @@
 """What the dashboard reads and writes, through the twin (never SQL of its own).
 
 :class:`DashboardData` wraps one :class:`~ciu.twin.Twin` for the pages: the
-units of a level, their people and density over the history and forecast
-steps of the time slider, alerts and their acknowledgement, a unit's card
-(restricted attributes only for a role that may see them) and scenario runs.
-Calls are serialised by a lock, since the web server answers from threads.
+units of a level, the shown variable (``CIU_DASHBOARD_VARIABLE``: people,
+trips, …) and how full each unit is over the history and forecast steps of the
+time slider, alerts and their acknowledgement, a unit's card (restricted
+attributes only for a role that may see them) and scenario runs. Calls are
+serialised by a lock, since the web server answers from threads.
+
+How full a unit is: its value over its capacity (the capacities of the units
+below it summed) when the units have one, else over its own peak hour of the
+last ``CIU_DASHBOARD_PEAK_DAYS`` days (trips per taxi zone have no capacity).
+Only the levels where the variable is known are shown: its lowest observed
+level and the levels above it.
 
 :func:`publish_forecast` issues a forecast with the best forecaster there is and
 stores it with the alerts it raises, so the pages have something to show.
@@ -48,22 +55,22 @@ def _locked(method: Callable[P, R]) -> Callable[P, R]:
 
 @dataclass(frozen=True)
 class LevelFrame:
-    """People of one level's units at every step of the time slider."""
+    """The shown variable for one level's units at every step of the time slider."""
 
     level: str
     units: gpd.GeoDataFrame
     times: pd.DatetimeIndex  # history steps first, then forecast steps
     n_history: int
     values: np.ndarray  # units × times
-    capacity: np.ndarray  # units
+    reference: np.ndarray  # units: what 100 % means (capacity, or the unit's recent peak)
 
     @property
     def density(self) -> np.ndarray:
-        cap = np.where(self.capacity > 0, self.capacity, np.nan)
-        return self.values / cap[:, None]
+        ref = np.where(self.reference > 0, self.reference, np.nan)
+        return self.values / ref[:, None]
 
 
-def latest_hour(twin: Twin, variable: str = "people") -> pd.Timestamp:
+def latest_hour(twin: Twin, variable: str) -> pd.Timestamp:
     """The last hour with observations of ``variable`` ("now" for a replayed city)."""
     extent = twin.store.series_extent()
     rows = extent[extent["variable"] == variable]
@@ -72,18 +79,20 @@ def latest_hour(twin: Twin, variable: str = "people") -> pd.Timestamp:
     return pd.Timestamp(rows["tmax"].max()).tz_convert("UTC").floor("h")
 
 
-def publish_forecast(twin: Twin, *, horizons: int = 12, threshold: float = 0.8, variable: str = "people",
+def publish_forecast(twin: Twin, *, variable: str, horizons: int = 12, threshold: float = 0.8,
                      issued_at: datetime | None = None) -> dict[str, Any]:
-    """Forecast every unit from the latest observed hour, store it and raise alerts above ``threshold``.
+    """Forecast ``variable`` for every unit from its latest observed hour, store it and raise alerts above ``threshold``.
 
-    Returns the run id, the model's name, the issue time and how many
-    predictions and alerts were written.
+    The forecaster is the newest trained tower model of ``variable``, else the
+    historical-average baseline. Returns the run id, the model's name, the
+    issue time and how many predictions and alerts were written.
     """
-    forecaster, name = load_forecaster(twin)
+    forecaster, name = load_forecaster(twin, variable)
     issued = pd.Timestamp(issued_at) if issued_at is not None else latest_hour(twin, variable)
     frame = forecaster.forecast(twin, issued_at=issued.to_pydatetime(), horizons=horizons)
     frame = frame[frame["variable"] == variable]
-    run = twin.store.add_model_run(name=name, kind="forecast", params={"horizons": horizons, "threshold": threshold},
+    run = twin.store.add_model_run(name=name, kind="forecast", params={"horizons": horizons, "threshold": threshold,
+                                                                       "variable": variable},
                                    data_hash=twin.store.data_hash(), status="trained")
     n_pred = twin.store.write_predictions(frame.assign(issued_at=issued), run_id=run)
     hot = frame[(frame["risk"] >= threshold) & (frame["level"] != twin.levels[-1])]
@@ -91,7 +100,7 @@ def publish_forecast(twin: Twin, *, horizons: int = 12, threshold: float = 0.8, 
         "code": hot["code"], "kind": "crowding",
         "severity": np.where(hot["risk"] >= min(1.0, threshold + 0.15), "critical", "warning"),
         "time": hot["time"], "risk": hot["risk"], "threshold": threshold,
-        "message": [f"{r:.0%} of capacity expected in {lv} {c}" for r, lv, c in
+        "message": [f"{variable} risk {r:.0%} expected in {lv} {c}" for r, lv, c in
                     zip(hot["risk"], hot["level"], hot["code"])],
     })
     n_alerts = twin.store.write_alerts(alerts, run_id=run)
@@ -115,6 +124,8 @@ class DashboardData:
         self._lock = threading.RLock()
         self._units: gpd.GeoDataFrame | None = None
         self._capacity: pd.Series | None = None
+        self._peaks: dict[str, pd.Series] = {}
+        self._bottom: str | None = None
         self._role: Role | None = None
         self._forecaster: Any = None
 
@@ -139,9 +150,19 @@ class DashboardData:
     # -- the hierarchy ---------------------------------------------------------------------
     @property
     @_locked
+    def bottom_level(self) -> str:
+        """The lowest level where the shown variable is observed (the twin's bottom level when it is not)."""
+        if self._bottom is None:
+            observed = self.twin.store.observed_levels(self.settings.variable)
+            self._bottom = observed[0] if observed else self.twin.levels[0]
+        return self._bottom
+
+    @property
+    @_locked
     def levels(self) -> list[str]:
-        """Level names, top (city) to bottom (floor)."""
-        return list(reversed(self.twin.levels))
+        """The levels shown, top (city) to bottom: the shown variable's lowest observed level and those above."""
+        levels = list(self.twin.levels)
+        return list(reversed(levels[levels.index(self.bottom_level):]))
 
     def child_level(self, level: str) -> str | None:
         levels = self.levels
@@ -166,19 +187,42 @@ class DashboardData:
 
     @_locked
     def capacity(self) -> pd.Series:
-        """People each unit holds at full occupancy: its floors' capacities summed."""
+        """What each unit holds at full occupancy: the capacities of the shown bottom level's units summed."""
         if self._capacity is None:
             units = self.all_units()
-            bottom = self.twin.levels[0]
-            floors = units[units["level"] == bottom]
-            cap = pd.Series([float((a or {}).get("capacity") or 0.0) for a in floors["attrs"]], index=floors.index)
+            levels = list(self.twin.levels)
+            bottom = units[units["level"] == self.bottom_level]
+            cap = pd.Series([float((a or {}).get("capacity") or 0.0) for a in bottom["attrs"]], index=bottom.index)
             parts = [cap]
-            for _ in self.twin.levels[1:]:
+            for _ in levels[levels.index(self.bottom_level) + 1:]:
                 parents = units.loc[cap.index, "parent_code"]
                 cap = cap[parents.notna().to_numpy()].groupby(parents.dropna().to_numpy()).sum()
                 parts.append(cap)
             self._capacity = pd.concat(parts)
         return self._capacity
+
+    @property
+    def has_capacity(self) -> bool:
+        """Whether the shown units have a capacity (else fullness is measured against recent peaks)."""
+        return bool(self.capacity().sum() > 0)
+
+    @property
+    def reference_name(self) -> str:
+        """What 100 % means on the maps, in words."""
+        return "capacity" if self.has_capacity else f"{self.settings.peak_days}-day peak"
+
+    @_locked
+    def reference(self, level: str, codes: list[str]) -> np.ndarray:
+        """What 100 % means for each of ``codes`` (units of ``level``): capacity, or the peak hour of recent days."""
+        if self.has_capacity:
+            return np.nan_to_num(self.capacity().reindex(codes).to_numpy(dtype=float), nan=0.0)
+        if level not in self._peaks:
+            now = self.now()
+            past = self.twin.rollup(self.settings.variable, level=level,
+                                    start=now - pd.Timedelta(days=self.settings.peak_days),
+                                    end=now + pd.Timedelta(hours=1))
+            self._peaks[level] = past.groupby("code")["value"].max()
+        return np.nan_to_num(self._peaks[level].reindex(codes).to_numpy(dtype=float), nan=0.0)
 
     # -- values over time --------------------------------------------------------------------
     @_locked
@@ -187,7 +231,7 @@ class DashboardData:
 
     @_locked
     def level_frame(self, level: str, *, within: str | None = None) -> LevelFrame:
-        """People of the units of ``level`` over the history window and the stored forecast."""
+        """The shown variable for the units of ``level`` over the history window and the stored forecast."""
         units = self.units(level, within=within)
         codes = list(units.index)
         var = self.settings.variable
@@ -206,8 +250,7 @@ class DashboardData:
                 ti = times.get_indexer(pd.to_datetime(frame["time"], utc=True))
                 ok = (ui >= 0) & (ti >= 0)
                 grid[ui[ok], ti[ok]] = frame["value"].to_numpy(dtype=float)[ok]
-        capacity = self.capacity().reindex(codes).to_numpy(dtype=float)
-        return LevelFrame(level, units, times, len(h_times), grid, np.nan_to_num(capacity, nan=0.0))
+        return LevelFrame(level, units, times, len(h_times), grid, self.reference(level, codes))
 
     @_locked
     def unit_series(self, code: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -237,7 +280,11 @@ class DashboardData:
     # -- one unit's card ---------------------------------------------------------------------
     @_locked
     def card(self, code: str, *, time: pd.Timestamp | None = None) -> dict[str, Any]:
-        """The fields of a floor's or building's card at ``time`` (restricted ones only for the role)."""
+        """The fields of a unit's card at ``time`` (restricted ones only for the role).
+
+        ``value`` is the shown ``variable`` (observed, else forecast) and
+        ``capacity`` what the unit holds (``None`` when its units have none).
+        """
         role = self.role()
         unit = self.twin.unit(code, include_restricted=bool(role.restricted_attrs))
         building = unit  # the building a floor belongs to (the unit itself at other levels)
@@ -261,8 +308,9 @@ class DashboardData:
             "restricted_visible": sorted(visible),
             "temperature": self._value_at("temperature", unit.level, code, when),
             "rain": self._value_at("rain", unit.level, code, when),
-            "people": self._people_at(unit.level, code, when),
-            "capacity": float(self.capacity().get(code, np.nan)),
+            "variable": self.settings.variable,
+            "value": self._shown_at(unit.level, code, when),
+            "capacity": float(self.capacity().get(code, np.nan)) if self.has_capacity else None,
             "time": when,
             "role": role.name,
         }
@@ -273,7 +321,7 @@ class DashboardData:
         frame = self.twin.rollup(variable, level=level, start=when, end=when + pd.Timedelta(hours=1), codes=[code])
         return None if frame.empty else float(frame["value"].iloc[0])
 
-    def _people_at(self, level: str, code: str, when: pd.Timestamp) -> float | None:
+    def _shown_at(self, level: str, code: str, when: pd.Timestamp) -> float | None:
         seen = self._value_at(self.settings.variable, level, code, when)
         if seen is not None:
             return seen
@@ -285,7 +333,7 @@ class DashboardData:
     @_locked
     def forecaster(self) -> tuple[Any, str]:
         if self._forecaster is None:
-            self._forecaster = load_forecaster(self.twin)
+            self._forecaster = load_forecaster(self.twin, self.settings.variable)
         return self._forecaster
 
     @_locked

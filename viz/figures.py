@@ -9,9 +9,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 
-def series_figure(history: pd.DataFrame, forecast: pd.DataFrame, *, title: str, now: pd.Timestamp | None = None,
-                  capacity: float | None = None) -> go.Figure:
-    """History (solid) and forecast (dashed) of one unit's people, with its capacity."""
+def series_figure(history: pd.DataFrame, forecast: pd.DataFrame, *, title: str, variable: str,
+                  now: pd.Timestamp | None = None, capacity: float | None = None) -> go.Figure:
+    """History (solid) and forecast (dashed) of one unit's ``variable``, with its capacity when it has one."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=history["time"], y=history["value"], mode="lines", name="observed",
                              line={"color": "#4c78a8", "width": 2}))
@@ -24,13 +24,13 @@ def series_figure(history: pd.DataFrame, forecast: pd.DataFrame, *, title: str, 
     if now is not None:
         fig.add_vline(x=now.to_pydatetime(), line={"color": "#888", "width": 1})
     fig.update_layout(title={"text": title, "font": {"size": 13}}, height=260, margin={"l": 40, "r": 10, "t": 36, "b": 30},
-                      legend={"orientation": "h", "y": -0.25}, template="plotly_white", yaxis_title="people")
+                      legend={"orientation": "h", "y": -0.25}, template="plotly_white", yaxis_title=variable)
     return fig
 
 
-def kpis(values: np.ndarray, density: np.ndarray, codes: list[str], *, n_open_alerts: int,
-         step: int) -> list[dict[str, str]]:
-    """Key figures at one time step: people, fullest unit, units over capacity, open alerts."""
+def kpis(values: np.ndarray, density: np.ndarray, codes: list[str], *, n_open_alerts: int, step: int,
+         variable: str, reference: str = "capacity") -> list[dict[str, str]]:
+    """Key figures at one time step: the variable's total, fullest unit, units over 80 % of ``reference``, open alerts."""
     col = values[:, step] if values.size else np.array([])
     dens = density[:, step] if density.size else np.array([])
     seen = np.isfinite(col)
@@ -38,9 +38,9 @@ def kpis(values: np.ndarray, density: np.ndarray, codes: list[str], *, n_open_al
     finite = np.isfinite(dens)
     top = int(np.nanargmax(np.where(finite, dens, -np.inf))) if finite.any() else None
     return [
-        {"label": "people", "value": "–" if not np.isfinite(total) else f"{total:,.0f}"},
+        {"label": variable, "value": "–" if not np.isfinite(total) else f"{total:,.0f}"},
         {"label": "fullest unit", "value": "–" if top is None else f"{codes[top].rsplit('/', 1)[-1]} {dens[top]:.0%}"},
-        {"label": "over 80 % of capacity", "value": f"{int((dens[finite] >= 0.8).sum())} / {len(codes)}"},
+        {"label": f"over 80 % of {reference}", "value": f"{int((dens[finite] >= 0.8).sum())} / {len(codes)}"},
         {"label": "open alerts", "value": str(n_open_alerts)},
     ]
 
@@ -59,7 +59,8 @@ def card_rows(card: dict[str, Any]) -> list[tuple[str, str]]:
         ("ownership", str(card["ownership"] or "–")),
         ("tax status", str(tax)),
         ("weather", f"{num(card['temperature'], '.1f')} °C, rain {num(card['rain'], '.1f')} mm"),
-        ("flow", f"{num(card['people'], ',.0f')} people of {num(card['capacity'], ',.0f')}"),
+        ("flow", f"{num(card['value'], ',.0f')} {card['variable']}"
+                 + ("" if card.get("capacity") is None else f" of {num(card['capacity'], ',.0f')}")),
         ("date", pd.Timestamp(card["time"]).strftime("%Y-%m-%d %H:%M UTC")),
     ]
 

@@ -15,7 +15,7 @@ import shapely
 
 from viz.deck import RAMP, ramp_colors
 
-#: a diverging ramp for differences (blue: fewer people, grey: same, red: more)
+#: a diverging ramp for differences (blue: fewer, grey: same, red: more)
 DIVERGING = np.array([[33, 102, 172], [103, 169, 207], [209, 229, 240], [200, 200, 200],
                       [253, 219, 199], [239, 138, 98], [178, 24, 43]], dtype=float)
 BASE_FILL = [34, 40, 52, 255]
@@ -87,15 +87,17 @@ def base_layers(areas: dict[str, gpd.GeoDataFrame]) -> list[dict[str, Any]]:
     return out
 
 
-def unit_layer(units: gpd.GeoDataFrame, *, layer_id: str = "units", values: np.ndarray | None = None,
-               capacity: np.ndarray | None = None) -> dict[str, Any]:
-    """The flat, pickable layer of the current level's units (colours come per time step)."""
-    vals = np.full((len(units), 1), np.nan) if values is None else np.asarray(values, dtype=float)
-    cap = np.full(len(units), np.nan) if capacity is None else np.asarray(capacity, dtype=float)
+def unit_layer(units: gpd.GeoDataFrame, *, layer_id: str = "units", reference: np.ndarray | None = None
+               ) -> dict[str, Any]:
+    """The flat, pickable layer of the current level's units (colours come per time step).
+
+    ``reference`` is what 100 % means for each unit (its capacity, or its recent peak).
+    """
+    ref = np.full(len(units), np.nan) if reference is None else np.asarray(reference, dtype=float)
     data = []
     for i, (code, row) in enumerate(units.iterrows()):
         data.append({"code": code, "name": row["name"] or code, "level": row["level"], "polygon": rings(row.geometry),
-                     "capacity": None if not np.isfinite(cap[i]) else round(float(cap[i]))})
+                     "reference": None if not np.isfinite(ref[i]) else round(float(ref[i]))})
     return {"id": layer_id, "kind": "units", "data": data, "extruded": False}
 
 
@@ -112,7 +114,7 @@ def floor_layer(floors: gpd.GeoDataFrame, *, layer_id: str = "floors", gap: floa
 
 
 def frame_payload(layer: dict[str, Any], *, base: list[dict[str, Any]], times: list[str], n_history: int,
-                  values: np.ndarray, density: np.ndarray, view: dict[str, float], key: str,
+                  values: np.ndarray, density: np.ndarray, view: dict[str, float], key: str, label: str,
                   vmax: float = 1.0) -> dict[str, Any]:
     """Everything the renderer needs for one map at every time step.
 
@@ -127,15 +129,18 @@ def frame_payload(layer: dict[str, Any], *, base: list[dict[str, Any]], times: l
     n_history
         How many of ``times`` are observed (the rest are forecasts).
     values, density
-        ``units × times`` people and people per capacity (NaN where unknown).
+        ``units × times`` values and values per capacity (or per recent peak); NaN where unknown.
     view
         The view state to fly to when ``key`` changes.
     key
         Identifies what is drawn (level and drill-down); a new key re-frames the view.
+    label
+        What the values are (the variable's name), for the tooltip.
     """
     values = np.asarray(values, dtype=float)
     return {
         "key": key, "view": view, "base": base, "layer": layer, "times": times, "n_history": int(n_history),
+        "label": label,
         "colors": density_colors(density, vmax=vmax),
         "values": [[None if not np.isfinite(v) else round(float(v), 1) for v in col] for col in values.T],
     }
@@ -147,6 +152,7 @@ def difference_payload(layer: dict[str, Any], *, base: list[dict[str, Any]], dif
     diff = np.asarray(diff, dtype=float)
     return {
         "key": key, "view": view, "base": base, "layer": layer, "times": ["difference"], "n_history": 0,
+        "label": "difference",
         "colors": [difference_colors(diff)],
         "values": [[round(float(v), 1) for v in np.nan_to_num(diff)]],
     }

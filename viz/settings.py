@@ -24,8 +24,10 @@ class DashboardSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="interface to listen on")
     port: int = Field(8050, ge=0, le=65535)
     api_key: str | None = Field(None, description="API key whose role decides which restricted attributes are shown")
-    variable: str = Field("people", description="the crowd variable shown")
+    variable: str = Field("people", description="the count variable shown and forecast (people, trips, …)")
     history_hours: int = Field(24, ge=1, le=24 * 14, description="hours of history on the time slider")
+    peak_days: int = Field(28, ge=1, le=366, description="for a variable without capacities: days of history whose "
+                                                         "peak hour of a unit is its 100 %")
     horizons: int = Field(12, ge=1, le=168, description="forecast hours for scenarios")
     refresh_s: float = Field(30.0, gt=0, description="how often the pages reload data without a page reload")
     play_ms: int = Field(900, ge=100, description="time between steps of the playback")

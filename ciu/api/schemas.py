@@ -143,7 +143,11 @@ class ScenarioRequest(BaseModel):
         "issued_at": "2026-04-10T15:00:00Z", "horizons": 6,
         "event": {"code": CODE_EXAMPLE, "time": "2026-04-10T18:00:00Z", "people": 800, "hours": 3},
         "levels": ["building", "grid", "district", "city"]}})
-    issued_at: datetime | None = Field(None, description="forecast origin; default: the latest observation")
+    variable: str | None = Field(None, examples=["people"],
+                                 description="the count forecast; default: the target of the newest trained model, "
+                                             "else people")
+    issued_at: datetime | None = Field(None, description="forecast origin; default: the latest observation of the "
+                                                         "variable")
     horizons: int = Field(6, ge=1, le=168)
     event: Event | None = None
     closure: Closure | None = None

@@ -1,9 +1,13 @@
--- Stored forecasts as one JSON array (the newest run and its latest issue time
--- unless given). The WHERE filters are composed by the caller from fixed fragments with
--- bound parameters. Counts pass through ciu.api_public_count for privacy.
+-- Stored forecasts as one JSON array (the newest run with forecasts of the variable, when one
+-- is given, and its latest issue time, unless given). The WHERE filters are composed by the
+-- caller from fixed fragments with bound parameters. Counts pass through ciu.api_public_count
+-- for privacy.
 WITH run AS (
     SELECT coalesce(%(run)s::bigint,
-                    (SELECT max(run_id) FROM ciu.prediction WHERE scenario = %(scenario)s)) AS id
+                    (SELECT max(p.run_id) FROM ciu.prediction p
+                      WHERE p.scenario = %(scenario)s
+                        AND (%(variable)s::text IS NULL
+                             OR p.variable_id = (SELECT id FROM ciu.variable WHERE name = %(variable)s)))) AS id
 ), issue AS (
     SELECT r.id AS run_id,
            coalesce(%(issued)s::timestamptz,

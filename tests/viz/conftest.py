@@ -18,7 +18,7 @@ THRESHOLD = 0.3
 @pytest.fixture
 def published(city: Twin) -> dict:
     """Forecast the tiny city for 6 hours and raise its alerts; returns what was published."""
-    return publish_forecast(city, horizons=6, threshold=THRESHOLD)
+    return publish_forecast(city, variable="people", horizons=6, threshold=THRESHOLD)
 
 
 @contextmanager

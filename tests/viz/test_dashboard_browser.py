@@ -116,7 +116,33 @@ def test_dashboard_pages_offline(city_url, city, published):
         assert painted_fraction(diff_png) > 0.05
         page.screenshot(path=str(SCREENSHOTS / "dashboard-planner-scenario.png"), full_page=True)
 
+    app.server.config["ciu_data"].close()
     assert log.external_requests == []
     assert log.console_errors == []
     stored = city.store.alerts().set_index("id").loc[alert_id]
     assert stored["acknowledged_at"] is not None and stored["acknowledged_by"] == "dashboard"
+
+
+@pytest.mark.browser
+def test_dashboard_pages_for_a_variable_without_capacity(city_url):
+    from tests.test_any_target import add_trips
+    from viz.data import publish_forecast
+
+    twin = Twin.connect(city_url, migrate=False)
+    add_trips(twin)
+    publish_forecast(twin, variable="trips", horizons=6)
+    app = create_dashboard(DashboardSettings(variable="trips", history_hours=12, refresh_s=600), twin=twin)
+    with serving(app) as url, browser_page(width=1400, height=1000) as (page, log):
+        page.goto(url + "/")
+        _wait_drawn(page, "ops-rendered", "district:all@")
+        assert painted_fraction(page.locator("#ops-map").screenshot()) > 0.05
+        page.screenshot(path=str(SCREENSHOTS / "dashboard-operations-trips.png"))
+        assert page.locator(".kpi-label").first.inner_text() == "trips"
+        assert "28-day peak" in page.locator(".map-wrap .legend").first.inner_text()
+        assert page.get_by_label("grid").count() == 1 and page.get_by_label("floor").count() == 0
+        page.get_by_role("link", name="Planner").click()
+        _wait_drawn(page, "plan-rendered", "grid@")
+        assert painted_fraction(page.locator("#plan-map").screenshot()) > 0.05
+    twin.close()
+    assert log.external_requests == []
+    assert log.console_errors == []

@@ -16,12 +16,12 @@ def test_published_forecast_follows_history(city, published):
     data = DashboardData(city, DashboardSettings(history_hours=6))
     frame = data.level_frame("district")
     assert frame.n_history == 6 and len(frame.times) == 6 + 6
-    assert frame.times[frame.n_history - 1] == latest_hour(city)
+    assert frame.times[frame.n_history - 1] == latest_hour(city, "people")
     assert np.isfinite(frame.values).all()
     # the districts' capacities are their floors' capacities summed
     floors = city.units(level="floor")
     total = sum(a["capacity"] for a in floors["attrs"])
-    assert frame.capacity.sum() == pytest.approx(total)
+    assert frame.reference.sum() == pytest.approx(total)
     assert published["alerts"] > 0
 
 
@@ -36,7 +36,8 @@ def test_card_shows_restricted_fields_only_to_the_role(city, published):
     floor = city.units(level="floor").index[0]
     plain = DashboardData(city, DashboardSettings()).card(floor)
     assert plain["tax_status"] is None and plain["role"] == "operator"
-    assert plain["floors"] >= 1 and plain["ownership"] and plain["people"] is not None
+    assert plain["floors"] >= 1 and plain["ownership"] and plain["value"] is not None
+    assert plain["variable"] == "people" and plain["capacity"] > 0
     _, token = ApiStore(city.store.conn).create_key(name="finance desk", role="finance")
     finance = DashboardData(city, DashboardSettings(api_key=token)).card(floor)
     building = city.unit(floor).parent_code

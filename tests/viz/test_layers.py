@@ -39,9 +39,9 @@ def test_differences_are_diverging():
 def test_payload_carries_every_step(city):
     units = city.units(level="district")
     values = np.arange(len(units) * 3, dtype=float).reshape(len(units), 3)
-    payload = frame_payload(unit_layer(units, capacity=np.full(len(units), 10.0)), base=[],
+    payload = frame_payload(unit_layer(units, reference=np.full(len(units), 10.0)), base=[],
                             times=["a", "b", "c"], n_history=2, values=values, density=values / 10,
-                            view=view_of(units), key="district")
+                            view=view_of(units), key="district", label="people")
     assert len(payload["colors"]) == 3 and len(payload["colors"][0]) == len(units)
     assert payload["values"][2][1] == values[1, 2]
     x0, y0, x1, y1 = units.total_bounds
@@ -51,16 +51,25 @@ def test_payload_carries_every_step(city):
 def test_kpis_and_cards():
     values = np.array([[10.0, 20.0], [5.0, np.nan]])
     density = np.array([[0.1, 0.9], [0.5, np.nan]])
-    items = {k["label"]: k["value"] for k in kpis(values, density, ["a/x", "a/y"], n_open_alerts=3, step=1)}
+    items = {k["label"]: k["value"] for k in kpis(values, density, ["a/x", "a/y"], n_open_alerts=3, step=1,
+                                                  variable="people")}
     assert items["people"] == "20" and items["fullest unit"] == "x 90%" and items["open alerts"] == "3"
-    rows = dict(card_rows({"code": "c/b1/f02", "level": "floor", "floor": 2, "floors": 5, "use": "office",
-                           "ownership": "private", "tax_status": None, "temperature": 11.25, "rain": 0.0,
-                           "people": 12.0, "capacity": 40.0, "time": pd.Timestamp("2026-05-01T10:00Z")}))
+    assert items["over 80 % of capacity"] == "1 / 2"
+    trips = {k["label"] for k in kpis(values, density, ["a/x", "a/y"], n_open_alerts=0, step=1,
+                                      variable="bike_arrivals", reference="28-day peak")}
+    assert {"bike_arrivals", "over 80 % of 28-day peak"} <= trips
+    card = {"code": "c/b1/f02", "level": "floor", "floor": 2, "floors": 5, "use": "office", "ownership": "private",
+            "tax_status": None, "temperature": 11.25, "rain": 0.0, "variable": "people", "value": 12.0,
+            "capacity": 40.0, "time": pd.Timestamp("2026-05-01T10:00Z")}
+    rows = dict(card_rows(card))
     assert rows["tax status"] == "restricted" and rows["floor count"] == "5"
     assert rows["weather"] == "11.2 °C, rain 0.0 mm" and rows["date"] == "2026-05-01 10:00 UTC"
+    assert rows["flow"] == "12 people of 40"
+    assert dict(card_rows({**card, "variable": "bike_arrivals", "capacity": None}))["flow"] == "12 bike_arrivals"
     fig = series_figure(pd.DataFrame({"time": [1, 2], "value": [3, 4]}),
-                        pd.DataFrame({"time": [3], "value": [5], "risk": [0.1]}), title="t", capacity=10)
-    assert [t.name for t in fig.data] == ["observed", "forecast"]
+                        pd.DataFrame({"time": [3], "value": [5], "risk": [0.1]}), title="t", variable="people",
+                        capacity=10)
+    assert [t.name for t in fig.data] == ["observed", "forecast"] and fig.layout.yaxis.title.text == "people"
 
 
 def test_scenario_numbers_find_the_event_hour():

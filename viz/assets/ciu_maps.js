@@ -84,7 +84,7 @@
       const p = payloadRef.payload;
       const v = p.values[Math.min(p.step, p.values.length - 1)][info.index];
       return { text: (info.object.name || info.object.code) + "\n" + info.object.code +
-               (v === null || v === undefined ? "" : "\npeople: " + v) };
+               (v === null || v === undefined ? "" : "\n" + (p.label || "value") + ": " + v) };
     };
   }
 

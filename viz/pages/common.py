@@ -59,16 +59,17 @@ def base_map(data: DashboardData) -> list[dict[str, Any]]:
     return base_layers(areas)
 
 
-def level_payload(frame: LevelFrame, *, base: list[dict[str, Any]], key: str, extruded: bool,
+def level_payload(frame: LevelFrame, *, base: list[dict[str, Any]], key: str, extruded: bool, label: str,
                   pitch: float = 0.0, bearing: float = 0.0, frame_on: Any = None) -> dict[str, Any]:
-    """A map payload of a level frame: flat units, or floors extruded floor by floor.
+    """A map payload of a level frame: flat units, or units extruded (floors floor by floor).
 
-    The view frames ``frame_on`` (units, e.g. the one drilled into) when given, else the frame's units.
+    The view frames ``frame_on`` (units, e.g. the one drilled into) when given, else the frame's units;
+    ``label`` names the values (the shown variable).
     """
-    layer = floor_layer(frame.units) if extruded else unit_layer(frame.units, capacity=frame.capacity)
+    layer = floor_layer(frame.units) if extruded else unit_layer(frame.units, reference=frame.reference)
     view = view_of(frame.units if frame_on is None else frame_on, pitch=pitch, bearing=bearing)
     return frame_payload(layer, base=base, times=[t.isoformat() for t in frame.times], n_history=frame.n_history,
-                         values=frame.values, density=frame.density, view=view, key=key)
+                         values=frame.values, density=frame.density, view=view, key=key, label=label)
 
 
 def kpi_cards(items: list[dict[str, str]]) -> list[html.Div]:

@@ -1,4 +1,4 @@
-"""Operations (2D): the units of a level coloured by crowd density, now and over the forecast."""
+"""Operations (2D): the units of a level coloured by how full they are, now and over the forecast."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def layout(data: DashboardData, **_: Any) -> html.Div:
         time_controls(Id.OPS_TIME, Id.OPS_TIME_LABEL, Id.OPS_PLAY, Id.OPS_TICK, play_ms=settings.play_ms),
         html.Div(id=Id.OPS_KPIS, className="kpis"),
         html.Div(className="main", children=[
-            map_panel(Id.OPS_MAP, legend="100 % of capacity"),
+            map_panel(Id.OPS_MAP, legend=f"100 % of {data.reference_name}"),
             html.Div(className="side", children=[
                 html.H3("Alerts"),
                 html.Div(id=Id.OPS_ALERTS, className="alerts"),
@@ -103,7 +103,8 @@ def register(app: Dash, data: DashboardData) -> None:
         frame = data.level_frame(level, within=within)
         key = f"{level}:{within or 'all'}"
         area = data.all_units().loc[[within]] if within else None
-        payload = level_payload(frame, base=base_map(data), key=key, extruded=False, frame_on=area)
+        payload = level_payload(frame, base=base_map(data), key=key, extruded=False, frame_on=area,
+                                label=data.settings.variable)
         keep = old is not None and old.get("key") == key and step is not None
         value = min(int(step), len(frame.times) - 1) if keep else frame.n_history - 1
         path = f"{level}s in {within}" if within else f"every {level}"
@@ -119,11 +120,12 @@ def register(app: Dash, data: DashboardData) -> None:
         if not payload:
             return no_update
         values = as_matrix(payload["values"])
-        cap = np.array([d["capacity"] or np.nan for d in payload["layer"]["data"]], dtype=float)
-        density = values / np.where(cap > 0, cap, np.nan)[:, None]
+        ref = np.array([d["reference"] or np.nan for d in payload["layer"]["data"]], dtype=float)
+        density = values / np.where(ref > 0, ref, np.nan)[:, None]
         i = payload["n_history"] - 1 if step is None else min(int(step), values.shape[1] - 1)
         codes = [d["code"] for d in payload["layer"]["data"]]
-        return kpi_cards(kpis(values, density, codes, n_open_alerts=len(data.alerts()), step=i))
+        return kpi_cards(kpis(values, density, codes, n_open_alerts=len(data.alerts()), step=i,
+                              variable=data.settings.variable, reference=data.reference_name))
 
     @app.callback(Output(Id.OPS_ALERTS, "children"), Input(Id.REFRESH, "n_intervals"),
                   Input({"type": Id.OPS_ACK, "index": ALL}, "n_clicks"))
@@ -145,8 +147,9 @@ def register(app: Dash, data: DashboardData) -> None:
         unit = data.all_units().loc[code]
         hist, fc = data.unit_series(code)
         title = f"{unit['name'] or code} ({unit['level']})"
-        return title, series_figure(hist, fc, title=code, now=data.now(),
-                                    capacity=float(data.capacity().get(code, np.nan)))
+        capacity = float(data.capacity().get(code, np.nan)) if data.has_capacity else None
+        return title, series_figure(hist, fc, title=code, variable=data.settings.variable, now=data.now(),
+                                    capacity=capacity)
 
     register_playback(app, play=Id.OPS_PLAY, tick=Id.OPS_TICK, time=Id.OPS_TIME)
 

@@ -1,4 +1,5 @@
-"""Planner (3D): buildings extruded floor by floor, coloured by forecast; cards; what-if scenarios."""
+"""Planner (3D): the lowest shown level extruded (floors, building by building), coloured by forecast; cards;
+what-if scenarios."""
 
 from __future__ import annotations
 
@@ -27,11 +28,12 @@ def _number(label: str, id_: str, value: float | None, **kw: Any) -> html.Div:
 
 
 def scenario_form(data: DashboardData) -> html.Div:
-    """Event of N people at a unit and hour, closure, weather and holiday overrides."""
+    """Event of N more (people, trips) at a unit and hour, closure, weather and holiday overrides."""
     units = data.all_units()
-    choices = units[units["level"].isin(["building", "district", "grid"])].sort_index()
+    levels = [lv for lv in ("building", "grid", "district") if lv in data.levels]
+    choices = units[units["level"].isin(levels)].sort_index()
     options = [{"label": f"{row['level']} · {row['name'] or code}", "value": code} for code, row in choices.iterrows()]
-    first = next((o["value"] for o in options if units.loc[o["value"], "level"] == "building"), None)
+    first = next((o["value"] for lv in levels for o in options if units.loc[o["value"], "level"] == lv), None)
     h = data.settings.horizons
     return html.Div(className="scenario-form", children=[
         html.H3("Scenario"),
@@ -40,7 +42,7 @@ def scenario_form(data: DashboardData) -> html.Div:
                                                 {"label": "none", "value": "none"}], value="event", inline=True),
         html.Div(className="field", children=[html.Label("unit"), dcc.Dropdown(id=Id.SCN_UNIT, options=options,
                                                                                  value=first, clearable=False)]),
-        _number("people", Id.SCN_PEOPLE, 600, min=0, step=50),
+        _number(data.settings.variable, Id.SCN_PEOPLE, 600, min=0, step=50),
         _number("starts at forecast hour", Id.SCN_HOUR, 2, min=1, max=h, step=1),
         _number("lasting (hours)", Id.SCN_HOURS, 3, min=1, max=h, step=1),
         _number("temperature override (°C)", Id.SCN_TEMPERATURE, None, step=0.5),
@@ -51,13 +53,15 @@ def scenario_form(data: DashboardData) -> html.Div:
 
 
 def layout(data: DashboardData, **_: Any) -> html.Div:
+    noun = "floor" if data.bottom_level == "floor" else "unit"
     return html.Div(className="page", children=[
         time_controls(Id.PLAN_TIME, Id.PLAN_TIME_LABEL, Id.PLAN_PLAY, Id.PLAN_TICK, play_ms=data.settings.play_ms),
         html.Div(className="main", children=[
-            map_panel(Id.PLAN_MAP, legend="100 % of floor capacity", tall=True),
+            map_panel(Id.PLAN_MAP, tall=True, legend=f"100 % of {noun} capacity" if data.has_capacity
+                      else f"100 % of each {noun}'s {data.reference_name}"),
             html.Div(className="side", children=[
-                html.H3("Floor / building"),
-                html.Div("click a floor", id=Id.PLAN_CARD, className="card"),
+                html.H3("Floor / building" if noun == "floor" else data.bottom_level.capitalize()),
+                html.Div(f"click a {noun}", id=Id.PLAN_CARD, className="card"),
             ]),
         ]),
         html.Div(className="main scenario", children=[
@@ -67,7 +71,7 @@ def layout(data: DashboardData, **_: Any) -> html.Div:
                 html.Div(className="legend", children=[html.Span("fewer"), html.Span(
                     className="ramp", style={"background": "linear-gradient(to right, rgb(33,102,172),"
                                                            " rgb(200,200,200), rgb(178,24,43))"}),
-                    html.Span("more people than the baseline")]),
+                    html.Span(f"more {data.settings.variable} than the baseline")]),
             ]),
             html.Div(id=Id.SCN_NUMBERS, className="side numbers", children="run a scenario to compare"),
         ]),
@@ -82,14 +86,14 @@ def card_table(card: dict[str, Any]) -> html.Table:
         html.Tr([html.Th(k), html.Td(v, className=f"f-{k.replace(' ', '-')}")]) for k, v in card_rows(card)])
 
 
-def numbers_table(nums: dict[str, Any], *, model: str) -> html.Div:
+def numbers_table(nums: dict[str, Any], *, model: str, variable: str, unit: str) -> html.Div:
     rows = [
         ("hour compared", f"{nums['time']:%a %Y-%m-%d %H:%M} UTC (+{nums['horizon']} h)"),
-        ("people, baseline", f"{nums['baseline_total']:,.0f}"),
-        ("people, scenario", f"{nums['scenario_total']:,.0f}"),
+        (f"{variable}, baseline", f"{nums['baseline_total']:,.0f}"),
+        (f"{variable}, scenario", f"{nums['scenario_total']:,.0f}"),
         ("difference", f"{nums['scenario_total'] - nums['baseline_total']:+,.0f}"),
-        ("floors changed", str(nums["units_changed"])),
-        ("floors ≥ 80 % (baseline → scenario)", f"{nums['baseline_over']} → {nums['scenario_over']}"),
+        (f"{unit}s changed", str(nums["units_changed"])),
+        (f"{unit}s ≥ 80 % (baseline → scenario)", f"{nums['baseline_over']} → {nums['scenario_over']}"),
         ("peak risk (baseline → scenario)", f"{nums['baseline_peak_risk']:.0%} → {nums['scenario_peak_risk']:.0%}"),
         ("model", model),
     ]
@@ -101,14 +105,15 @@ def register(app: Dash, data: DashboardData) -> None:
     """Register the page and its callbacks on ``app``."""
     dash.register_page("viz.pages.planner", path=PATH, name="Planner", title="CIU Twin · planner", order=1,
                        layout=lambda **kw: layout(data, **kw))
-    bottom = data.twin.levels[0]
+    bottom = data.bottom_level
 
     @app.callback(Output(Id.PLAN_FRAME, "data"), Output(Id.PLAN_TIME, "max"), Output(Id.PLAN_TIME, "marks"),
                   Output(Id.PLAN_TIME, "value"), Input(Id.REFRESH, "n_intervals"),
                   State(Id.PLAN_TIME, "value"), State(Id.PLAN_FRAME, "data"))
     def load_frame(_n: int, step: int | None, old: dict | None):
         frame = data.level_frame(bottom)
-        payload = level_payload(frame, base=base_map(data), key=bottom, extruded=True, pitch=PITCH, bearing=BEARING)
+        payload = level_payload(frame, base=base_map(data), key=bottom, extruded=True, pitch=PITCH, bearing=BEARING,
+                                label=data.settings.variable)
         value = min(int(step), len(frame.times) - 1) if old is not None and step is not None else frame.n_history - 1
         return payload, len(frame.times) - 1, slider_marks(payload["times"], frame.n_history), value
 
@@ -147,7 +152,7 @@ def register(app: Dash, data: DashboardData) -> None:
         payload = difference_payload(floor_layer(floors), base=base_map(data), diff=diff,
                                      view=view_of(floors, pitch=PITCH, bearing=BEARING),
                                      key=f"scenario:{_n}")
-        return payload, numbers_table(nums, model=result["model"])
+        return payload, numbers_table(nums, model=result["model"], variable=data.settings.variable, unit=bottom)
 
     for map_id, click_id, frame_id, time_id, out_id in (
             (Id.PLAN_MAP, Id.PLAN_CLICK, Id.PLAN_FRAME, Id.PLAN_TIME, Id.PLAN_RENDERED),

@@ -15,7 +15,7 @@ from ciu.api.deps import Ctx
 from ciu.api.privacy import is_count, public_counts
 from ciu.api.schemas import ScenarioRequest, ScenarioResult
 from ciu.errors import TimeLimitExceeded, ValidationError
-from ciu.forecast import HistoricalAverageForecaster, load_forecaster
+from ciu.forecast import HistoricalAverageForecaster, forecast_variable, load_forecaster
 from ciu.store import Store
 from ciu.twin import Twin
 
@@ -29,7 +29,7 @@ class ScenarioRunner:
         self.pool = pool
         self.timeout_s = timeout_s
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ciu-scenario")
-        self._models: dict[str, tuple[Any, str]] = {}
+        self._models: dict[tuple[str, str], tuple[Any, str]] = {}
         self._lock = threading.Lock()
 
     def run(self, req: ScenarioRequest) -> tuple[pd.DataFrame, pd.DataFrame, str, pd.Timestamp]:
@@ -45,8 +45,9 @@ class ScenarioRunner:
             conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(int(self.timeout_s * 1000)),))
             try:
                 twin = Twin(Store(conn))
-                model, name = self._model(twin)
-                issued = _issued_at(twin, req)
+                variable = req.variable or forecast_variable(twin)
+                model, name = self._model(twin, variable)
+                issued = _issued_at(twin, req, variable)
                 overrides = _overrides(req)
                 base = model.forecast(twin, issued_at=issued.to_pydatetime(), horizons=req.horizons)
                 what = model.forecast(twin, issued_at=issued.to_pydatetime(), horizons=req.horizons,
@@ -55,13 +56,14 @@ class ScenarioRunner:
                 conn.execute("SELECT set_config('statement_timeout', '0', false)")
         return base, what, name, issued
 
-    def _model(self, twin: Twin) -> tuple[Any, str]:
+    def _model(self, twin: Twin, variable: str) -> tuple[Any, str]:
         runs = twin.store.model_runs()
-        key = f"{twin.store.data_hash()}:{int(runs['id'].max()) if len(runs) else 0}"
+        version = f"{twin.store.data_hash()}:{int(runs['id'].max()) if len(runs) else 0}"
+        key = (version, variable)
         with self._lock:
             if key not in self._models:
-                self._models.clear()
-                model, name = load_forecaster(twin)
+                self._models = {k: v for k, v in self._models.items() if k[0] == version}
+                model, name = load_forecaster(twin, variable)
                 if isinstance(model, HistoricalAverageForecaster):
                     model.fit(twin)  # once per data version, not per call
                 self._models[key] = (model, name)
@@ -71,13 +73,14 @@ class ScenarioRunner:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _issued_at(twin: Twin, req: ScenarioRequest) -> pd.Timestamp:
+def _issued_at(twin: Twin, req: ScenarioRequest, variable: str) -> pd.Timestamp:
     if req.issued_at is not None:
         ts = pd.Timestamp(req.issued_at)
         return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).floor("h")
     extent = twin.store.series_extent()
+    extent = extent[extent["variable"] == variable]
     if extent.empty:
-        raise ValidationError("the twin holds no observations to forecast from", field="issued_at")
+        raise ValidationError(f"the twin holds no observations of {variable!r} to forecast from", field="issued_at")
     return pd.Timestamp(extent["tmax"].max()).tz_convert("UTC").floor("h")
 
 
@@ -104,6 +107,8 @@ def scenario(ctx: Ctx, body: ScenarioRequest, request: Request) -> dict:
     if body.horizons > ctx.settings.scenario_max_horizons:
         raise ValidationError(f"at most {ctx.settings.scenario_max_horizons} horizons", field="horizons")
     levels = ctx.store.levels()
+    if body.variable is not None:
+        ctx.store.variable(body.variable)  # UnknownVariable → 404
     for lv in body.levels or []:
         ctx.store.rank(lv)
     for part in (body.event, body.closure):
@@ -131,14 +136,14 @@ def scenario(ctx: Ctx, body: ScenarioRequest, request: Request) -> dict:
     totals["rank"] = totals["level"].map(rank)
     totals = totals.sort_values(["rank", "horizon"], ascending=[False, True])
 
-    def shown(values: pd.Series, variable: str) -> list[float | None]:
+    def shown(values: pd.Series, variable: str | None) -> list[float | None]:
         var = var_defs.get(variable)
         arr = values.to_numpy(dtype=float)
         if var is not None and is_count(var):
             return public_counts(arr, **ctx.privacy())
         return [None if np.isnan(v) else float(v) for v in arr]
 
-    variable = str(base["variable"].iloc[0]) if len(base) else "people"
+    variable = str(base["variable"].iloc[0]) if len(base) else body.variable
     b_vals, s_vals = shown(rows["value_b"], variable), shown(rows["value_s"], variable)
     units = [{
         "code": r.code, "level": r.level, "variable": r.variable, "horizon": int(r.horizon),
