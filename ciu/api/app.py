@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -65,6 +66,10 @@ def create_app(settings: ApiSettings | None = None, *, database_url: str | None 
             url = resolve()
         pool = _pool(url, settings)
         pool.open(wait=False)
+        # what is loaded by now (libraries, settings) lives as long as the worker: keep it out of
+        # the collector's full passes, which otherwise pause a busy worker for tens of milliseconds
+        gc.collect()
+        gc.freeze()
         # endpoints run in worker threads and nearly all hold a connection: more threads than
         # connections would only queue on the pool while contending for the interpreter
         to_thread.current_default_thread_limiter().total_tokens = settings.pool_max
