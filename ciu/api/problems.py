@@ -105,6 +105,11 @@ def install(app: FastAPI) -> None:
     async def _db(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
         return ciu_problem(DatabaseUnavailable(str(exc)), request)
 
+    @app.exception_handler(psycopg.DataError)
+    async def _data(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # a value PostgreSQL cannot take (e.g. a NUL character in a text parameter): the caller's input
+        return ciu_problem(ValidationError(f"invalid input: {exc}"), request)
+
     @app.exception_handler(PoolTimeout)
     async def _pool(request: Request, exc: PoolTimeout) -> JSONResponse:
         return ciu_problem(DatabaseUnavailable(str(exc)), request)

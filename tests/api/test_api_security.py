@@ -167,7 +167,8 @@ def test_rate_limit_and_body_limit(api_world: ApiWorld) -> None:
 
 
 INJECTIONS = ["'; DROP TABLE ciu.unit; --", "1 OR 1=1", "tiny' OR '1'='1", "\"; SELECT pg_sleep(5); --",
-              "tiny/d01') UNION SELECT * FROM ciu.api_key --", "%27%3B--", "tiny/../../etc/passwd"]
+              "tiny/d01') UNION SELECT * FROM ciu.api_key --", "%27%3B--", "tiny/../../etc/passwd",
+              "tiny/d01\x00", "\x00"]
 
 
 @pytest.mark.parametrize("bad", INJECTIONS)
@@ -175,10 +176,11 @@ def test_sql_injection_in_every_parameter_is_harmless(client, api_world: ApiWorl
     h = as_role(api_world, "admin")
     with Twin.connect(api_world.url, migrate=False) as twin:
         before = {k: v for k, v in fingerprint(twin).items() if not k.startswith("api_")}
+    seg = bad.replace("\x00", "%00")  # in a path, a NUL character arrives percent-encoded
     calls = [
         ("GET", "/units", {"level": bad}), ("GET", "/units", {"bbox": bad}), ("GET", "/units", {"within": bad}),
-        ("GET", "/units", {"code": bad}), ("GET", "/units", {"limit": bad}), ("GET", f"/units/{bad}", {}),
-        ("GET", f"/units/{bad}/series", {}), ("GET", f"/units/{api_world.district}/series", {"variable": bad}),
+        ("GET", "/units", {"code": bad}), ("GET", "/units", {"limit": bad}), ("GET", f"/units/{seg}", {}),
+        ("GET", f"/units/{seg}/series", {}), ("GET", f"/units/{api_world.district}/series", {"variable": bad}),
         ("GET", f"/units/{api_world.district}/series", {"freq": bad}),
         ("GET", f"/units/{api_world.district}/series", {"start": bad}),
         ("GET", "/predictions", {"code": bad}), ("GET", "/predictions", {"level": bad}),
@@ -186,9 +188,9 @@ def test_sql_injection_in_every_parameter_is_harmless(client, api_world: ApiWorl
         ("GET", "/predictions", {"issued_at": bad}), ("GET", "/predictions", {"run_id": bad}),
         ("GET", "/risk", {"level": bad}), ("GET", "/risk", {"code": bad}), ("GET", "/alerts", {"code": bad}),
         ("GET", "/alerts", {"level": bad}), ("GET", "/alerts", {"severity": bad}),
-        ("POST", f"/alerts/{bad}/acknowledge", {}), ("GET", f"/collections/{bad}", {}),
-        ("GET", f"/collections/{bad}/items", {}), ("GET", "/collections/building/items", {"bbox": bad}),
-        ("GET", f"/collections/building/items/{bad}", {}), ("GET", f"/tiles/{bad}/12/2106/1346.mvt", {}),
+        ("POST", f"/alerts/{seg}/acknowledge", {}), ("GET", f"/collections/{seg}", {}),
+        ("GET", f"/collections/{seg}/items", {}), ("GET", "/collections/building/items", {"bbox": bad}),
+        ("GET", f"/collections/building/items/{seg}", {}), ("GET", f"/tiles/{seg}/12/2106/1346.mvt", {}),
         ("GET", "/tiles/building/12/2106/1346.mvt", {"variable": bad}),
         ("GET", "/tiles/building/12/2106/1346.mvt", {"time": bad}), ("GET", "/usage", {"key_id": bad}),
     ]
@@ -201,8 +203,9 @@ def test_sql_injection_in_every_parameter_is_harmless(client, api_world: ApiWorl
                  {"holiday": True, "levels": [bad]}, {"holiday": True, "issued_at": bad}):
         r = client.post("/scenarios", json=body, headers=h)
         assert r.status_code in (404, 422), (body, r.status_code, r.text)
-    r = client.get("/units", params={"key": "x"}, headers={"X-API-Key": bad})
-    assert r.status_code == 401
+    if "\x00" not in bad:  # a header cannot carry a NUL character at all
+        r = client.get("/units", params={"key": "x"}, headers={"X-API-Key": bad})
+        assert r.status_code == 401
     with Twin.connect(api_world.url, migrate=False) as twin:
         after = {k: v for k, v in fingerprint(twin).items() if not k.startswith("api_")}
     assert after == before
