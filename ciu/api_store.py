@@ -115,45 +115,6 @@ class AuditRecord:
     duration_ms: float
 
 
-def predictions_statement(
-    *, variable: str | None = None, codes: Sequence[str] | None = None, level: str | None = None,
-    run_id: int | None = None, horizon: int | None = None, issued_at: datetime | None = None,
-    scenario: str = "baseline", limit: int = 1000, offset: int = 0, exact: bool = True, k: float = 0.0,
-    epsilon: float | None = None,
-) -> tuple[bytes, dict[str, Any]]:
-    """The statement and parameters of a stored-forecast read (same choice of run as ``Store.predictions``).
-
-    Answers one row: the forecasts as a JSON array text, and how many there are.
-    """
-    filters = ["TRUE"]
-    if variable is not None:
-        filters.append("v.name = %(variable)s")
-    if codes is not None:
-        filters.append("u.code = ANY(%(codes)s::text[])")
-    if level is not None:
-        filters.append("u.level = %(level)s")
-    if horizon is not None:
-        filters.append("p.horizon = %(horizon)s")
-    return _query("api_predictions", filters=" AND ".join(filters)), {
-        "variable": variable, "codes": list(codes) if codes is not None else None, "level": level,
-        "run": run_id, "horizon": horizon, "issued": issued_at, "scenario": scenario, "limit": int(limit),
-        "offset": int(offset), "exact": exact, "k": float(k), "epsilon": epsilon,
-    }
-
-
-class AsyncApiStore:
-    """The API's hottest read over an asyncio connection: served on the event loop, no thread."""
-
-    def __init__(self, conn: psycopg.AsyncConnection) -> None:
-        self.conn = conn
-
-    async def predictions_json(self, **query: Any) -> tuple[str, int]:
-        """Stored forecasts as a JSON array text and its length (see :func:`predictions_statement`)."""
-        cur = await self.conn.execute(*predictions_statement(**query))
-        row = await cur.fetchone()
-        return row[0], int(row[1])  # type: ignore[index]
-
-
 class ApiStore:
     """SQL for the API over one psycopg connection.
 
@@ -292,6 +253,29 @@ class ApiStore:
              "codes": list(codes) if codes is not None else None},
         ).fetchone()
         return int(row[0])  # type: ignore[index]
+
+    def predictions_json(
+        self, *, variable: str | None = None, codes: Sequence[str] | None = None, level: str | None = None,
+        run_id: int | None = None, horizon: int | None = None, issued_at: datetime | None = None,
+        scenario: str = "baseline", limit: int = 1000, offset: int = 0, exact: bool = True, k: float = 0.0,
+        epsilon: float | None = None,
+    ) -> tuple[str, int]:
+        """Stored forecasts as a JSON array text and its length (same choice of run as ``Store.predictions``)."""
+        filters = ["TRUE"]
+        if variable is not None:
+            filters.append("v.name = %(variable)s")
+        if codes is not None:
+            filters.append("u.code = ANY(%(codes)s::text[])")
+        if level is not None:
+            filters.append("u.level = %(level)s")
+        if horizon is not None:
+            filters.append("p.horizon = %(horizon)s")
+        row = self.conn.execute(_query("api_predictions", filters=" AND ".join(filters)), {
+            "variable": variable, "codes": list(codes) if codes is not None else None, "level": level,
+            "run": run_id, "horizon": horizon, "issued": issued_at, "scenario": scenario, "limit": int(limit),
+            "offset": int(offset), "exact": exact, "k": float(k), "epsilon": epsilon,
+        }).fetchone()
+        return row[0], int(row[1])  # type: ignore[index]
 
     def latest_issue(self, *, scenario: str = "baseline", variable_id: int | None = None
                      ) -> tuple[int, datetime] | None:

@@ -15,10 +15,10 @@ from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import ConnectionPool
 
 from ciu.api import problems
-from ciu.api.deps import check_async_connection, check_connection
+from ciu.api.deps import check_connection
 from ciu.api.recorder import Metrics, Recorder, RecordingMiddleware
 from ciu.api.routes import data, ogc, ops, scenarios, tiles, units
 from ciu.api.security import Authenticator
@@ -33,20 +33,14 @@ ERROR_CODES = (401, 403, 404, 413, 422, 429, 503)
 GENERIC_PLANS = "-c plan_cache_mode=force_generic_plan"
 
 
-def _pool_args(url: str, settings: ApiSettings) -> dict[str, Any]:
-    options = " ".join(filter(None, [conninfo_to_dict(url).get("options"), GENERIC_PLANS]))
-    return {"min_size": settings.pool_min, "max_size": settings.pool_max, "open": False,
-            "kwargs": {"autocommit": True, "connect_timeout": max(1, int(settings.db_timeout_s)), "options": options},
-            "timeout": settings.db_timeout_s, "reconnect_timeout": 0}
-
-
 def _pool(url: str, settings: ApiSettings) -> ConnectionPool:
-    return ConnectionPool(url, check=check_connection, name="ciu-api", **_pool_args(url, settings))
-
-
-def _async_pool(url: str, settings: ApiSettings) -> AsyncConnectionPool:
-    """The pool of the reads served on the event loop (stored forecasts)."""
-    return AsyncConnectionPool(url, check=check_async_connection, name="ciu-api-async", **_pool_args(url, settings))
+    options = " ".join(filter(None, [conninfo_to_dict(url).get("options"), GENERIC_PLANS]))
+    return ConnectionPool(
+        url, min_size=settings.pool_min, max_size=settings.pool_max, open=False,
+        kwargs={"autocommit": True, "connect_timeout": max(1, int(settings.db_timeout_s)), "options": options},
+        check=check_connection, timeout=settings.db_timeout_s, name="ciu-api",
+        reconnect_timeout=0,
+    )
 
 
 def create_app(settings: ApiSettings | None = None, *, database_url: str | None = None) -> FastAPI:
@@ -72,9 +66,6 @@ def create_app(settings: ApiSettings | None = None, *, database_url: str | None 
             url = resolve()
         pool = _pool(url, settings)
         pool.open(wait=False)
-        async_pool = _async_pool(url, settings)
-        await async_pool.open(wait=False)
-        app.state.async_pool = async_pool
         # what is loaded by now (libraries, settings) lives as long as the worker: keep it out of
         # the collector's full passes, which otherwise pause a busy worker for tens of milliseconds
         gc.collect()
@@ -92,7 +83,6 @@ def create_app(settings: ApiSettings | None = None, *, database_url: str | None 
             app.state.scenarios.close()
             app.state.recorder.stop()
             pool.close()
-            await async_pool.close()
 
     app = FastAPI(
         title=settings.title, version="1", lifespan=lifespan,
@@ -106,8 +96,6 @@ def create_app(settings: ApiSettings | None = None, *, database_url: str | None 
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.pool = None
-    app.state.async_pool = None
-    app.state.variables = set()
     app.state.recorder = None
     app.state.levels = ()
     app.state.tile_contexts = {}

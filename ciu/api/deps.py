@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import psycopg
@@ -15,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ciu.api.security import Authenticator, Principal
 from ciu.api.settings import ApiSettings
-from ciu.api_store import ApiStore, AsyncApiStore
+from ciu.api_store import ApiStore
 from ciu.errors import DatabaseUnavailable
 from ciu.store import Store
 from ciu.twin import Twin
@@ -26,7 +25,7 @@ RECENT_S = 1.0
 bearer = HTTPBearer(auto_error=False, description="the same API key as a bearer token")
 
 
-def mark_used(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
+def mark_used(conn: psycopg.Connection) -> None:
     """Note that ``conn`` just worked (see :func:`check_connection`)."""
     conn._ciu_used = time.monotonic()  # type: ignore[attr-defined]
 
@@ -40,13 +39,6 @@ def check_connection(conn: psycopg.Connection) -> None:
     if time.monotonic() - getattr(conn, "_ciu_used", 0.0) < RECENT_S:
         return
     conn.execute("")
-
-
-async def check_async_connection(conn: psycopg.AsyncConnection) -> None:
-    """:func:`check_connection` for the pool of the reads served on the event loop."""
-    if time.monotonic() - getattr(conn, "_ciu_used", 0.0) < RECENT_S:
-        return
-    await conn.execute("")
 
 
 class Context:
@@ -83,16 +75,6 @@ class Context:
     @property
     def api(self) -> ApiStore:
         return ApiStore(self.conn)
-
-    @asynccontextmanager
-    async def async_api(self) -> AsyncIterator[AsyncApiStore]:
-        """The API's hot reads over a connection of the asyncio pool, for use on the event loop."""
-        pool = self.request.app.state.async_pool
-        if pool is None:
-            raise DatabaseUnavailable("the API has no database pool")
-        async with pool.connection(timeout=self.settings.db_timeout_s) as conn:
-            yield AsyncApiStore(conn)
-            mark_used(conn)
 
     def release(self, *, failed: bool) -> None:
         """Give the connection back to the pool (the pool throws away a broken one)."""

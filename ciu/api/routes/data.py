@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 import pandas as pd
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from ciu.api.deps import Ctx
 from ciu.api.features import check_level
@@ -61,20 +60,17 @@ def series(
             "points": [{"time": t.isoformat(), "value": v} for t, v in zip(frame["time"], shown)]}
 
 
-def _check_names(ctx: Ctx, level: str | None, variable: str | None) -> None:
-    """Raise for an unknown level or variable; names once found are remembered by the worker."""
-    state = ctx.request.app.state
-    if level is not None and level not in state.levels:
-        check_level(ctx, level)
-        state.levels = ctx.store.levels()
-    if variable is not None and variable not in state.variables:
-        ctx.store.variable(variable)
-        state.variables = state.variables | {variable}
+def _known_level(ctx: Ctx, level: str | None) -> None:
+    cache = ctx.request.app.state.levels
+    if level is None or level in cache:
+        return
+    check_level(ctx, level)
+    ctx.request.app.state.levels = ctx.store.levels()
 
 
 @router.get("/predictions", response_model=PredictionPage, tags=["forecasts"],
             summary="Stored forecasts by unit or level, horizon, issue time and model run")
-async def predictions(
+def predictions(
     ctx: Ctx,
     code: Annotated[list[str] | None, Query(description="units (repeat the parameter)")] = None,
     level: Annotated[str | None, Query(examples=["district"])] = None,
@@ -86,14 +82,13 @@ async def predictions(
     limit: Annotated[int | None, Query(ge=1)] = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Response:
-    state = ctx.request.app.state
-    if (level is not None and level not in state.levels) or (variable is not None and variable not in state.variables):
-        await run_in_threadpool(_check_names, ctx, level, variable)
+    _known_level(ctx, level)
+    if variable is not None:
+        ctx.store.variable(variable)
     limit = min(limit or ctx.settings.page_max, ctx.settings.page_max)
-    async with ctx.async_api() as api:
-        body, n = await api.predictions_json(variable=variable, codes=code, level=level, run_id=run_id,
-                                             horizon=horizon, issued_at=_utc(issued_at), scenario=scenario,
-                                             limit=limit, offset=offset, **ctx.privacy())
+    body, n = ctx.api.predictions_json(variable=variable, codes=code, level=level, run_id=run_id, horizon=horizon,
+                                       issued_at=_utc(issued_at), scenario=scenario, limit=limit, offset=offset,
+                                       **ctx.privacy())
     url = ctx.request.url
     links = [f'{{"href":{_q(str(url))},"rel":"self","type":"application/json"}}']
     if n == limit:
