@@ -484,7 +484,7 @@ class Store:
         )
         with self.conn.cursor() as cur:
             with cur.copy("COPY unit_stage FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(["int4", "text", "text", "text", "text", "bytea", "float8", "float8", "bytea", "bytea",
+                copy.set_types(["int4", "text", "text", "text", "text", "bytea", "float8", "float8", "text", "text",
                                 "float8"])
                 for r in _unit_rows(frame, source=source):
                     copy.write_row(r)
@@ -504,24 +504,20 @@ class Store:
 
     def _copy_units(self, frame: pd.DataFrame, ids: np.ndarray, parent_id: np.ndarray, *, source_id: int | None,
                     source: str | None) -> None:
-        """Binary COPY of new units straight into ``ciu.unit``.
-
-        Geometry goes as extended WKB and attributes as binary jsonb (a version
-        byte and the JSON text): both are sent as raw bytes, PostGIS's and
-        PostgreSQL's own binary input formats.
-        """
+        """Binary COPY of new units straight into ``ciu.unit``."""
+        geom_oid, jsonb_oid = _register_binary_dumpers(self.conn)
         rows = _unit_rows(frame, source=source, srid=True)
         with self.conn.cursor() as cur:
             with cur.copy(
                 "COPY ciu.unit (id, code, level, parent_id, name, geom, area_m2, z_min, z_max, attrs, restricted,"
                 " source_id) FROM STDIN (FORMAT BINARY)"
             ) as copy:
-                copy.set_types(["int8", "text", "text", "int8", "text", "bytea", "float8", "float8", "float8",
-                                "bytea", "bytea", "int8"])
+                copy.set_types(["int8", "text", "text", "int8", "text", geom_oid, "float8", "float8", "float8",
+                                jsonb_oid, jsonb_oid, "int8"])
                 for (_, code, _, level, name, ewkb, z0, z1, attrs, restricted, area), uid, pid in zip(
                         rows, ids.tolist(), parent_id.tolist()):
-                    copy.write_row((uid, code, level, None if pid < 0 else pid, name, ewkb, area, z0, z1,
-                                    b"\x01" + attrs, b"\x01" + restricted, source_id))
+                    copy.write_row((uid, code, level, None if pid < 0 else pid, name, _EWKB(ewkb), area, z0, z1,
+                                    _JSONText(attrs), _JSONText(restricted), source_id))
 
     def delete_subtree(self, code: str) -> int:
         """Delete a unit, everything below it and their observations."""
@@ -1110,6 +1106,45 @@ def binary_copy_payload(columns: Sequence[tuple[np.ndarray, str]]) -> bytes:
     return header + rec.tobytes() + (-1).to_bytes(2, "big", signed=True)
 
 
+class _EWKB(bytes):
+    """Extended WKB of a geometry, sent as PostGIS's binary geometry."""
+
+
+class _JSONText(str):
+    """Serialised JSON, sent as binary jsonb."""
+
+
+def _register_binary_dumpers(conn: psycopg.Connection) -> tuple[int, int]:
+    """Dumpers that send EWKB as ``geometry`` and JSON text as ``jsonb`` in binary COPY."""
+    from psycopg.adapt import Dumper
+    from psycopg.pq import Format
+    from psycopg.types import TypeInfo
+
+    info = TypeInfo.fetch(conn, "geometry")
+    if info is None:
+        raise DatabaseUnavailable("PostGIS is not installed in this database (run `ciu db migrate`)")
+    jsonb = TypeInfo.fetch(conn, "jsonb")
+    assert jsonb is not None
+
+    class GeometryDumper(Dumper):
+        format = Format.BINARY
+        oid = info.oid
+
+        def dump(self, obj: bytes) -> bytes:
+            return obj
+
+    class JsonbDumper(Dumper):
+        format = Format.BINARY
+        oid = jsonb.oid
+
+        def dump(self, obj: str) -> bytes:
+            return b"\x01" + obj.encode()
+
+    conn.adapters.register_dumper(_EWKB, GeometryDumper)
+    conn.adapters.register_dumper(_JSONText, JsonbDumper)
+    return info.oid, jsonb.oid
+
+
 def geodesic_area(geoms: np.ndarray) -> np.ndarray:
     """Area of each geometry on the WGS84 ellipsoid (m²), vectorised.
 
@@ -1130,17 +1165,11 @@ def geodesic_area(geoms: np.ndarray) -> np.ndarray:
 def _unit_rows(frame: pd.DataFrame, *, source: str | None, srid: bool = False) -> Iterator[tuple]:
     """The units as rows (binary COPY), prepared column-wise.
 
-    Geometry is WKB, or extended WKB with SRID 4326 when ``srid`` is true;
-    attributes are JSON as UTF-8 bytes. A geometry object shared by many
-    units (a building's footprint and its floors) is encoded and measured once.
+    Geometry is WKB, or extended WKB with SRID 4326 when ``srid`` is true.
     """
     n = len(frame)
     geoms = np.asarray(frame["geometry"], dtype=object)
-    ids = np.fromiter(map(id, geoms), dtype=np.int64, count=n)
-    _, first, back = np.unique(ids, return_index=True, return_inverse=True)
-    shared = geoms[first]
-    wkb = (shapely.to_wkb(shapely.set_srid(shared, 4326), include_srid=True) if srid else shapely.to_wkb(shared))[back]
-    area = geodesic_area(shared)[back]
+    wkb = shapely.to_wkb(shapely.set_srid(geoms, 4326), include_srid=True) if srid else shapely.to_wkb(geoms)
 
     def text(name: str) -> np.ndarray:
         if name not in frame.columns:
@@ -1157,23 +1186,23 @@ def _unit_rows(frame: pd.DataFrame, *, source: str | None, srid: bool = False) -
 
     codes = frame["code"].to_numpy(dtype=object)
 
-    def js(name: str) -> list[bytes]:
+    def js(name: str) -> list[str]:
         if name not in frame.columns:
-            return [b"{}"] * n
+            return ["{}"] * n
         return [_json_object(v, row=c, field=name, source=source)
                 for v, c in zip(frame[name].to_numpy(dtype=object), codes)]
 
     return zip(range(n), text("code"), text("parent_code"), text("level"), text("name"), wkb,
-               number("z_min"), number("z_max"), js("attrs"), js("restricted"), area.tolist())
+               number("z_min"), number("z_max"), js("attrs"), js("restricted"), geodesic_area(geoms).tolist())
 
 
 def _floats(values: list[Any]) -> list[float | None]:
     return [None if v is None else float(v) for v in values]
 
 
-def _json_object(value: Any, *, row: Any, field: str, source: str | None) -> bytes:
+def _json_object(value: Any, *, row: Any, field: str, source: str | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, dict) and not value):
-        return b"{}"
+        return "{}"
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -1185,7 +1214,8 @@ def _json_object(value: Any, *, row: Any, field: str, source: str | None) -> byt
         if isinstance(item, (float, np.floating)) and not math.isfinite(item):
             raise ValidationError(f"attribute {key!r} is NaN or infinite", source=source, row=row, field=field)
     try:
-        return orjson.dumps(value, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(value, default=_json_default,
+                            option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
     except TypeError as exc:
         raise ValidationError(f"holds a value that is not JSON ({exc})", source=source, row=row, field=field) from exc
 
