@@ -248,3 +248,32 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def markdown(result: dict) -> str:
+    """The API benchmark as a table, goals beside the figures."""
+    setup, goals = result["setup"], result["goals"]
+    rows = ["| case | server | req/s | p50 ms | p99 ms | KB/answer | ours ÷ tipg (req/s) |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    for name, case in result["results"].items():
+        for side in ("ciu", "tipg"):
+            r = case[side]
+            ratio = f"{case['rps_ratio_ciu_over_tipg']:.2f}×" if side == "ciu" else ""
+            rows.append(f"| {name} | {'ours' if side == 'ciu' else 'tipg'} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | "
+                        f"{r['p99_ms']:.1f} | {r['kbytes_per_request']:.2f} | {ratio} |")
+    tiles = ", ".join(f"{z}: {'met' if ok else 'not met'}" for z, ok in goals["tiles_at_least_tipg"].items())
+    return "\n".join([
+        f"Both servers under uvicorn with {setup['workers_each']} workers each on the same database, driven in turn "
+        f"by {setup['load_generator']} with {setup['connections']} connections for {setup['seconds_each']} s a case "
+        f"(`make bench-api`). Ours with its rate limiter and audit log on, as role {setup['ciu_role']}.",
+        "",
+        *rows,
+        "",
+        f"Goals: stored forecasts ≥ {goals['stored_forecasts_rps_min']:,.0f} req/s with p99 < "
+        f"{goals['stored_forecasts_p99_ms_max']:.0f} ms — **{'met' if goals['stored_forecasts_met'] else 'not met'}**; "
+        f"tiles at least as fast as tipg — {tiles}.",
+        "",
+        "Load averages (1, 5, 15 min) before and after the run: "
+        + " → ".join(", ".join(f"{v:.2f}" for v in result["machine"].get(k) or []) or "?"
+                     for k in ("load_average_before", "load_average_after")) + ".",
+    ])
