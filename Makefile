@@ -69,6 +69,9 @@ bench-api: setup
 .PHONY: demo-nyc bench-ingest
 NYC_DATA ?=
 
+# Manhattan is its own twin: database `manhattan` of the same embedded cluster (the sample city
+# stays in `ciu`); `CIU_DB_NAME=manhattan ciu …` reaches it afterwards.
+demo-nyc: export CIU_DB_NAME = manhattan
 demo-nyc: setup
 	@$(CIU) db start
 	@$(CIU) db migrate

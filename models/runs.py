@@ -125,7 +125,8 @@ def train_on_twin(twin: Twin, config: TrainConfig, *, target: str = "people", na
         }
         if len(split.test):
             metrics["test"] = evaluate(result, series, split.test)
-        path = settings.dir / f"run-{run_id}.pt"
+        # run ids count per database: twins kept side by side in one cluster get their own folders
+        path = settings.dir / twin.store.conn.info.dbname / f"run-{run_id}.pt"
         save_checkpoint(path, result, series, config, target=target)
         twin.store.update_model_run(run_id, metrics=metrics, checkpoint=str(path), status="trained")
     except BaseException:
