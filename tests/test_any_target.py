@@ -8,8 +8,10 @@ under their own name, beside the sample city's ``people``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
+import mapbox_vector_tile
 import numpy as np
 import pandas as pd
 import pytest
@@ -126,6 +128,19 @@ def test_trips_train_predict_api_dashboard(trips_city: Twin, city_url: str, tmp_
         assert closed and all(u["scenario"] == 0 and u["variable"] == "trips" for u in closed)
         r = client.post("/scenarios", json={"variable": "nope", "holiday": True}, headers={"X-API-Key": token})
         assert r.status_code == 404
+        # with no variable named, series and tiles show the one the twin forecasts
+        r = client.get(f"/units/{cell}/series", headers={"X-API-Key": token})
+        assert r.status_code == 200 and r.json()["variable"] == "trips"
+        lon, lat = twin.units(level="grid").geometry.iloc[0].representative_point().coords[0]
+        z = 14
+        x = int((lon + 180.0) / 360.0 * 2**z)
+        y = int((1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0 * 2**z)
+        r = client.get(f"/tiles/grid/{z}/{x}/{y}.mvt", headers={"X-API-Key": token})
+        assert r.status_code == 200, r.text
+        props = [f["properties"] for f in mapbox_vector_tile.decode(r.content)["grid"]["features"]]
+        trips_now = stored[(stored["level"] == "grid") & (stored["horizon"] == 1)].set_index("code")["value"]
+        shown = {p["code"]: p["forecast"] for p in props if "forecast" in p}
+        assert shown and all(v == pytest.approx(trips_now[c]) for c, v in shown.items())
 
     # the dashboard shows trips on the levels where they are known, against each unit's recent peak
     data = DashboardData(twin, DashboardSettings(variable="trips", history_hours=6))

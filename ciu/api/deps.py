@@ -22,6 +22,8 @@ from ciu.twin import Twin
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="an API key made with `ciu keys create --role ROLE`")
 RECENT_S = 1.0
+#: how endpoints that show one variable describe their default
+VARIABLE_DEFAULT = "a registered variable; default: the one the twin forecasts (its newest trained model's target, else people)"
 bearer = HTTPBearer(auto_error=False, description="the same API key as a bearer token")
 
 

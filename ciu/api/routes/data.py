@@ -10,11 +10,12 @@ import pandas as pd
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
-from ciu.api.deps import Ctx
+from ciu.api.deps import VARIABLE_DEFAULT, Ctx
 from ciu.api.features import check_level
 from ciu.api.privacy import is_count, public_counts
 from ciu.api.schemas import Alert, PredictionPage, Risk, Series
 from ciu.errors import NotFound, ValidationError
+from ciu.forecast import forecast_variable
 
 router = APIRouter()
 
@@ -33,13 +34,14 @@ def _utc(value: datetime | None) -> datetime | None:
 def series(
     ctx: Ctx,
     code: str,
-    variable: Annotated[str, Query(description="a registered variable", examples=["people"])] = "people",
+    variable: Annotated[str | None, Query(description=VARIABLE_DEFAULT, examples=["people"])] = None,
     start: Annotated[datetime | None, Query(description="from (inclusive, ISO 8601)")] = None,
     end: Annotated[datetime | None, Query(description="to (exclusive, ISO 8601)")] = None,
     freq: Annotated[str, Query(description="bucket: h, D, W, 15min, ...", examples=["h"])] = "h",
     source: Annotated[Literal["rollup", "observed"], Query(description="rollup (any level) or stored")] = "rollup",
 ) -> dict:
     unit = ctx.store.unit_row(code)
+    variable = variable or forecast_variable(ctx.twin)
     var = ctx.store.variable(variable)
     start, end = _utc(start), _utc(end)
     if start is not None and end is not None and start >= end:

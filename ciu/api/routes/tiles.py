@@ -11,8 +11,9 @@ import pandas as pd
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
-from ciu.api.deps import Ctx
+from ciu.api.deps import VARIABLE_DEFAULT, Ctx
 from ciu.errors import ValidationError
+from ciu.forecast import forecast_variable
 
 router = APIRouter(tags=["tiles"])
 
@@ -49,7 +50,7 @@ def tile(
     z: Annotated[int, Path(ge=0, le=22)],
     x: Annotated[int, Path(ge=0)],
     y: Annotated[int, Path(ge=0)],
-    variable: Annotated[str, Query(examples=["people"])] = "people",
+    variable: Annotated[str | None, Query(description=VARIABLE_DEFAULT, examples=["people"])] = None,
     horizon: Annotated[int, Query(ge=1, le=10_000)] = 1,
     time: Annotated[datetime | None, Query(description="time of the current value")] = None,
 ) -> Response:
@@ -59,6 +60,7 @@ def tile(
         ts = pd.Timestamp(time)
         time = (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
     allowed = list(ctx.who.role.restricted_attrs)
+    variable = variable or _cached(ctx, ("variable",), lambda: forecast_variable(ctx.twin))
     context = _cached(ctx, ("context", level, variable),
                       lambda: ctx.api.tile_context(ctx.store, level=level, variable=variable))
     current = _cached(ctx, ("current", level, context["vid"], time or context["latest_time"]),
