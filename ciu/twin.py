@@ -223,14 +223,15 @@ class Twin:
                 self.store.variable(name)  # raises UnknownVariable
             frames[name] = self.store.rollup(name, level=level, start=_to_datetime(start), end=_to_datetime(end),
                                              freq=freq, codes=codes if within is not None else None, tree=tree)
-        times = sorted(set().union(*[set(f["time"]) for f in frames.values()])) if frames else []
-        time_index = pd.DatetimeIndex(times).tz_convert("UTC").tz_localize(None) if times else pd.DatetimeIndex([])
+        # times as naive UTC datetime64, once per frame: the union is one numpy pass, not a set of Timestamps
+        utc = {name: _naive_utc(f["time"]) for name, f in frames.items()}
+        time_index = pd.DatetimeIndex(np.unique(np.concatenate(list(utc.values()))) if utc else [])
         data_vars = {}
         for name, frame in frames.items():
             grid = np.full((len(codes), len(time_index)), np.nan)
             if len(frame):
                 ui = pd.Index(codes).get_indexer(frame["code"])
-                ti = time_index.get_indexer(frame["time"].dt.tz_convert("UTC").dt.tz_localize(None))
+                ti = time_index.get_indexer(utc[name])
                 grid[ui, ti] = frame["value"].to_numpy()
             var = registry[name]
             data_vars[name] = (("unit", "time"), grid, {
@@ -257,3 +258,11 @@ class Twin:
 
     def load_observations(self, frame: pd.DataFrame, **kwargs: Any) -> LoadReport:
         return self.store.load_observations(frame, **kwargs)
+
+
+def _naive_utc(times: pd.Series) -> np.ndarray:
+    """Times as naive UTC ``datetime64[us]`` (aware times converted, naive ones taken as UTC)."""
+    index = pd.DatetimeIndex(times)
+    if index.tz is not None:
+        index = index.tz_convert("UTC").tz_localize(None)
+    return index.to_numpy(dtype="datetime64[us]")
