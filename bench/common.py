@@ -10,7 +10,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +37,19 @@ def bench_cluster(*, port: int = 5434):
     finally:
         cluster.destroy()
         shutil.rmtree(home, ignore_errors=True)
+
+
+@contextmanager
+def in_background(server) -> Iterator[str]:
+    """Run an HTTP server (``serve_forever``/``shutdown``) in a background thread; yields its URL."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
 
 
 def fresh_db(cluster: Cluster, name: str) -> str:

@@ -25,14 +25,15 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import shapely
 
-from bench.common import write_result
+from bench.common import in_background, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_S = 3.0
@@ -78,6 +79,14 @@ BINARY = """Promise.all(["pos.f64", "start.u32", "elev.f32", "color.u8"].map(
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         """Serve without a line per request."""
+
+
+@contextmanager
+def serving_directory(directory: Path) -> Iterator[str]:
+    """Serve the files of ``directory`` on 127.0.0.1 in a background thread; yields its URL."""
+    handler = functools.partial(QuietHandler, directory=str(directory))
+    with in_background(http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)) as url:
+        yield url
 
 
 def city(buildings: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -138,12 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         sizes = write_pages(out, geoms, heights, colors)
-        handler = functools.partial(QuietHandler, directory=str(out))
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        base = f"http://127.0.0.1:{server.server_port}"
-        try:
+        with serving_directory(out) as base:
             runs: dict[str, dict[str, list]] = {n: {"t": [], "errors": [], "external": []} for n in ("records", "binary")}
             for _ in range(args.repeat):  # the two sides take turns, so that load on the machine hits both
                 for name, run in runs.items():
@@ -159,10 +163,6 @@ def main(argv: list[str] | None = None) -> None:
                                "payload_bytes": sizes[name], "payload_mb": round(sizes[name] / 2**20, 2),
                                "console_errors": run["errors"][:5], "external_requests": run["external"][:5]}
                 print(f"{name}: {sides[name]}", file=sys.stderr)
-        finally:
-            server.shutdown()
-            thread.join(timeout=10)
-            server.server_close()
     best = min(s["median_first_frame_s"] for s in sides.values())
     result = {
         "buildings": int(len(geoms)), "records": sides["records"], "binary": sides["binary"],

@@ -126,10 +126,9 @@ class HistoricalAverageForecaster:
     def fit(self, twin: Twin) -> HistoricalAverageForecaster:
         """Learn the profiles and weather sensitivities from the stored history."""
         twin.store.variable(self.variable)  # raises UnknownVariable
-        observed = twin.store.observed_levels(self.variable)
-        if not observed:
+        levels = twin.levels_from(self.variable)
+        if not levels:
             raise ValidationError(f"no observations of {self.variable!r} to learn from", field="variable")
-        levels = twin.levels[twin.levels.index(observed[0]):]
         bottom = levels[0]
         units = twin.units()
         root = units[units["parent_code"].isna()]
@@ -314,13 +313,7 @@ def _weather_fit(obs: np.ndarray, expected: np.ndarray, rain: np.ndarray, temp: 
 
 def forecast_variable(twin: Twin) -> str:
     """The variable a twin forecasts when none is named: the target of its newest trained model, else ``people``."""
-    runs = twin.store.model_runs()
-    if len(runs):
-        towers = runs[(runs["kind"] == "tower") & (runs["status"] == "trained")]
-        for params in reversed(list(towers["params"])):
-            if isinstance(params, dict) and params.get("target"):
-                return str(params["target"])
-    return "people"
+    return twin.store.newest_target("tower") or "people"
 
 
 def load_forecaster(twin: Twin, variable: str | None = None) -> tuple[Any, str]:

@@ -9,8 +9,8 @@ whole or leaves the database exactly as it was.
 
 from __future__ import annotations
 
-import hashlib
 import functools
+import hashlib
 import json
 import math
 import re
@@ -910,6 +910,13 @@ class Store:
             " status = coalesce(%s, status) WHERE id = %s",
             (json.dumps(metrics, default=_json_default) if metrics is not None else None, checkpoint, status, run_id),
         )
+
+    def newest_target(self, kind: str = "tower") -> str | None:
+        """The target variable of the newest trained model run of ``kind`` that names one."""
+        row = self.conn.execute(
+            "SELECT params->>'target' FROM ciu.model_run WHERE kind = %s AND status = 'trained'"
+            " AND params->>'target' <> '' ORDER BY id DESC LIMIT 1", (kind,)).fetchone()
+        return row[0] if row else None
 
     def model_runs(self) -> pd.DataFrame:
         rows = self.conn.execute(

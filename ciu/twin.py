@@ -122,6 +122,17 @@ class Twin:
         """Level names, bottom to top."""
         return self.store.levels()
 
+    def levels_from(self, variable: str) -> list[str]:
+        """The levels where ``variable`` is known, bottom to top (empty when it has no observations).
+
+        That is the lowest level where it is observed and every level above it:
+        a count kept per taxi zone is known for zones, districts and the city,
+        while nothing says how it splits over the buildings and floors below.
+        """
+        observed = self.store.observed_levels(variable)
+        levels = list(self.levels)
+        return levels[levels.index(observed[0]):] if observed else []
+
     def variables(self) -> list[Variable]:
         return self.store.variables()
 
@@ -179,6 +190,12 @@ class Twin:
             "time_range": (extent["tmin"].min(), extent["tmax"].max()) if len(extent) else (None, None),
             "sources": self.sources(),
         }
+
+    def last_observed_hour(self, variable: str) -> pd.Timestamp | None:
+        """The last hour (UTC) with observations of ``variable`` at any level; ``None`` when there are none."""
+        extent = self.store.series_extent()
+        rows = extent[extent["variable"] == variable]
+        return None if rows.empty else pd.Timestamp(rows["tmax"].max()).tz_convert("UTC").floor("h")
 
     # -- features --------------------------------------------------------------
     def observations(

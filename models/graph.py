@@ -98,11 +98,10 @@ def target_levels(twin: Twin, target: str) -> list[str]:
     ['grid', 'district', 'city']
     """
     twin.store.variable(target)  # raises UnknownVariable
-    observed = twin.store.observed_levels(target)
-    if not observed:
+    levels = twin.levels_from(target)
+    if not levels:
         raise ValidationError(f"no observations of {target!r} to build a model from", field="target")
-    levels = list(twin.levels)
-    return levels[levels.index(observed[0]):]
+    return levels
 
 
 def check_levels(twin: Twin, target: str, levels: Sequence[str]) -> list[str]:

@@ -68,12 +68,11 @@ class TrainReport:
 
 def next_issue_hour(twin: Twin, target: str) -> datetime:
     """The hour after the last observation of ``target``: where a forecast of it starts by default."""
-    extent = twin.store.series_extent()
-    rows = extent[extent["variable"] == target]
-    if rows.empty:
+    hour = twin.last_observed_hour(target)
+    if hour is None:
         twin.store.variable(target)  # raises UnknownVariable
         raise ValidationError(f"no observations of {target!r}", field="target")
-    return (pd.Timestamp(rows["tmax"].max()).tz_convert("UTC").floor("h") + pd.Timedelta(hours=1)).to_pydatetime()
+    return (hour + pd.Timedelta(hours=1)).to_pydatetime()
 
 
 def training_window(twin: Twin, target: str, hours: int | None) -> tuple[datetime | None, datetime | None]:

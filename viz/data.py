@@ -72,11 +72,10 @@ class LevelFrame:
 
 def latest_hour(twin: Twin, variable: str) -> pd.Timestamp:
     """The last hour with observations of ``variable`` ("now" for a replayed city)."""
-    extent = twin.store.series_extent()
-    rows = extent[extent["variable"] == variable]
-    if rows.empty:
+    hour = twin.last_observed_hour(variable)
+    if hour is None:
         raise NotFound(f"the twin has no {variable!r} observations")
-    return pd.Timestamp(rows["tmax"].max()).tz_convert("UTC").floor("h")
+    return hour
 
 
 def publish_forecast(twin: Twin, *, variable: str, horizons: int = 12, threshold: float = 0.8,
@@ -153,8 +152,8 @@ class DashboardData:
     def bottom_level(self) -> str:
         """The lowest level where the shown variable is observed (the twin's bottom level when it is not)."""
         if self._bottom is None:
-            observed = self.twin.store.observed_levels(self.settings.variable)
-            self._bottom = observed[0] if observed else self.twin.levels[0]
+            known = self.twin.levels_from(self.settings.variable)
+            self._bottom = known[0] if known else self.twin.levels[0]
         return self._bottom
 
     @property

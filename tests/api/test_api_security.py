@@ -6,7 +6,6 @@ import json
 import time
 
 import mapbox_vector_tile
-import pandas as pd
 import pytest
 import shapely
 from tests.api.conftest import RESTRICTED, ROLES, ApiWorld, as_role, fingerprint, tile_of

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
+from bench.common import in_background
 from ciu.twin import Twin
 from viz.data import publish_forecast
 
@@ -26,12 +26,5 @@ def serving(app) -> Iterator[str]:
     """Serve a Dash app on 127.0.0.1 at a free port in a background thread; yields its URL."""
     from werkzeug.serving import make_server
 
-    server = make_server("127.0.0.1", 0, app.server, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
+    with in_background(make_server("127.0.0.1", 0, app.server, threaded=True)) as url:
+        yield url

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
 import json
 import re
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench.viz import QuietHandler
+from bench.viz import serving_directory
 from tests.browser import SCREENSHOTS, browser_page, painted_fraction
 from viz.export import czml, export_cesium, export_cityjson, export_geoparquet, export_kepler, read_geoparquet
 
@@ -124,25 +119,10 @@ def test_kepler_map_file_and_page(city, tmp_path):
     assert embedded["config"]["config"]["mapStyle"] == {"styleType": "ciu-districts"}
 
 
-@contextmanager
-def served(directory: Path) -> Iterator[str]:
-    """Serve ``directory`` over HTTP on 127.0.0.1 in a background thread; yields its URL."""
-    handler = functools.partial(QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-
-
 @pytest.mark.browser
 def test_cesium_page_renders_offline(city, tmp_path):
     page_path = export_cesium(city, tmp_path / "cesium")
-    with served(page_path.parent) as url, browser_page() as (page, log):
+    with serving_directory(page_path.parent) as url, browser_page() as (page, log):
         page.goto(f"{url}/index.html")
         page.wait_for_function("window.ciuReady === true", timeout=60_000)
         page.wait_for_timeout(1500)
@@ -168,7 +148,7 @@ def vivid_fraction(png: bytes) -> float:
 def test_kepler_page_renders_offline(city, tmp_path):
     page_path = export_kepler(city, tmp_path / "kepler", level="building")
     map_area = {"x": 340, "y": 0, "width": 880, "height": 760}  # right of kepler.gl's side panel
-    with served(page_path.parent) as url, browser_page() as (page, log):
+    with serving_directory(page_path.parent) as url, browser_page() as (page, log):
         page.goto(f"{url}/index.html")
         page.wait_for_function("window.ciuReady === true", timeout=60_000)
         for _ in range(60):  # kepler.gl draws the layer a few frames after it holds the data

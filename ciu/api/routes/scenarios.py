@@ -77,11 +77,10 @@ def _issued_at(twin: Twin, req: ScenarioRequest, variable: str) -> pd.Timestamp:
     if req.issued_at is not None:
         ts = pd.Timestamp(req.issued_at)
         return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).floor("h")
-    extent = twin.store.series_extent()
-    extent = extent[extent["variable"] == variable]
-    if extent.empty:
+    hour = twin.last_observed_hour(variable)
+    if hour is None:
         raise ValidationError(f"the twin holds no observations of {variable!r} to forecast from", field="issued_at")
-    return pd.Timestamp(extent["tmax"].max()).tz_convert("UTC").floor("h")
+    return hour
 
 
 def _overrides(req: ScenarioRequest) -> dict[str, Any]:
