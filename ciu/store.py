@@ -291,12 +291,14 @@ class Store:
     # ------------------------------------------------------------------
     # units
     # ------------------------------------------------------------------
-    def check_units(self, frame: pd.DataFrame, *, source: str | None = None) -> None:
+    def check_units(self, frame: pd.DataFrame, *, source: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Check a frame of units before it touches the database.
 
         The frame has the columns of :data:`UNIT_COLUMNS`; ``geometry`` holds
         shapely geometries in EPSG:4326. Raises a :class:`ValidationError`
-        naming the row (its code) and the field.
+        naming the row (its code) and the field. Returns the frame's distinct
+        geometries and each row's index among them (see
+        :func:`distinct_geometries`), which the loader reuses.
         """
         missing = [c for c in ("code", "level", "geometry") if c not in frame.columns]
         if missing:
@@ -376,6 +378,7 @@ class Store:
                 raise HierarchyError(f"code {codes.iloc[i]!r} does not extend its parent's code "
                                      f"{frame['parent_code'].iloc[i]!r}", source=source, row=codes.iloc[i],
                                      field="code")
+        return distinct, inverse
 
     def load_units(
         self,
@@ -397,9 +400,9 @@ class Store:
         doubles the table rebuilds the secondary indexes once instead of
         updating them row by row.
         """
-        self.check_units(frame, source=source)
-        report = LoadReport(source_id=source_id)
         frame = frame.reset_index(drop=True)
+        distinct, inverse = self.check_units(frame, source=source)
+        report = LoadReport(source_id=source_id)
         n = len(frame)
         codes = frame["code"].astype(str).to_numpy(dtype=object)
         parents = np.full(n, None, dtype=object)
@@ -449,7 +452,7 @@ class Store:
                         source=source, row=codes[i], field="parent_code")
                 is_new = np.array([c not in existing for c in codes]) if existing else np.ones(n, dtype=bool)
                 if existing:
-                    self._check_unchanged(frame[~is_new], source=source)
+                    self._check_unchanged(frame[~is_new], source=source, shapes=(distinct, inverse[~is_new]))
                     report.unchanged = int((~is_new).sum())
                 k = int(is_new.sum())
                 if k == 0:
@@ -467,7 +470,8 @@ class Store:
                     parent_id[i] = stored_parents[parents[i]][0]
                 rebuild = k >= BULK_ROWS and k >= stored_total
                 indexes = self._drop_unit_indexes() if rebuild else []
-                self._copy_units(frame[is_new], ids[is_new], parent_id[is_new], source_id=source_id, source=source)
+                self._copy_units(frame[is_new], ids[is_new], parent_id[is_new], source_id=source_id, source=source,
+                                 shapes=(distinct, inverse[is_new]))
                 report.inserted = k
                 if progress is not None:
                     for level in reversed(levels):
@@ -490,13 +494,14 @@ class Store:
         rows = self.conn.execute("SELECT u.code, u.id FROM unit_keys k JOIN ciu.unit u ON u.code = k.code").fetchall()
         return dict(rows)
 
-    def _check_unchanged(self, frame: pd.DataFrame, *, source: str | None) -> None:
+    def _check_unchanged(self, frame: pd.DataFrame, *, source: str | None,
+                         shapes: tuple[np.ndarray, np.ndarray]) -> None:
         """Units of the frame that are stored already must be stored exactly so."""
         self.conn.execute(
             "CREATE TEMP TABLE unit_stage (row int, code text, parent_code text, level text, name text,"
             " geom geometry, area_m2 float8, z_min float8, z_max float8, attrs jsonb, restricted jsonb) ON COMMIT DROP"
         )
-        fields = UnitFields(frame, source=source)
+        fields = UnitFields(frame, source=source, shapes=shapes)
         with self.conn.cursor() as cur:
             with cur.copy("COPY unit_stage FROM STDIN (FORMAT BINARY)", writer=QueuedLibpqWriter(cur)) as copy:
                 for part in pgcopy.stream(fields.chunks(lambda r: [
@@ -518,13 +523,13 @@ class Store:
         return [definition for _, definition in indexes]
 
     def _copy_units(self, frame: pd.DataFrame, ids: np.ndarray, parent_id: np.ndarray, *, source_id: int | None,
-                    source: str | None) -> None:
+                    source: str | None, shapes: tuple[np.ndarray, np.ndarray]) -> None:
         """Binary COPY of new units straight into ``ciu.unit``.
 
         The stream is built in chunks while a writer thread sends the chunks
         before it, so the server parses rows while the next ones are encoded.
         """
-        fields = UnitFields(frame, source=source)
+        fields = UnitFields(frame, source=source, shapes=shapes)
 
         def columns(rows: slice) -> list[pa.Array]:
             pid, n = parent_id[rows], rows.stop - rows.start
@@ -1148,16 +1153,31 @@ def pg_micros(times: Any) -> np.ndarray:
 
 
 def distinct_geometries(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct geometry objects of an array and, per element, its index among them.
+    """The distinct geometries of an array and, per element, its index among them.
 
-    Floors share their building's footprint object, so checks, areas and WKB
-    are computed once per footprint rather than once per floor.
+    Floors repeat their building's footprint, so checks, areas and WKB are
+    computed once per footprint rather than once per floor. Elements that are
+    the same object are found first (free), then equal shapes among the rest
+    by their WKB (a frame read from a file holds one object per row).
     """
     keys = np.fromiter(map(id, geoms), dtype=np.int64, count=len(geoms))
-    inverse, uniques = pd.factorize(keys)
-    first = np.empty(len(uniques), dtype=np.int64)
-    first[inverse[::-1]] = np.arange(len(geoms) - 1, -1, -1)
-    return geoms[first], inverse
+    by_object, objects = pd.factorize(keys)
+    first = _first_positions(by_object, len(objects))
+    distinct = geoms[first]
+    if len(distinct) > 1:
+        encoded = pa.array(shapely.to_wkb(distinct), type=pa.binary()).dictionary_encode()
+        by_shape = encoded.indices.to_numpy()
+        if len(encoded.dictionary) < len(distinct):
+            distinct = distinct[_first_positions(by_shape, len(encoded.dictionary))]
+            by_object = by_shape[by_object]
+    return distinct, by_object
+
+
+def _first_positions(codes: np.ndarray, k: int) -> np.ndarray:
+    """For codes 0..k-1, the first position where each occurs."""
+    first = np.empty(k, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    return first
 
 
 class UnitFields:
@@ -1168,10 +1188,11 @@ class UnitFields:
     that encoding a chunk overlaps with the server reading the one before.
     """
 
-    def __init__(self, frame: pd.DataFrame, *, source: str | None) -> None:
+    def __init__(self, frame: pd.DataFrame, *, source: str | None,
+                 shapes: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self.frame = frame.reset_index(drop=True)
         self.source = source
-        distinct, self._inverse = distinct_geometries(np.asarray(frame["geometry"], dtype=object))
+        distinct, self._inverse = shapes or distinct_geometries(np.asarray(frame["geometry"], dtype=object))
         self._ewkb = pa.array(shapely.to_wkb(shapely.set_srid(distinct, 4326), include_srid=True),
                               type=pa.large_binary())
         self._area = geodesic_area(distinct)
