@@ -113,10 +113,13 @@ def check(base: str, path: str, headers: dict[str, str]) -> int:
 
 
 def run_wrk(base: str, paths: list[str], *, key: str | None, seconds: int, connections: int, work: Path,
-            name: str) -> dict:
+            name: str, rate: float | None = None) -> dict:
+    """``wrk`` over ``paths``; as fast as answers come, or paced at ``rate`` requests per second."""
     listing = work / f"{name}.paths"
     listing.write_text("\n".join(paths) + "\n")
     env = {**os.environ, "CIU_BENCH_PATHS": str(listing), "CIU_BENCH_KEY": key or ""}
+    if rate is not None:
+        env["CIU_BENCH_RATE"] = str(rate)
     proc = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s",
          str(ROOT / "bench" / "wrk_paths.lua"), base],
@@ -139,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--horizons", type=int, default=24)
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration of each case")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--sweep", type=int, nargs="*", default=[4, 8, 16, 32, 64],
+                        help="connection counts at which stored forecasts are also measured (latency against load)")
+    parser.add_argument("--paced-connections", type=int, default=64,
+                        help="connections of the run paced at the goal's rate")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of each server")
     parser.add_argument("--tipg-python", default=str(ROOT / ".venv-tipg" / "bin" / "python"))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "api.json")
@@ -210,7 +217,31 @@ def main(argv: list[str] | None = None) -> int:
                   f"  errors {mine['errors']}")
             print(f"  tipg {theirs['rps']:>8.1f} req/s  p50 {theirs['p50_ms']:.2f} ms  p99 {theirs['p99_ms']:.2f} ms"
                   f"  errors {theirs['errors']}")
+        sweep: dict[str, dict] = {}
+        for c in args.sweep:
+            print(f"bench-api: stored forecasts with {c} connections ...", flush=True)
+            our_paths, peer_paths = cases["predictions_one_unit"]
+            sweep[str(c)] = {
+                "ciu": run_wrk(ours, our_paths, key=db["token"], seconds=args.seconds, connections=c, work=work,
+                               name=f"ciu_sweep_{c}"),
+                "tipg": run_wrk(peer, peer_paths, key=None, seconds=args.seconds, connections=c, work=work,
+                                name=f"tipg_sweep_{c}"),
+            }
+            mine = sweep[str(c)]["ciu"]
+            print(f"  ciu  {mine['rps']:>8.1f} req/s  p50 {mine['p50_ms']:.2f} ms  p99 {mine['p99_ms']:.2f} ms")
+        print(f"bench-api: stored forecasts paced at {GOAL_RPS:.0f} req/s ...", flush=True)
+        our_paths, peer_paths = cases["predictions_one_unit"]
+        paced = {"rate": GOAL_RPS, "connections": args.paced_connections, **{
+            side: run_wrk(base, p, key=k, seconds=args.seconds * 2, connections=args.paced_connections, work=work,
+                          name=f"{side}_paced", rate=GOAL_RPS)
+            for side, base, p, k in (("ciu", ours, our_paths, db["token"]), ("tipg", peer, peer_paths, None))}}
+        for side in ("ciu", "tipg"):
+            r = paced[side]
+            print(f"  {side:4s} {r['rps']:>8.1f} req/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms")
         pred = results["predictions_one_unit"]["ciu"]
+        met_at = [int(c) for c, r in sweep.items() if r["ciu"]["rps"] >= GOAL_RPS and r["ciu"]["p99_ms"] < GOAL_P99_MS]
+        paced_met = bool(paced["ciu"]["rps"] >= 0.99 * GOAL_RPS and paced["ciu"]["errors"] == 0
+                         and paced["ciu"]["p99_ms"] < GOAL_P99_MS)
         report = {
             "benchmark": "api",
             "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -224,9 +255,13 @@ def main(argv: list[str] | None = None) -> int:
                       "tipg_filters": "property filters level= / unit_id=, all columns"},
             "data": {k: db[k] for k in ("units", "predictions", "build_s", "forecast_s", "config")},
             "results": results,
+            "predictions_by_connections": sweep,
+            "predictions_paced": paced,
             "goals": {
                 "stored_forecasts_rps_min": GOAL_RPS, "stored_forecasts_p99_ms_max": GOAL_P99_MS,
                 "stored_forecasts_met": bool(pred["rps"] >= GOAL_RPS and pred["p99_ms"] < GOAL_P99_MS),
+                "stored_forecasts_met_at_connections": met_at,
+                "stored_forecasts_paced_met": paced_met,
                 "tiles_at_least_tipg": {z: bool(results[z]["ciu"]["rps"] >= results[z]["tipg"]["rps"])
                                         for z in ("tiles_z12", "tiles_z14")},
             },
@@ -262,6 +297,31 @@ def markdown(result: dict) -> str:
             rows.append(f"| {name} | {'ours' if side == 'ciu' else 'tipg'} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | "
                         f"{r['p99_ms']:.1f} | {r['kbytes_per_request']:.2f} | {ratio} |")
     tiles = ", ".join(f"{z}: {'met' if ok else 'not met'}" for z, ok in goals["tiles_at_least_tipg"].items())
+    sweep = result.get("predictions_by_connections") or {}
+    curve = ["| connections | ours req/s | ours p50 ms | ours p99 ms | tipg req/s | tipg p99 ms |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for c, r in sweep.items():
+        curve.append(f"| {c} | {r['ciu']['rps']:,.0f} | {r['ciu']['p50_ms']:.1f} | {r['ciu']['p99_ms']:.1f} | "
+                     f"{r['tipg']['rps']:,.0f} | {r['tipg']['p99_ms']:.1f} |")
+    met_at = goals.get("stored_forecasts_met_at_connections") or []
+    paced = result.get("predictions_paced")
+    paced_text = ([
+        "", f"Paced at the goal's rate (an open loop: {paced['rate']:,.0f} requests a second scheduled over "
+        f"{paced['connections']} connections whatever the answers, `CIU_BENCH_RATE` in `bench/wrk_paths.lua`):", "",
+        "| server | achieved req/s | p50 ms | p90 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|---:|",
+        *[f"| {'ours' if side == 'ciu' else 'tipg'} | {paced[side]['rps']:,.0f} | {paced[side]['p50_ms']:.1f} | "
+          f"{paced[side]['p90_ms']:.1f} | {paced[side]['p99_ms']:.1f} | {paced[side]['max_ms']:.1f} |"
+          for side in ("ciu", "tipg")], "",
+        f"Stored forecasts at {paced['rate']:,.0f} req/s with p99 < {goals['stored_forecasts_p99_ms_max']:.0f} ms: "
+        f"**{'met' if goals.get('stored_forecasts_paced_met') else 'not met'}**.",
+    ] if paced else [])
+    sweep_text = ([
+        "", "Stored forecasts of one unit against the number of open connections (a closed loop: each "
+        "connection sends its next request when the answer comes, so latency grows with the queue):", "", *curve, "",
+        f"Both goals at once (≥ {goals['stored_forecasts_rps_min']:,.0f} req/s and p99 < "
+        f"{goals['stored_forecasts_p99_ms_max']:.0f} ms): "
+        + (f"met with {', '.join(map(str, met_at))} connections." if met_at else "at none of these loads."),
+    ] if sweep else [])
     return "\n".join([
         f"Both servers under uvicorn with {setup['workers_each']} workers each on the same database, driven in turn "
         f"by {setup['load_generator']} with {setup['connections']} connections for {setup['seconds_each']} s a case "
@@ -270,8 +330,11 @@ def markdown(result: dict) -> str:
         *rows,
         "",
         f"Goals: stored forecasts ≥ {goals['stored_forecasts_rps_min']:,.0f} req/s with p99 < "
-        f"{goals['stored_forecasts_p99_ms_max']:.0f} ms — **{'met' if goals['stored_forecasts_met'] else 'not met'}**; "
+        f"{goals['stored_forecasts_p99_ms_max']:.0f} ms at {setup['connections']} connections — "
+        f"**{'met' if goals['stored_forecasts_met'] else 'not met'}**; "
         f"tiles at least as fast as tipg — {tiles}.",
+        *sweep_text,
+        *paced_text,
         "",
         "Load averages (1, 5, 15 min) before and after the run: "
         + " → ".join(", ".join(f"{v:.2f}" for v in result["machine"].get(k) or []) or "?"
