@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import numpy as np
 import psycopg
+import pyarrow as pa
 from psycopg import sql
 from psycopg.adapt import Dumper
 from psycopg.rows import dict_row
 
 from ciu.errors import NotFound, UnknownLevel, ValidationError
-from ciu.store import Store, load_sql, subtree_pattern
+from ciu import pgcopy
+from ciu.store import Store, load_sql, pg_micros, subtree_pattern
 
 #: prefix of every token, so a leaked one is easy to recognise
 TOKEN_PREFIX = "ciu_"
@@ -177,14 +180,21 @@ class ApiStore:
         """Append audit records (binary COPY, one transaction)."""
         if not records:
             return
+        key_id = np.array([-1 if r.key_id is None else r.key_id for r in records], dtype=np.int64)
+        payload = pgcopy.payload([
+            pgcopy.fixed(pg_micros([r.at for r in records]), "timestamptz"),
+            pgcopy.fixed(key_id, "int8", null=key_id < 0),
+            *(pgcopy.varlen(pa.array([getattr(r, name) for r in records], type=pa.string()))
+              for name in ("role", "method", "path", "query")),
+            pgcopy.fixed(np.array([r.status for r in records]), "int4"),
+            pgcopy.fixed(np.array([r.units for r in records]), "int4"),
+            pgcopy.fixed(np.array([r.restricted_read for r in records]), "bool"),
+            pgcopy.fixed(np.array([r.duration_ms for r in records]), "float8"),
+        ])
         with self.conn.transaction(), self.conn.cursor() as cur:
             with cur.copy("COPY ciu.api_audit (at, key_id, role, method, path, query, status, units,"
                           " restricted_read, duration_ms) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(["timestamptz", "int8", "text", "text", "text", "text", "int4", "int4", "bool",
-                                "float8"])
-                for r in records:
-                    copy.write_row((r.at, r.key_id, r.role, r.method, r.path, r.query, r.status, r.units,
-                                    r.restricted_read, r.duration_ms))
+                copy.write(payload)
 
     def add_usage(self, counts: dict[tuple[int, str, date], tuple[int, int]]) -> None:
         """Add call and error counts per ``(key id, endpoint, day)`` (0 = no key)."""

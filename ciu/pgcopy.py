@@ -29,7 +29,7 @@ HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 TRAILER = b"\xff\xff"
 #: big-endian numpy dtypes of PostgreSQL's fixed-width binary types
 #: (``timestamptz`` as int64 microseconds since 2000-01-01 UTC)
-FIXED = {"int2": ">i2", "int4": ">i4", "int8": ">i8", "float8": ">f8", "timestamptz": ">i8"}
+FIXED = {"bool": "?", "int2": ">i2", "int4": ">i4", "int8": ">i8", "float8": ">f8", "timestamptz": ">i8"}
 _NULL = pa.scalar(b"\xff\xff\xff\xff", pa.large_binary())
 _NOTHING = pa.scalar(b"", pa.large_binary())
 

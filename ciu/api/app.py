@@ -98,7 +98,7 @@ def create_app(settings: ApiSettings | None = None, *, database_url: str | None 
     app.state.pool = None
     app.state.recorder = None
     app.state.levels = ()
-    app.state.tile_contexts = {}
+    app.state.reused = {}
     app.state.auth = Authenticator(settings)
     problems.install(app)
     for router in (ogc.router, units.router, data.router, units.detail_router, scenarios.router, tiles.router,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import psycopg
@@ -22,6 +23,8 @@ from ciu.twin import Twin
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="an API key made with `ciu keys create --role ROLE`")
 RECENT_S = 1.0
+#: most answers a worker keeps for reuse (the store is emptied when full)
+REUSED_MAX = 4096
 #: how endpoints that show one variable describe their default
 VARIABLE_DEFAULT = "a registered variable; default: the one the twin forecasts (its newest trained model's target, else people)"
 bearer = HTTPBearer(auto_error=False, description="the same API key as a bearer token")
@@ -86,6 +89,29 @@ class Context:
         if not failed:
             mark_used(conn)
         self.pool.putconn(conn)
+
+    def reused(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """``compute()``, reused by this worker for ``reuse_s`` seconds under ``key``.
+
+        For reads of data that changes when a model run or a load writes it,
+        not per call: the newest run, a level's current and forecast values,
+        the text of a stored-forecast answer. A noisy public count is then the
+        same draw for everyone asking within that time, which also keeps
+        repeated calls from averaging the noise away.
+        """
+        cache: dict = self.request.app.state.reused
+        now = time.monotonic()
+        hit = cache.get(key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        found = compute()
+        if self.settings.reuse_s > 0:
+            if len(cache) >= REUSED_MAX:
+                cache.clear()
+            # expiries spread over the second half of the span, so that answers first read
+            # together are not all read again together
+            cache[key] = (found, now + self.settings.reuse_s * (0.5 + 0.5 * random.random()))
+        return found
 
     def audit(self, *, units: int, restricted: bool = False) -> None:
         """Note in the audit log how many units the answer described."""

@@ -34,3 +34,6 @@ class ApiSettings(BaseSettings):
     scenario_max_units: int = Field(500, ge=1, description="most units listed in a scenario answer")
     key_cache_s: float = Field(30.0, ge=0, description="how long a key lookup is cached (revocation delay)")
     audit_flush_s: float = Field(1.0, gt=0, description="how often the audit log and usage are written")
+    reuse_s: float = Field(5.0, ge=0, description="how long a worker reuses what it read for an answer (stored "
+                           "forecasts, a tile's current and forecast values): answers are at most this many "
+                           "seconds old; 0 = never")

@@ -216,3 +216,23 @@ def test_public_counts_are_computed_inline(twin: Twin) -> None:
         "EXPLAIN VERBOSE SELECT ciu.api_public_count(value, false, 5, 1.0) FROM ciu.prediction").fetchall())
     assert "api_public_count" not in plan
     assert "CASE WHEN" in plan and "laplace_noise" in plan
+
+
+def test_answers_are_reused_for_reuse_s_per_privacy_setting(api_world: ApiWorld) -> None:
+    """A noisy public answer is one draw for its reuse time; another role's exact answer is not mixed in."""
+    with Twin.connect(api_world.url, migrate=False) as twin:
+        stored = twin.store.predictions(level="building")["value"].tolist()
+
+    def values(c: TestClient, headers: dict[str, str] | None = None) -> list:
+        page = c.get("/predictions", params={"level": "building"}, headers=headers or {}).json()
+        return [p["value"] for p in page["predictions"]]
+
+    reusing = ApiSettings(epsilon=0.5, k_threshold=5, rate_limit_per_minute=0, reuse_s=600)
+    with TestClient(create_app(reusing, database_url=api_world.url)) as c:
+        first, again = values(c), values(c)
+        exact = values(c, as_role(api_world, "viewer"))
+    assert first == again and first != stored
+    assert exact == stored
+    fresh = ApiSettings(epsilon=0.5, k_threshold=5, rate_limit_per_minute=0, reuse_s=0)
+    with TestClient(create_app(fresh, database_url=api_world.url)) as c:
+        assert values(c) != values(c)  # drawn again on every call

@@ -84,13 +84,20 @@ def predictions(
     limit: Annotated[int | None, Query(ge=1)] = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Response:
-    _known_level(ctx, level)
-    if variable is not None:
-        ctx.store.variable(variable)
     limit = min(limit or ctx.settings.page_max, ctx.settings.page_max)
-    body, n = ctx.api.predictions_json(variable=variable, codes=code, level=level, run_id=run_id, horizon=horizon,
-                                       issued_at=_utc(issued_at), scenario=scenario, limit=limit, offset=offset,
-                                       **ctx.privacy())
+    privacy = ctx.privacy()
+
+    def read() -> tuple[str, int]:
+        _known_level(ctx, level)
+        if variable is not None:
+            ctx.store.variable(variable)
+        return ctx.api.predictions_json(variable=variable, codes=code, level=level, run_id=run_id, horizon=horizon,
+                                        issued_at=_utc(issued_at), scenario=scenario, limit=limit, offset=offset,
+                                        **privacy)
+
+    # stored forecasts change when a run writes them, not per call: the same question within
+    # reuse_s seconds gets the same answer without a database round trip
+    body, n = ctx.reused(("predictions", str(ctx.request.url.query), tuple(privacy.items())), read)
     url = ctx.request.url
     links = [f'{{"href":{_q(str(url))},"rel":"self","type":"application/json"}}']
     if n == limit:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from time import monotonic
-from typing import Annotated, Any
+from typing import Annotated
 
 import pandas as pd
 from fastapi import APIRouter, Path, Query
@@ -18,25 +16,6 @@ from ciu.forecast import forecast_variable
 router = APIRouter(tags=["tiles"])
 
 MVT = "application/vnd.mapbox-vector-tile"
-#: how long a worker reuses a level's tile context (newest run, latest observation time), its
-#: current values and its forecast: a tile shows data at most this many seconds old
-CONTEXT_S = 5.0
-
-
-def _cached(ctx: Ctx, key: tuple, compute: Callable[[], Any]) -> Any:
-    """``compute()``, reused by this worker for :data:`CONTEXT_S` seconds under ``key``."""
-    cache: dict = ctx.request.app.state.tile_contexts
-    hit = cache.get(key)
-    now = monotonic()
-    if hit is not None and hit[1] > now:
-        return hit[0]
-    found = compute()
-    if len(cache) > 1000:
-        cache.clear()
-    cache[key] = (found, now + CONTEXT_S)
-    return found
-
-
 @router.get("/tiles/{level}/{z}/{x}/{y}.mvt", summary="A Mapbox vector tile of a level (Web Mercator)",
             response_class=Response, responses={200: {"content": {MVT: {"schema": {"type": "string",
                                                                                    "format": "binary"}}}}},
@@ -60,13 +39,13 @@ def tile(
         ts = pd.Timestamp(time)
         time = (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
     allowed = list(ctx.who.role.restricted_attrs)
-    variable = variable or _cached(ctx, ("variable",), lambda: forecast_variable(ctx.twin))
-    context = _cached(ctx, ("context", level, variable),
-                      lambda: ctx.api.tile_context(ctx.store, level=level, variable=variable))
-    current = _cached(ctx, ("current", level, context["vid"], time or context["latest_time"]),
-                      lambda: ctx.api.current_values(context, time=time))
-    forecast = _cached(ctx, ("forecast", level, context["vid"], context["run"], context["issued"], horizon),
-                       lambda: ctx.api.forecast_values(context, horizon=horizon))
+    variable = variable or ctx.reused(("variable",), lambda: forecast_variable(ctx.twin))
+    context = ctx.reused(("context", level, variable),
+                         lambda: ctx.api.tile_context(ctx.store, level=level, variable=variable))
+    current = ctx.reused(("current", level, context["vid"], time or context["latest_time"]),
+                         lambda: ctx.api.current_values(context, time=time))
+    forecast = ctx.reused(("forecast", level, context["vid"], context["run"], context["issued"], horizon),
+                          lambda: ctx.api.forecast_values(context, horizon=horizon))
     data = ctx.api.tile(context, z=z, x=x, y=y, current=current, forecast=forecast, allowed=allowed,
                         **ctx.privacy())
     ctx.audit(units=0, restricted=bool(allowed))
