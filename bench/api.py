@@ -38,6 +38,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_RPS = 1000.0
 GOAL_P99_MS = 50.0
+#: seconds of load before each measured case, so that pools, prepared statements and caches are warm
+WARM_S = 3
 
 
 def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
@@ -213,11 +215,15 @@ def main(argv: list[str] | None = None) -> int:
         for name, (our_paths, peer_paths) in cases.items():
             sizes = {"ciu": check(ours, our_paths[0], key), "tipg": check(peer, peer_paths[0], {})}
             print(f"bench-api: {name} ...", flush=True)
+            for base, p, k in ((ours, our_paths, db["token"]), (peer, peer_paths, None)):  # warm caches and pools
+                run_wrk(base, p, key=k, seconds=WARM_S, connections=args.connections, work=work, name="warm")
             mine = run_wrk(ours, our_paths, key=db["token"], seconds=args.seconds, connections=args.connections,
                            work=work, name=f"ciu_{name}")
             theirs = run_wrk(peer, peer_paths, key=None, seconds=args.seconds, connections=args.connections,
                              work=work, name=f"tipg_{name}")
             if name == "predictions_one_unit":
+                run_wrk(fresh, our_paths, key=db["token"], seconds=WARM_S, connections=args.connections, work=work,
+                        name="warm")
                 results["predictions_one_unit_no_reuse"] = {"ciu": run_wrk(
                     fresh, our_paths, key=db["token"], seconds=args.seconds, connections=args.connections, work=work,
                     name="ciu_fresh"), "tipg": theirs, "example": {"ciu": our_paths[0], "tipg": peer_paths[0]}}
@@ -263,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                         "load_average_before": load_before, "load_average_after": list(os.getloadavg()),
                         "note": "load averages before and after each case are recorded beside its figures"},
             "setup": {"workers_each": args.workers, "connections": args.connections, "seconds_each": args.seconds,
+                      "warm_up_s": WARM_S,
                       "load_generator": "wrk -t1 (same machine, loopback)", "database": "embedded PostGIS, unix socket",
                       "ciu_rate_limiter": "on (limit set above the load)", "ciu_audit_log": "on",
                       "ciu_role": "viewer (exact counts, no restricted attributes)",
@@ -347,6 +354,7 @@ def markdown(result: dict) -> str:
     return "\n".join([
         f"Both servers under uvicorn with {setup['workers_each']} workers each on the same database, driven in turn "
         f"by {setup['load_generator']} with {setup['connections']} connections for {setup['seconds_each']} s a case "
+        f"after {setup.get('warm_up_s', 0)} s of warm-up "
         f"(`make bench-api`). Ours with its rate limiter and audit log on, as role {setup['ciu_role']}; "
         f"{setup.get('ciu_reuse', 'answers read from the database on every call')}.",
         "",
