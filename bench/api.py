@@ -169,17 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         print("bench-api: building the sample city and its forecasts ...", flush=True)
         db = build_database(url, buildings=args.buildings, weeks=args.weeks, horizons=args.horizons)
         ours, peer = "http://127.0.0.1:18431", "http://127.0.0.1:18432"
-        servers.append(start(
-            [sys.executable, "-m", "uvicorn", "ciu.api.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", "18431", "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
-            {"CIU_DATABASE_URL": url, "CIU_API_RATE_LIMIT_PER_MINUTE": "100000000", "CIU_API_RATE_BURST": "1000000",
-             "CIU_API_POOL_MAX": "8"}, work / "ours.log"))
         fresh = "http://127.0.0.1:18433"  # ours again, reading the database on every call
-        servers.append(start(
-            [sys.executable, "-m", "uvicorn", "ciu.api.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", "18433", "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
-            {"CIU_DATABASE_URL": url, "CIU_API_RATE_LIMIT_PER_MINUTE": "100000000", "CIU_API_RATE_BURST": "1000000",
-             "CIU_API_POOL_MAX": "8", "CIU_API_REUSE_S": "0"}, work / "ours_fresh.log"))
+        for port, extra, log in ((18431, {}, "ours.log"), (18433, {"CIU_API_REUSE_S": "0"}, "ours_fresh.log")):
+            servers.append(start(
+                [sys.executable, "-m", "uvicorn", "ciu.api.app:create_app", "--factory", "--host", "127.0.0.1",
+                 "--port", str(port), "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
+                {"CIU_DATABASE_URL": url, "CIU_API_RATE_LIMIT_PER_MINUTE": "100000000",
+                 "CIU_API_RATE_BURST": "1000000", "CIU_API_POOL_MAX": "8", **extra}, work / log))
         servers.append(start(
             [args.tipg_python, "-m", "uvicorn", "bench.tipg_app:app", "--host", "127.0.0.1", "--port", "18432",
              "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],

@@ -181,7 +181,7 @@ class ApiStore:
         if not records:
             return
         key_id = np.array([-1 if r.key_id is None else r.key_id for r in records], dtype=np.int64)
-        payload = pgcopy.payload([
+        columns = [
             pgcopy.fixed(pg_micros([r.at for r in records]), "timestamptz"),
             pgcopy.fixed(key_id, "int8", null=key_id < 0),
             *(pgcopy.varlen(pa.array([getattr(r, name) for r in records], type=pa.string()))
@@ -190,11 +190,10 @@ class ApiStore:
             pgcopy.fixed(np.array([r.units for r in records]), "int4"),
             pgcopy.fixed(np.array([r.restricted_read for r in records]), "bool"),
             pgcopy.fixed(np.array([r.duration_ms for r in records]), "float8"),
-        ])
-        with self.conn.transaction(), self.conn.cursor() as cur:
-            with cur.copy("COPY ciu.api_audit (at, key_id, role, method, path, query, status, units,"
-                          " restricted_read, duration_ms) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.write(payload)
+        ]
+        with self.conn.transaction():
+            pgcopy.copy_in(self.conn, "COPY ciu.api_audit (at, key_id, role, method, path, query, status, units,"
+                           " restricted_read, duration_ms) FROM STDIN (FORMAT BINARY)", [columns])
 
     def add_usage(self, counts: dict[tuple[int, str, date], tuple[int, int]]) -> None:
         """Add call and error counts per ``(key id, endpoint, day)`` (0 = no key)."""

@@ -5,7 +5,8 @@ the number of fields (int16) and each field as its length (big-endian int32,
 -1 for NULL) followed by its bytes. Here each column becomes one Arrow array
 of whole fields (length and value) with numpy, and a chunk of rows is the
 element-wise concatenation of those arrays, done by Arrow's C++ kernels. The
-bytes of a chunk are then one buffer, handed to ``Copy.write`` as it is.
+bytes of a chunk are then one buffer, handed to ``Copy.write`` as it is
+(:func:`copy_in`).
 
 >>> import numpy as np
 >>> chunk = tuple_rows([fixed(np.array([7, 8]), "int8"), varlen(pa.array(["a", None]))])
@@ -22,8 +23,10 @@ from typing import Any
 
 import numpy as np
 import orjson
+import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
+from psycopg.copy import QueuedLibpqWriter
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 TRAILER = b"\xff\xff"
@@ -87,23 +90,15 @@ def stream(chunks: Iterable[Sequence[pa.Array]]) -> Iterator[memoryview | bytes]
     yield TRAILER
 
 
-def payload(fields: Sequence[pa.Array]) -> bytes:
-    """A whole binary COPY stream in one ``bytes``."""
-    return b"".join(bytes(part) for part in stream([fields]))
+def copy_in(conn: psycopg.Connection, statement: str, chunks: Iterable[Sequence[pa.Array]]) -> None:
+    """Run ``statement`` (a ``COPY … FROM STDIN (FORMAT BINARY)``) with the stream of ``chunks``.
 
-
-def fixed_payload(columns: Sequence[tuple[np.ndarray, str]]) -> bytes:
-    """A binary COPY stream of fixed-width, non-null columns, as one numpy record array."""
-    n = len(columns[0][0])
-    layout: list[tuple[str, str]] = [("nfields", ">i2")]
-    for i, (_, kind) in enumerate(columns):
-        layout += [(f"len{i}", ">i4"), (f"val{i}", FIXED[kind])]
-    rec = np.empty(n, dtype=np.dtype(layout))
-    rec["nfields"] = len(columns)
-    for i, (values, kind) in enumerate(columns):
-        rec[f"len{i}"] = np.dtype(FIXED[kind]).itemsize
-        rec[f"val{i}"] = values
-    return HEADER + rec.tobytes() + TRAILER
+    A writer thread sends each chunk while the next one is built, so the
+    server reads rows while the client encodes the ones after them.
+    """
+    with conn.cursor() as cur, cur.copy(statement, writer=QueuedLibpqWriter(cur)) as copy:
+        for part in stream(chunks):
+            copy.write(part)
 
 
 def json_texts(objects: list[Any], *, default: Any = None, option: int | None = None) -> pa.Array:

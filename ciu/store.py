@@ -29,7 +29,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
 from psycopg import sql
-from psycopg.copy import QueuedLibpqWriter
 from psycopg.rows import dict_row
 
 from ciu import pgcopy
@@ -488,9 +487,8 @@ class Store:
         """Ids of the given codes that are already stored (staged through COPY: fast for many codes)."""
         self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS unit_keys (code text) ON COMMIT DROP")
         self.conn.execute("TRUNCATE unit_keys")
-        with self.conn.cursor() as cur:
-            with cur.copy("COPY unit_keys FROM STDIN (FORMAT BINARY)") as copy:
-                copy.write(pgcopy.payload([pgcopy.varlen(pa.array(codes, type=pa.string()))]))
+        pgcopy.copy_in(self.conn, "COPY unit_keys FROM STDIN (FORMAT BINARY)",
+                       [[pgcopy.varlen(pa.array(codes, type=pa.string()))]])
         rows = self.conn.execute("SELECT u.code, u.id FROM unit_keys k JOIN ciu.unit u ON u.code = k.code").fetchall()
         return dict(rows)
 
@@ -502,12 +500,9 @@ class Store:
             " geom geometry, area_m2 float8, z_min float8, z_max float8, attrs jsonb, restricted jsonb) ON COMMIT DROP"
         )
         fields = UnitFields(frame, source=source, shapes=shapes)
-        with self.conn.cursor() as cur:
-            with cur.copy("COPY unit_stage FROM STDIN (FORMAT BINARY)", writer=QueuedLibpqWriter(cur)) as copy:
-                for part in pgcopy.stream(fields.chunks(lambda r: [
-                        pgcopy.fixed(np.arange(r.start, r.stop), "int4"), fields.text("code", r),
-                        fields.text("parent_code", r), fields.text("level", r), *fields.content(r)])):
-                    copy.write(part)
+        pgcopy.copy_in(self.conn, "COPY unit_stage FROM STDIN (FORMAT BINARY)", fields.chunks(lambda r: [
+            pgcopy.fixed(np.arange(r.start, r.stop), "int4"), fields.text("code", r), fields.text("parent_code", r),
+            fields.text("level", r), *fields.content(r)]))
         changed = self.conn.execute(load_sql("unit_changed")).fetchone()
         if changed:
             raise DuplicateError(f"code {changed[1]!r} is already stored with a different {changed[2]}",
@@ -524,11 +519,7 @@ class Store:
 
     def _copy_units(self, frame: pd.DataFrame, ids: np.ndarray, parent_id: np.ndarray, *, source_id: int | None,
                     source: str | None, shapes: tuple[np.ndarray, np.ndarray]) -> None:
-        """Binary COPY of new units straight into ``ciu.unit``.
-
-        The stream is built in chunks while a writer thread sends the chunks
-        before it, so the server parses rows while the next ones are encoded.
-        """
+        """Binary COPY of new units straight into ``ciu.unit``, chunk by chunk (:func:`ciu.pgcopy.copy_in`)."""
         fields = UnitFields(frame, source=source, shapes=shapes)
 
         def columns(rows: slice) -> list[pa.Array]:
@@ -537,13 +528,8 @@ class Store:
                     pgcopy.fixed(np.maximum(pid, 0), "int8", null=pid < 0), *fields.content(rows),
                     pgcopy.fixed(np.full(n, source_id or 0), "int8", null=np.full(n, source_id is None))]
 
-        with self.conn.cursor() as cur:
-            with cur.copy(
-                "COPY ciu.unit (id, code, level, parent_id, name, geom, area_m2, z_min, z_max, attrs, restricted,"
-                " source_id) FROM STDIN (FORMAT BINARY)", writer=QueuedLibpqWriter(cur),
-            ) as copy:
-                for part in pgcopy.stream(fields.chunks(columns)):
-                    copy.write(part)
+        pgcopy.copy_in(self.conn, "COPY ciu.unit (id, code, level, parent_id, name, geom, area_m2, z_min, z_max, attrs,"
+                       " restricted, source_id) FROM STDIN (FORMAT BINARY)", fields.chunks(columns))
 
     def delete_subtree(self, code: str) -> int:
         """Delete a unit, everything below it and their observations."""
@@ -722,13 +708,9 @@ class Store:
                 f"unit {frame['code'].iloc[i]!r}, variable {frame['variable'].iloc[i]!r} at {times.iloc[i]} is given twice",
                 source=source, row=i, field="time",
             )
-        payload = pgcopy.fixed_payload([
-            (np.arange(len(frame), dtype=np.int32), "int4"),
-            (unit_id, "int8"),
-            (variable_id, "int2"),
-            (micros, "int8"),
-            (values, "float8"),
-        ])
+        columns = [pgcopy.fixed(np.arange(len(frame)), "int4"), pgcopy.fixed(unit_id, "int8"),
+                   pgcopy.fixed(variable_id, "int2"), pgcopy.fixed(micros, "timestamptz"),
+                   pgcopy.fixed(values, "float8")]
         try:
             with self.transaction():
                 self.ensure_partitions(t_py.min().to_pydatetime(), t_py.max().to_pydatetime())
@@ -736,9 +718,7 @@ class Store:
                     "CREATE TEMP TABLE obs_stage (row int, unit_id bigint, variable_id smallint, time timestamptz,"
                     " value float8) ON COMMIT DROP"
                 )
-                with self.conn.cursor() as cur:
-                    with cur.copy("COPY obs_stage FROM STDIN (FORMAT BINARY)") as copy:
-                        copy.write(payload)
+                pgcopy.copy_in(self.conn, "COPY obs_stage FROM STDIN (FORMAT BINARY)", [columns])
                 # one load at a time: the anti-join below then sees every stored row
                 self.conn.execute("LOCK TABLE ciu.observation IN SHARE ROW EXCLUSIVE MODE")
                 self.conn.execute("ANALYZE obs_stage")
@@ -973,7 +953,7 @@ class Store:
             i = int(np.flatnonzero(unit_id.isna().to_numpy())[0])
             raise ValidationError(f"unit {frame['code'].iloc[i]!r} is not in the twin", row=i, field="code")
         var_ids = {v: self._variable_id(v) for v in pd.unique(frame["variable"])}
-        payload = pgcopy.payload([
+        columns = [
             pgcopy.fixed(unit_id.to_numpy(dtype=np.int64), "int8"),
             pgcopy.fixed(frame["variable"].map(var_ids).to_numpy(dtype=np.int16), "int2"),
             pgcopy.fixed(pg_micros(frame["issued_at"]), "timestamptz"),
@@ -981,14 +961,12 @@ class Store:
             pgcopy.fixed(pg_micros(frame["time"]), "timestamptz"),
             pgcopy.fixed(values, "float8"),
             pgcopy.fixed(risk, "float8", null=np.isnan(risk)),
-        ])
+        ]
         with self.transaction():
             self.conn.execute(
                 "CREATE TEMP TABLE pred_stage (unit_id bigint, variable_id smallint, issued_at timestamptz,"
                 " horizon int, time timestamptz, value float8, risk float8) ON COMMIT DROP")
-            with self.conn.cursor() as cur:
-                with cur.copy("COPY pred_stage FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.write(payload)
+            pgcopy.copy_in(self.conn, "COPY pred_stage FROM STDIN (FORMAT BINARY)", [columns])
             cur = self.conn.execute(
                 "INSERT INTO ciu.prediction (run_id, scenario, unit_id, variable_id, issued_at, horizon, time, value, risk)"
                 " SELECT %(run)s, %(scenario)s, unit_id, variable_id, issued_at, horizon, time, value, risk FROM pred_stage"
@@ -1222,13 +1200,13 @@ class UnitFields:
         if name not in self.frame.columns:
             objects: list[Any] = [{}] * len(codes)
         else:
-            objects = _json_objects(self.frame[name].to_numpy(dtype=object)[rows], codes, field=name,
-                                    source=self.source)
+            objects = [_json_mapping(v, row=c, field=name, source=self.source)
+                       for v, c in zip(self.frame[name].iloc[rows].to_numpy(dtype=object), codes)]
         try:
             texts = pgcopy.json_texts(objects, default=_json_default, option=JSON_OPTIONS)
         except TypeError:
             for obj, code in zip(objects, codes):  # name the row that holds what JSON cannot
-                _json_object(obj, row=code, field=name, source=self.source)
+                _json_text(obj, row=code, field=name, source=self.source)
             raise
         return pgcopy.varlen(texts, prefix=b"\x01")  # jsonb's binary form: version 1, then the text
 
@@ -1240,36 +1218,27 @@ class UnitFields:
                 self.json("attrs", rows), self.json("restricted", rows)]
 
 
-def _json_objects(values: np.ndarray, codes: np.ndarray, *, field: str, source: str | None) -> list[dict]:
-    """Attribute mappings, checked: each a mapping (or JSON text of one) with no NaN or infinite value."""
-    out: list[dict] = []
-    isfinite = math.isfinite
-    for value, code in zip(values, codes):
-        if value.__class__ is dict:
-            for key, item in value.items():
-                if isinstance(item, (float, np.floating)) and not isfinite(item):
-                    raise ValidationError(f"attribute {key!r} is NaN or infinite", source=source, row=code,
-                                          field=field)
-            out.append(value)
-        else:
-            text = _json_object(value, row=code, field=field, source=source)
-            out.append(orjson.loads(text))
-    return out
-
-
-def _json_object(value: Any, *, row: Any, field: str, source: str | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, dict) and not value):
-        return "{}"
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValidationError(f"is not JSON: {exc}", source=source, row=row, field=field) from exc
-    if not isinstance(value, dict):
-        raise ValidationError("must be a mapping of attribute names to values", source=source, row=row, field=field)
+def _json_mapping(value: Any, *, row: Any, field: str, source: str | None) -> dict:
+    """An attribute mapping, checked: a mapping (or JSON text of one; missing is empty) with no NaN or infinity."""
+    if value.__class__ is not dict:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return {}
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValidationError(f"is not JSON: {exc}", source=source, row=row, field=field) from exc
+        if not isinstance(value, dict):
+            raise ValidationError("must be a mapping of attribute names to values", source=source, row=row,
+                                  field=field)
     for key, item in value.items():
         if isinstance(item, (float, np.floating)) and not math.isfinite(item):
             raise ValidationError(f"attribute {key!r} is NaN or infinite", source=source, row=row, field=field)
+    return value
+
+
+def _json_text(value: dict, *, row: Any, field: str, source: str | None) -> str:
+    """A checked mapping as JSON text, naming the row when a value is not JSON."""
     try:
         return orjson.dumps(value, default=_json_default, option=JSON_OPTIONS).decode()
     except TypeError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import random
 import string
+import struct
 
 import numpy as np
 import orjson
@@ -44,12 +45,13 @@ def test_json_texts_cut_matches_one_dump_per_object() -> None:
     assert len(pgcopy.json_texts([])) == 0
 
 
-def test_fixed_payload_matches_the_column_wise_stream() -> None:
+def test_fixed_width_rows_match_the_binary_copy_layout() -> None:
     a, b = np.array([1, -2, 3]), np.array([0.5, np.nan, 1e300])
-    by_record = pgcopy.fixed_payload([(a, "int8"), (b, "float8")])
-    by_columns = pgcopy.payload([pgcopy.fixed(a, "int8"), pgcopy.fixed(b, "float8")])
+    by_columns = b"".join(bytes(p) for p in pgcopy.stream([[pgcopy.fixed(a, "int8"), pgcopy.fixed(b, "float8")]]))
+    by_record = pgcopy.HEADER + b"".join(struct.pack(">hiqid", 2, 8, int(x), 8, float(y)) for x, y in zip(a, b)) \
+        + pgcopy.TRAILER
     assert by_record == by_columns
-    assert by_record.startswith(pgcopy.HEADER) and by_record.endswith(pgcopy.TRAILER)
+    assert by_columns.startswith(pgcopy.HEADER) and by_columns.endswith(pgcopy.TRAILER)
 
 
 def test_round_trip_through_postgis_with_nulls_in_every_kind(db_url: str) -> None:
@@ -68,10 +70,8 @@ def test_round_trip_through_postgis_with_nulls_in_every_kind(db_url: str) -> Non
               pgcopy.varlen(pa.array(ewkb, type=pa.binary()))]
     with psycopg.connect(db_url) as conn:
         conn.execute("CREATE TEMP TABLE t (row serial, i int8, f float8, s text, j jsonb, g geometry(Point, 4326))")
-        with conn.cursor() as cur:
-            with cur.copy("COPY t (i, f, s, j, g) FROM STDIN (FORMAT BINARY)") as copy:
-                for part in pgcopy.stream([[f.slice(0, 700) for f in fields], [f.slice(700) for f in fields]]):
-                    copy.write(part)
+        pgcopy.copy_in(conn, "COPY t (i, f, s, j, g) FROM STDIN (FORMAT BINARY)",
+                       [[f.slice(0, 700) for f in fields], [f.slice(700) for f in fields]])
         rows = conn.execute("SELECT i, f, s, j, ST_X(g), ST_Y(g), ST_SRID(g) FROM t ORDER BY row").fetchall()
     assert len(rows) == n
     for k, (i, f, s, j, x, y, srid) in enumerate(rows):
