@@ -91,3 +91,54 @@ class Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.t0
+
+
+def server_floor(url: str, where: str = "true") -> dict[str, dict]:
+    """What the server alone needs to hold the units of ``ciu.unit`` matching ``where``.
+
+    The rows go out with ``COPY … TO STDOUT`` and back, as they are, with one
+    binary ``COPY`` into two new tables in turn, each then given the same
+    secondary indexes as ``ciu.unit`` (code, GIST, parent, level) and
+    ``ANALYZE``d:
+
+    - ``bare``: the same columns and nothing else (no key, checks or
+      trigger); no loader that keeps those indexes takes less of the server;
+    - ``guarded``: with the primary key, the check constraints and the tree
+      trigger of ``ciu.unit`` (parents looked up in ``ciu.unit``): the
+      server's share of our own load, without the client.
+    """
+    with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
+        rows = bytearray()
+        with cur.copy(f"COPY (SELECT * FROM ciu.unit WHERE {where}) TO STDOUT (FORMAT BINARY)") as copy:
+            for data in copy:
+                rows += data
+        indexes = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'ciu'"
+                               " AND tablename = 'unit' AND indexname <> 'unit_pkey'").fetchall()
+        out = {}
+        for variant in ("bare", "guarded"):
+            table = f"{variant}_unit"
+            conn.execute(f"DROP TABLE IF EXISTS public.{table}")
+            if variant == "bare":
+                conn.execute(f"CREATE TABLE public.{table} (LIKE ciu.unit)")
+            else:
+                conn.execute(f"CREATE TABLE public.{table} (LIKE ciu.unit INCLUDING DEFAULTS INCLUDING CONSTRAINTS,"
+                             " PRIMARY KEY (id))")
+                conn.execute(f"CREATE TRIGGER tree AFTER INSERT ON public.{table} REFERENCING NEW TABLE AS new_units"
+                             " FOR EACH STATEMENT EXECUTE FUNCTION ciu.unit_after_insert()")
+            with Timer() as t_copy:
+                with cur.copy(f"COPY public.{table} FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.write(rows)
+            each = {}
+            for name, definition in indexes:
+                with Timer() as t:
+                    conn.execute(definition.replace(f"INDEX {name} ON ciu.unit", f"INDEX {variant}_{name} ON public.{table}"))
+                each[name] = round(t.seconds, 2)
+            with Timer() as t_analyze:
+                conn.execute(f"ANALYZE public.{table}")
+            n = conn.execute(f"SELECT count(*) FROM public.{table}").fetchone()[0]
+            conn.execute(f"DROP TABLE public.{table}")
+            out[variant] = {"rows": int(n), "copy_s": round(t_copy.seconds, 2), "index_s": each,
+                            "indexes_s": round(sum(each.values()), 2), "analyze_s": round(t_analyze.seconds, 2),
+                            "seconds": round(t_copy.seconds + sum(each.values()) + t_analyze.seconds, 2),
+                            "mb": round(len(rows) / 1e6, 1)}
+    return out

@@ -62,6 +62,8 @@ PG_EPOCH_NS = int(pd.Timestamp(PG_EPOCH).value)
 BULK_ROWS = 50_000
 #: rows per chunk of a unit COPY stream (encoding one overlaps with sending the one before)
 COPY_CHUNK_ROWS = 65_536
+#: rows in the first chunk; chunks double up to COPY_CHUNK_ROWS, so the server starts reading early
+FIRST_CHUNK_ROWS = 4_096
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 UNIT_COLUMNS = ("code", "parent_code", "level", "name", "geometry", "z_min", "z_max", "attrs", "restricted")
 
@@ -1161,26 +1163,41 @@ def _first_positions(codes: np.ndarray, k: int) -> np.ndarray:
 class UnitFields:
     """Columns of a unit frame as binary COPY fields, for one slice of rows at a time.
 
-    Geometry (extended WKB, SRID 4326) and the ellipsoidal area are computed
-    once per distinct geometry up front; text, numbers and JSON per slice, so
-    that encoding a chunk overlaps with the server reading the one before.
+    Everything is encoded per slice, so that encoding a chunk overlaps with
+    the server reading the one before. Geometry (extended WKB, SRID 4326)
+    and the ellipsoidal area are computed once per distinct geometry, in the
+    first slice that holds it.
     """
 
     def __init__(self, frame: pd.DataFrame, *, source: str | None,
                  shapes: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self.frame = frame.reset_index(drop=True)
         self.source = source
-        distinct, self._inverse = shapes or distinct_geometries(np.asarray(frame["geometry"], dtype=object))
-        self._ewkb = pa.array(shapely.to_wkb(shapely.set_srid(distinct, 4326), include_srid=True),
-                              type=pa.large_binary())
-        self._area = geodesic_area(distinct)
+        self._distinct, self._inverse = shapes or distinct_geometries(np.asarray(frame["geometry"], dtype=object))
+        self._ewkb = np.empty(len(self._distinct), dtype=object)
+        self._area = np.zeros(len(self._distinct))
+        self._encoded = np.zeros(len(self._distinct), dtype=bool)
         self._codes = self.frame["code"].to_numpy(dtype=object)
 
     def chunks(self, columns: Callable[[slice], list[pa.Array]], *, rows: int = COPY_CHUNK_ROWS
                ) -> Iterator[list[pa.Array]]:
-        """``columns(s)`` for each slice ``s`` of ``rows`` rows."""
-        for start in range(0, len(self.frame), rows):
-            yield columns(slice(start, min(start + rows, len(self.frame))))
+        """``columns(s)`` for consecutive slices ``s``: small at first, doubling up to ``rows`` rows."""
+        start, size, n = 0, min(FIRST_CHUNK_ROWS, rows), len(self.frame)
+        while start < n:
+            stop = min(start + size, n)
+            yield columns(slice(start, stop))
+            start, size = stop, min(2 * size, rows)
+
+    def _shapes(self, rows: slice) -> np.ndarray:
+        """Each row's index among the distinct geometries, encoding those not encoded yet."""
+        where = self._inverse[rows]
+        new = np.unique(where[~self._encoded[where]])
+        if len(new):
+            shapes = self._distinct[new]
+            self._ewkb[new] = shapely.to_wkb(shapely.set_srid(shapes, 4326), include_srid=True)
+            self._area[new] = geodesic_area(shapes)
+            self._encoded[new] = True
+        return where
 
     def text(self, name: str, rows: slice) -> pa.Array:
         n = rows.stop - rows.start
@@ -1200,8 +1217,10 @@ class UnitFields:
         if name not in self.frame.columns:
             objects: list[Any] = [{}] * len(codes)
         else:
-            objects = [_json_mapping(v, row=c, field=name, source=self.source)
-                       for v, c in zip(self.frame[name].iloc[rows].to_numpy(dtype=object), codes)]
+            values = self.frame[name].iloc[rows].to_numpy(dtype=object)
+            objects = list(values)
+            if not _finite_mappings(objects):  # otherwise checked (and converted) row by row, naming the row
+                objects = [_json_mapping(v, row=c, field=name, source=self.source) for v, c in zip(values, codes)]
         try:
             texts = pgcopy.json_texts(objects, default=_json_default, option=JSON_OPTIONS)
         except TypeError:
@@ -1212,10 +1231,18 @@ class UnitFields:
 
     def content(self, rows: slice) -> list[pa.Array]:
         """Name, geometry, area, z-range, attributes and restricted attributes."""
-        where = self._inverse[rows]
-        return [self.text("name", rows), pgcopy.varlen(self._ewkb.take(pa.array(where))),
+        where = self._shapes(rows)
+        return [self.text("name", rows), pgcopy.varlen(pa.array(self._ewkb[where], type=pa.large_binary())),
                 pgcopy.fixed(self._area[where], "float8"), self.number("z_min", rows), self.number("z_max", rows),
                 self.json("attrs", rows), self.json("restricted", rows)]
+
+
+def _finite_mappings(objects: list[Any]) -> bool:
+    """Whether every object is a dict whose top-level numbers are all finite (the usual case, in one pass)."""
+    if not all(o.__class__ is dict for o in objects):
+        return False
+    numbers = np.fromiter((x for d in objects for x in d.values() if isinstance(x, (float, np.floating))), dtype=float)
+    return bool(np.isfinite(numbers).all())
 
 
 def _json_mapping(value: Any, *, row: Any, field: str, source: str | None) -> dict:

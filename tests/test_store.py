@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import psycopg
 import pytest
@@ -121,9 +122,16 @@ def test_database_enforces_tree_invariant(twin):
         (lambda f: f.assign(code=f["code"].replace({"c/d1": "C/D1"})), ValidationError, "code", 1),
         (lambda f: f.assign(level=f["level"].replace({"grid": "zone"})), ValidationError, "level", "c/d1/g1"),
         (lambda f: f[f["code"] != "c/d1"], HierarchyError, "parent_code", "c/d1/g1"),
+        (lambda f: f.assign(attrs=[{"use": "office", "height_m": math.nan} if c == "c/d1/g1/b1" else {}
+                                   for c in f["code"]]), ValidationError, "attrs", "c/d1/g1/b1"),
+        (lambda f: f.assign(restricted=[{"tax": np.float32("inf")} if c == "c/d1/g1/b1/f0" else {} for c in f["code"]]),
+         ValidationError, "restricted", "c/d1/g1/b1/f0"),
+        (lambda f: f.assign(attrs=[["not", "a", "mapping"] if c == "c/d1" else {} for c in f["code"]]),
+         ValidationError, "attrs", "c/d1"),
     ],
     ids=["parent-wrong-level", "duplicate-code", "self-intersecting", "empty-geometry", "inverted-z",
-         "not-url-safe", "unknown-level", "missing-parent"],
+         "not-url-safe", "unknown-level", "missing-parent", "nan-attribute", "infinite-restricted",
+         "attrs-not-a-mapping"],
 )
 def test_bad_units_raise_clear_error_and_change_nothing(twin, mutate, error, field, row):
     twin.load_units(small_tree().iloc[:1])  # the city exists already
