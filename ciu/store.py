@@ -405,54 +405,51 @@ class Store:
         distinct, inverse = self.check_units(frame, source=source)
         report = LoadReport(source_id=source_id)
         n = len(frame)
-        codes = frame["code"].astype(str).to_numpy(dtype=object)
-        parents = np.full(n, None, dtype=object)
-        if "parent_code" in frame.columns:
-            given = frame["parent_code"].notna().to_numpy()
-            parents[given] = frame["parent_code"].to_numpy(dtype=object)[given]
+        # codes stay Arrow strings: parents and stored units are found with hash lookups, not Python objects
+        codes = _strings(frame["code"])
+        parents = _strings(frame["parent_code"]) if "parent_code" in frame.columns else pa.nulls(n, pa.string())
         levels = self.levels()
-        own_rank = frame["level"].map({lv: i for i, lv in enumerate(levels)}).to_numpy(dtype=np.int64)
+        own_rank = _positions(_strings(frame["level"]), pa.array(levels, pa.string()))  # all known (checked)
         try:
             with self.transaction():
                 self.conn.execute("LOCK TABLE ciu.unit IN SHARE ROW EXCLUSIVE MODE")
                 stored_total = int(self.conn.execute("SELECT count(*) FROM ciu.unit").fetchone()[0])  # type: ignore[index]
-                existing = self._stored_ids(codes) if stored_total else {}
+                stored_codes, stored_ids = self._stored_ids(codes if stored_total else codes[:0])
                 # parents: in this frame, or already stored
-                frame_index = pd.Index(codes)
-                has_parent = parents != None  # noqa: E711 (element-wise)
-                parent_pos = np.full(n, -1, dtype=np.int64)
-                if has_parent.any():
-                    parent_pos[has_parent] = frame_index.get_indexer(parents[has_parent])
-                outside = sorted(pd.unique(parents[has_parent & (parent_pos < 0)]))
-                stored_parents = {}
-                if outside:
-                    rows = self.conn.execute(
-                        "SELECT code, id, level FROM ciu.unit WHERE code = ANY(%s)", (outside,)).fetchall()
-                    stored_parents = {c: (i, lv) for c, i, lv in rows}
-                parent_rank = np.full(n, -1, dtype=np.int64)
+                has_parent = parents.is_valid().to_numpy(zero_copy_only=False)
+                parent_pos = _positions(parents, codes)
                 inside = parent_pos >= 0
+                parent_rank = np.full(n, -1, dtype=np.int64)
                 parent_rank[inside] = own_rank[parent_pos[inside]]
-                for i in np.flatnonzero(has_parent & ~inside):
-                    found = stored_parents.get(parents[i])
-                    if found is None:
-                        raise HierarchyError(f"parent {parents[i]!r} of unit {codes[i]!r} does not exist",
-                                             source=source, row=codes[i], field="parent_code")
-                    parent_rank[i] = levels.index(found[1])
+                parent_id = np.full(n, -1, dtype=np.int64)
+                outside = np.flatnonzero(has_parent & ~inside)
+                if len(outside):
+                    wanted = parents.take(outside)
+                    rows = self.conn.execute("SELECT code, id, level FROM ciu.unit WHERE code = ANY(%s)",
+                                             (pc.unique(wanted).to_pylist(),)).fetchall()
+                    found = _positions(wanted, pa.array([r[0] for r in rows], pa.string()))
+                    if (found < 0).any():
+                        i = int(outside[np.flatnonzero(found < 0)[0]])
+                        raise HierarchyError(f"parent {parents[i].as_py()!r} of unit {codes[i].as_py()!r} does not "
+                                             "exist", source=source, row=codes[i].as_py(), field="parent_code")
+                    parent_rank[outside] = np.array([levels.index(r[2]) for r in rows], dtype=np.int64)[found]
+                    parent_id[outside] = np.array([r[1] for r in rows], dtype=np.int64)[found]
                 root_bad = ~has_parent & (own_rank != len(levels) - 1)
                 if root_bad.any():
                     i = int(np.flatnonzero(root_bad)[0])
-                    raise HierarchyError(f"unit {codes[i]!r} (level {levels[own_rank[i]]}) has no parent; only "
-                                         f"{levels[-1]} units may be roots", source=source, row=codes[i],
+                    raise HierarchyError(f"unit {codes[i].as_py()!r} (level {levels[own_rank[i]]}) has no parent; "
+                                         f"only {levels[-1]} units may be roots", source=source, row=codes[i].as_py(),
                                          field="parent_code")
                 level_bad = has_parent & (parent_rank != own_rank + 1)
                 if level_bad.any():
                     i = int(np.flatnonzero(level_bad)[0])
                     raise HierarchyError(
-                        f"unit {codes[i]!r} (level {levels[own_rank[i]]}) has parent {parents[i]!r} at level "
-                        f"{levels[parent_rank[i]]}; its parent must be one level up",
-                        source=source, row=codes[i], field="parent_code")
-                is_new = np.array([c not in existing for c in codes]) if existing else np.ones(n, dtype=bool)
-                if existing:
+                        f"unit {codes[i].as_py()!r} (level {levels[own_rank[i]]}) has parent {parents[i].as_py()!r} at "
+                        f"level {levels[parent_rank[i]]}; its parent must be one level up",
+                        source=source, row=codes[i].as_py(), field="parent_code")
+                stored_pos = _positions(codes, stored_codes)
+                is_new = stored_pos < 0
+                if not is_new.all():
                     self._check_unchanged(frame[~is_new], source=source, shapes=(distinct, inverse[~is_new]))
                     report.unchanged = int((~is_new).sum())
                 k = int(is_new.sum())
@@ -463,12 +460,8 @@ class Store:
                 self.conn.execute("SELECT setval('ciu.unit_id_seq', %s)", (first + k - 1,))
                 ids = np.zeros(n, dtype=np.int64)
                 ids[is_new] = first + np.arange(k)
-                for i in np.flatnonzero(~is_new):
-                    ids[i] = existing[codes[i]]
-                parent_id = np.full(n, -1, dtype=np.int64)
+                ids[~is_new] = stored_ids[stored_pos[~is_new]]
                 parent_id[inside] = ids[parent_pos[inside]]
-                for i in np.flatnonzero(has_parent & ~inside):
-                    parent_id[i] = stored_parents[parents[i]][0]
                 rebuild = k >= BULK_ROWS and k >= stored_total
                 indexes = self._drop_unit_indexes() if rebuild else []
                 self._copy_units(frame[is_new], ids[is_new], parent_id[is_new], source_id=source_id, source=source,
@@ -485,14 +478,15 @@ class Store:
             raise _translate(exc) from exc
         return report
 
-    def _stored_ids(self, codes: np.ndarray) -> dict[str, int]:
-        """Ids of the given codes that are already stored (staged through COPY: fast for many codes)."""
+    def _stored_ids(self, codes: pa.Array) -> tuple[pa.Array, np.ndarray]:
+        """The given codes that are already stored, and their ids (staged through COPY: fast for many codes)."""
+        if len(codes) == 0:
+            return pa.array([], pa.string()), np.zeros(0, dtype=np.int64)
         self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS unit_keys (code text) ON COMMIT DROP")
         self.conn.execute("TRUNCATE unit_keys")
-        pgcopy.copy_in(self.conn, "COPY unit_keys FROM STDIN (FORMAT BINARY)",
-                       [[pgcopy.varlen(pa.array(codes, type=pa.string()))]])
+        pgcopy.copy_in(self.conn, "COPY unit_keys FROM STDIN (FORMAT BINARY)", [[pgcopy.varlen(codes)]])
         rows = self.conn.execute("SELECT u.code, u.id FROM unit_keys k JOIN ciu.unit u ON u.code = k.code").fetchall()
-        return dict(rows)
+        return pa.array([c for c, _ in rows], pa.string()), np.array([i for _, i in rows], dtype=np.int64)
 
     def _check_unchanged(self, frame: pd.DataFrame, *, source: str | None,
                          shapes: tuple[np.ndarray, np.ndarray]) -> None:
@@ -1117,6 +1111,11 @@ def geodesic_area(geoms: np.ndarray) -> np.ndarray:
     return shapely.area(projected)
 
 
+def _positions(values: pa.Array, among: pa.Array) -> np.ndarray:
+    """For each value, its position in ``among`` (-1 where it is null or not there), by hashing."""
+    return pc.index_in(values, value_set=among).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def _strings(values: pd.Series) -> pa.Array:
     """A column as an Arrow string array, missing values null (values that are not text as their ``str``)."""
     try:
@@ -1177,7 +1176,6 @@ class UnitFields:
         self._ewkb = np.empty(len(self._distinct), dtype=object)
         self._area = np.zeros(len(self._distinct))
         self._encoded = np.zeros(len(self._distinct), dtype=bool)
-        self._codes = self.frame["code"].to_numpy(dtype=object)
 
     def chunks(self, columns: Callable[[slice], list[pa.Array]], *, rows: int = COPY_CHUNK_ROWS
                ) -> Iterator[list[pa.Array]]:
@@ -1213,7 +1211,7 @@ class UnitFields:
         return pgcopy.fixed(values, "float8", null=np.isnan(values))
 
     def json(self, name: str, rows: slice) -> pa.Array:
-        codes = self._codes[rows]
+        codes = self.frame["code"].iloc[rows]  # to name a row in an error
         if name not in self.frame.columns:
             objects: list[Any] = [{}] * len(codes)
         else:
