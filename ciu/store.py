@@ -1168,23 +1168,22 @@ class UnitFields:
     first slice that holds it.
     """
 
-    def __init__(self, frame: pd.DataFrame, *, source: str | None,
-                 shapes: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    def __init__(self, frame: pd.DataFrame, *, source: str | None, shapes: tuple[np.ndarray, np.ndarray]) -> None:
         self.frame = frame.reset_index(drop=True)
         self.source = source
-        self._distinct, self._inverse = shapes or distinct_geometries(np.asarray(frame["geometry"], dtype=object))
+        # the frame's distinct geometries and each row's index among them (Store.check_units finds them)
+        self._distinct, self._inverse = shapes
         self._ewkb = np.empty(len(self._distinct), dtype=object)
         self._area = np.zeros(len(self._distinct))
         self._encoded = np.zeros(len(self._distinct), dtype=bool)
 
-    def chunks(self, columns: Callable[[slice], list[pa.Array]], *, rows: int = COPY_CHUNK_ROWS
-               ) -> Iterator[list[pa.Array]]:
-        """``columns(s)`` for consecutive slices ``s``: small at first, doubling up to ``rows`` rows."""
-        start, size, n = 0, min(FIRST_CHUNK_ROWS, rows), len(self.frame)
+    def chunks(self, columns: Callable[[slice], list[pa.Array]]) -> Iterator[list[pa.Array]]:
+        """``columns(s)`` for consecutive slices ``s``: small at first, doubling up to :data:`COPY_CHUNK_ROWS`."""
+        start, size, n = 0, FIRST_CHUNK_ROWS, len(self.frame)
         while start < n:
             stop = min(start + size, n)
             yield columns(slice(start, stop))
-            start, size = stop, min(2 * size, rows)
+            start, size = stop, min(2 * size, COPY_CHUNK_ROWS)
 
     def _shapes(self, rows: slice) -> np.ndarray:
         """Each row's index among the distinct geometries, encoding those not encoded yet."""
