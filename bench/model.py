@@ -1,12 +1,20 @@
-"""Tower-model benchmarks on real data: ``python -m bench.model`` (``make bench-model``).
+"""Forecasting benchmarks on real data: ``python -m bench.model`` (``make bench-model``).
 
-Writes ``bench/results/model-<suite>.json`` per suite and regenerates
-``docs/benchmarks.md`` from every result file present. Checkpoints are chosen
-on the validation split only; the test split is scored once per trained model.
+Every suite runs the whole harness of ``ciu train`` — persistence, seasonal
+naive, the weekday-hour historical average, ridge (per unit and pooled),
+LightGBM, the per-unit LSTM, the tower and their blend — on one split, chooses
+the champion on validation only and scores the test split once per trained
+model. Learned models are trained with three seeds (mean ± sd); the
+deterministic ones once, shared by the seeds. Each model's wall and CPU
+seconds are recorded.
 
-Suites: ``manhattan`` (bike and taxi, 69 zones → 12 districts → city),
-``taxinyc`` (16×8 grid → 8 blocks → city), ``synthetic`` (the sample city,
-floor → ... → city), ``scale`` (all-level inference for ~1M floors).
+Suites: ``taxinyc`` (TaxiNYC 16×8, the published protocol), ``manhattan``
+(bike and taxi flows of 69 zones, 70/10/20, 12 h in, h = 1..3, masked where the
+truth is zero), ``synthetic`` (the sample city, every level), ``ablation``
+(the tower with one part at a time left out, Manhattan bike), ``scale``
+(all-level inference for a million floors). Each writes
+``bench/results/model-<suite>.json``; ``docs/benchmarks.md`` is regenerated
+from every result file present.
 """
 
 from __future__ import annotations
@@ -26,22 +34,36 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.baselines import (fit_stresnet, fit_unit_lstm, historical_average, persistence, predict_stresnet,
-                              predict_unit_lstm, roll_up, seasonal_naive)
+from models.baselines import Neural, roll_up
+from models.champion import BENCHMARK_MODELS, compete
 from models.data import HierSeries, Split, chronological_split
 from models.graph import series_from_graph
-from models.train import TrainConfig, fit, level_metrics, predict, prepare, truth
+from models.runs import jsonable
+from models.train import TrainConfig, predict
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-DOCS = ROOT / "docs" / "benchmarks.md"
 
-#: training budgets per profile (the JSON records what ran)
+#: the models fitted once and shared by the seeds (their fit does not depend on the seed)
+DETERMINISTIC = ("persistence", "seasonal_naive", "historical_average", "ridge_unit", "ridge_pooled", "lightgbm")
+
+#: time budgets (minutes of training per neural model and seed) and sizes per profile
 PROFILES: dict[str, dict[str, Any]] = {
-    "full": {"seeds": 3, "epochs": 6, "steps": 30, "patience": 2, "threads": 1, "scale_floors": 1_000_000,
-             "steps_long": 120, "epochs_long": 8},
-    "quick": {"seeds": 3, "epochs": 2, "steps": 10, "patience": 2, "threads": 1, "scale_floors": 20_000,
-              "steps_long": 20, "epochs_long": 2},
+    "full": {"seeds": 3, "tower_minutes": {"taxinyc": 4.0, "manhattan": 2.5, "synthetic": 1.0},
+             "lstm_share": 0.5, "ablation_minutes": 1.5, "epochs": 40, "scale_floors": 1_000_000,
+             "taxinyc_samples": 8192},
+    "quick": {"seeds": 2, "tower_minutes": {"taxinyc": 0.5, "manhattan": 0.3, "synthetic": 0.2},
+              "lstm_share": 0.5, "ablation_minutes": 0.2, "epochs": 40, "scale_floors": 20_000,
+              "taxinyc_samples": 2048},
+}
+
+#: published figures beside ours
+ANCHORS = {
+    "taxinyc": {"ATFN": "36.75 ± 0.94 (best seed 34.99)", "STAR": "38.8", "ST-ResNet": "43.3", "HA": "164.31"},
+    "manhattan_bike": {
+        "departures": {"STGCN": [12.00, None, None], "DCRNN": [12.02, None, None]},
+        "arrivals": {"STGCN": [11.70, 15.72, 17.75], "Graph WaveNet": [11.64, 15.82, 18.90],
+                     "DCRNN": [12.20, 15.86, 18.39]}},
 }
 
 
@@ -50,156 +72,205 @@ def _machine() -> dict[str, Any]:
             "cpus": os.cpu_count(), "cuda": torch.cuda.is_available(), "platform": platform.platform()}
 
 
-def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sd (ddof 1) of every number in a list of equally shaped metric dicts."""
-    def walk(items: list[Any]) -> Any:
-        first = items[0]
-        if isinstance(first, dict):
-            return {k: walk([it[k] for it in items]) for k in first}
-        if isinstance(first, list):
-            return [walk([it[i] for it in items]) for i in range(len(first))]
-        arr = np.asarray(items, dtype=float)
+def _summary(runs: list[Any]) -> Any:
+    """Mean and sd (ddof 1) of every number in a list of equally shaped values."""
+    first = runs[0]
+    if isinstance(first, dict):
+        return {k: _summary([r[k] for r in runs]) for k in first if all(isinstance(r, dict) and k in r for r in runs)}
+    if isinstance(first, list):
+        return [_summary([r[i] for r in runs]) for i in range(len(first))]
+    if isinstance(first, (int, float)) and not isinstance(first, bool) or first is None:
+        arr = np.asarray([np.nan if r is None else r for r in runs], dtype=float)
+        if np.isnan(arr).all():
+            return None
         return {"mean": float(np.nanmean(arr)), "sd": float(np.nanstd(arr, ddof=1)) if len(arr) > 1 else 0.0,
                 "n": int(len(arr))}
-    return walk(runs)
+    return first
 
 
-def _evaluate_all(series: HierSeries, split: Split, config: TrainConfig, prep_truth: list[np.ndarray],
-                  ts: np.ndarray, *, fit_stop: int, seeds: list[int], metric_kw: dict[str, Any],
-                  grid: tuple[int, int] | None = None, unit_lstm: bool = True, log=print) -> dict[str, Any]:
-    names = series.level_names
-    out: dict[str, Any] = {}
-    h = config.horizons
-    for name, fn in (("persistence", lambda: persistence(series, ts, h)),
-                     ("seasonal_naive_week", lambda: seasonal_naive(series, ts, h)),
-                     ("historical_average", lambda: historical_average(series, ts, h, fit_stop=fit_stop))):
-        out[name] = {"deterministic": True, "test": level_metrics(roll_up(fn(), series), prep_truth, names,
-                                                                  **metric_kw)}
-        log(f"  {name}: bottom RMSE {out[name]['test'][names[0]]['rmse_all']:.3f}")
-    learned: dict[str, list[dict[str, Any]]] = {"unit_lstm": [], "tower": []} if unit_lstm else {"tower": []}
-    if grid is not None:
-        learned["st_resnet"] = []
-    info: dict[str, list[dict[str, Any]]] = {k: [] for k in learned}
+def coherence(model: Neural, comp: Any, ts: np.ndarray) -> float:
+    """Largest relative gap between a parent's forecast and the sum of its children's (the tower's own levels)."""
+    assert model.model is not None
+    device = next(model.model.parameters()).device
+    levels = predict(model.model, comp.inputs.tensors(device), ts[:64], levels=True)
+    summed = roll_up(levels[0], comp.series)
+    worst = 0.0
+    for own, total in zip(levels[1:], summed[1:]):
+        worst = max(worst, float(np.max(np.abs(own - total) / np.maximum(np.abs(total), 1.0))))
+    return worst
+
+
+def run_harness(series: HierSeries, split: Split, config: TrainConfig, *, seeds: list[int], metric_kw: dict[str, Any],
+                lstm_share: float, models: tuple[str, ...] = BENCHMARK_MODELS, log=print) -> dict[str, Any]:
+    """The harness once per seed (deterministic models shared), every candidate scored on test."""
+    shared: dict[str, Any] = {}
+    runs = []
     for seed in seeds:
+        log(f" seed {seed}")
         cfg = replace(config, seed=seed)
-        t0 = time.perf_counter()
-        res = fit(series, split, cfg, fit_stop=fit_stop)
-        preds, _ = predict(res.model, res.prep, ts)
-        learned["tower"].append(level_metrics(preds, prep_truth, names, **metric_kw))
-        info["tower"].append({"seed": seed, "best_epoch": res.best_epoch, "epochs": len(res.history),
-                              "best_val_loss": res.best_val, "train_seconds": res.seconds,
-                              "samples_per_s": res.samples_per_s, "wall_seconds": time.perf_counter() - t0})
-        log(f"  tower seed {seed}: bottom RMSE {learned['tower'][-1][names[0]]['rmse_all']:.3f}"
-            f" ({res.seconds:.0f} s, best epoch {res.best_epoch})")
-        if unit_lstm:
-            res = fit_unit_lstm(series, split, cfg, fit_stop=fit_stop)
-            bottom = predict_unit_lstm(res, ts)
-            learned["unit_lstm"].append(level_metrics(roll_up(bottom, series), prep_truth, names, **metric_kw))
-            info["unit_lstm"].append({"seed": seed, "best_epoch": res.best_epoch, "epochs": len(res.history),
-                                      "train_seconds": res.seconds, "samples_per_s": res.samples_per_s})
-            log(f"  unit_lstm seed {seed}: bottom RMSE {learned['unit_lstm'][-1][names[0]]['rmse_all']:.3f}")
-        if grid is not None:
-            prep = prepare(series, fit_stop=fit_stop, config=cfg, device=torch.device("cpu"))
-            model, rinfo = fit_stresnet(prep, split, grid, replace(cfg, hidden=32))
-            bottom = predict_stresnet(model, prep, ts, grid, h)
-            learned["st_resnet"].append(level_metrics(roll_up(bottom, series), prep_truth, names, **metric_kw))
-            info["st_resnet"].append({"seed": seed, **rinfo})
-            log(f"  st_resnet seed {seed}: bottom RMSE {learned['st_resnet'][-1][names[0]]['rmse_all']:.3f}")
-    for name, runs in learned.items():
-        out[name] = {"deterministic": False, "seeds": seeds, "runs": info[name], "per_seed": runs,
-                     "test": _summary(runs)}
-    return out
+        lstm_cfg = replace(cfg, budget_minutes=None if cfg.budget_minutes is None else cfg.budget_minutes * lstm_share)
+        fitted = dict(shared)
+        if "unit_lstm" in models:
+            unit = Neural.unit_lstm(lstm_cfg)
+            unit._info = unit.fit(compete_inputs(series, split, cfg), split)  # type: ignore[attr-defined]
+            fitted["unit_lstm"] = unit
+        comp = compete(series, split, cfg, models=models, fitted=fitted, metric_kw=metric_kw, log=log)
+        for name in DETERMINISTIC:
+            if name in comp.models:
+                shared[name] = comp.models[name]
+        comp.score_test()
+        summary = comp.summary()
+        summary["training"]["unit_lstm"] = dict(getattr(fitted.get("unit_lstm"), "_info", {}))
+        summary["coherence_max_relative_gap"] = coherence(comp.models["tower"], comp, split.test)
+        summary["seed"] = seed
+        runs.append(jsonable(summary))
+        champ = summary["champion"]
+        log(f"  seed {seed}: champion {champ}, test RMSE " + ", ".join(
+            f"{lv} {summary['test'][champ][lv]['rmse_all']:.3f}" for lv in series.level_names))
+    learned = [m for m in [*models, "blend"] if m not in DETERMINISTIC and m in runs[0]["test"]]
+    table = {m: {"test": _summary([r["test"][m] for r in runs]), "validation": _summary([r["validation"][m] for r in runs]),
+                 "deterministic": m in DETERMINISTIC,
+                 "training": _summary([r["training"].get(m, {}) for r in runs]) if m in learned or m in DETERMINISTIC
+                 else {}} for m in [*models, "blend"] if m in runs[0]["test"]}
+    table["champion"] = {"test": _summary([r["test"][r["champion"]] for r in runs]),
+                         "validation": _summary([r["validation"][r["champion"]] for r in runs]),
+                         "chosen": [r["champion"] for r in runs], "deterministic": False}
+    return {"config": config.to_dict(), "seeds": seeds, "models": table, "runs": runs,
+            "probabilistic": _summary([r["probabilistic"]["test"] for r in runs]),
+            "coherence_max_relative_gap": max(r["coherence_max_relative_gap"] for r in runs),
+            "units": {lv.name: lv.n for lv in series.levels}, "n_test": int(len(split.test)),
+            "n_val": int(len(split.val)), "n_train": int(len(split.train))}
 
 
-def _config(profile: dict[str, Any], **kw: Any) -> TrainConfig:
-    return TrainConfig(epochs=profile["epochs"], max_steps_per_epoch=profile["steps"], patience=profile["patience"],
-                       threads=profile["threads"], **kw)
+def compete_inputs(series: HierSeries, split: Split, config: TrainConfig):
+    """The inputs :func:`models.champion.compete` builds (scalers fitted on the training steps)."""
+    from models.data import ExternalScaler, Scaler, fit_stop
+    from models.inputs import Inputs
+
+    stop = fit_stop(split, config.horizons)
+    return Inputs.build(series, scaler=Scaler.fit(series, stop=stop),
+                        ext_scaler=ExternalScaler.fit(series.external, stop=stop), history=config.history,
+                        horizons=config.horizons)
 
 
-def suite_manhattan_long(profile: dict[str, Any], log=print) -> dict[str, Any]:
-    """Manhattan bike only, the tower alone with four times the steps per epoch (``steps_long``)."""
-    long = {**profile, "steps": profile["steps_long"], "epochs": profile["epochs_long"]}
-    return suite_manhattan(long, log=log, modes=("bike",), unit_lstm=False)
+def _config(profile: dict[str, Any], suite: str, **kw: Any) -> TrainConfig:
+    return TrainConfig(epochs=profile["epochs"], budget_minutes=profile["tower_minutes"][suite], threads=None,
+                       progress=True, **kw)
 
 
-def suite_manhattan(profile: dict[str, Any], log=print, *, modes: tuple[str, ...] = ("bike", "taxi"),
-                    unit_lstm: bool = True) -> dict[str, Any]:
-    """Bike and taxi flows, 70/10/20, 12 hours in, horizons 1–3, scaler on train only, masked where truth ≠ 0."""
+# -- suites ------------------------------------------------------------------------------------
+def suite_manhattan(profile: dict[str, Any], log=print, *, modes: tuple[str, ...] = ("bike", "taxi")) -> dict[str, Any]:
+    """Bike and taxi flows, 70/10/20, 12 hours in, horizons 1–3, scalers on train only, masked where truth ≠ 0."""
     from models.datasets import manhattan_flows
 
     out: dict[str, Any] = {"protocol": {
         "split": "70/10/20 chronological over 2019-01-01..2020-12-31 hourly", "history": 12, "horizons": [1, 2, 3],
-        "scaler": "per-level 99th percentile fitted on the training hours only",
-        "metrics": "RMSE, MAE, MAPE over test issue hours, masked where truth != 0, per channel and horizon",
-        "levels": "zone (69) -> community district (12) -> city", "checkpoint": "lowest validation loss"}}
+        "scaler": "per unit and channel, fitted on the training steps only",
+        "metrics": "RMSE, MAE, MAPE over the test issue steps, masked where truth == 0, per channel and horizon",
+        "levels": "zone (69) -> community district (12) -> city",
+        "selection": "champion and checkpoints on validation only; test scored once per trained model"}}
     for mode in modes:
         log(f"manhattan {mode}")
         series = series_from_graph(manhattan_flows(mode=mode))
-        cfg = _config(profile, history=12, horizons=3, hidden=32, batch_size=32, lr=3e-3, max_val_samples=256)
+        cfg = _config(profile, "manhattan", history=12, horizons=3)
         split = chronological_split(series, history=12, horizons=3, fractions=(0.7, 0.1))
-        fit_stop = int(round(len(series.times) * 0.7))
-        prep = prepare(series, fit_stop=fit_stop, config=cfg, device=torch.device("cpu"))
-        ts = split.test
-        out[mode] = {"channels": series.channels, "n_test": int(len(ts)), "config": cfg.to_dict(),
-                     "models": _evaluate_all(series, split, cfg, truth(prep, ts), ts, fit_stop=fit_stop,
-                                             seeds=list(range(profile["seeds"])),
-                                             metric_kw={"nonzero_only": True}, unit_lstm=unit_lstm and mode == "bike",
-                                             log=log)}
+        out[mode] = {"channels": series.channels, **run_harness(
+            series, split, cfg, seeds=list(range(profile["seeds"])), metric_kw={"nonzero_only": True},
+            lstm_share=profile["lstm_share"], log=log)}
     return out
 
 
 def suite_taxinyc(profile: dict[str, Any], log=print) -> dict[str, Any]:
-    """TaxiNYC 16×8, test = last 28 days (672 h), one step ahead, RMSE on the original scale."""
+    """TaxiNYC 16×8, test = last 28 days (672 h), one hour ahead, RMSE on the original scale."""
     from models.datasets import TAXINYC_TEST, taxinyc_grid
 
     log("taxinyc 16x8")
     series = series_from_graph(taxinyc_grid())
     test_start = int(series.times.get_indexer([TAXINYC_TEST[0]])[0])
-    cfg = _config(profile, history=6, horizons=1, hidden=32, batch_size=32, lr=3e-3, max_val_samples=168)
-    split = chronological_split(series, history=6, horizons=1, test_start=test_start, val_hours=28 * 24)
-    prep = prepare(series, fit_stop=test_start, config=cfg, device=torch.device("cpu"))
-    ts = split.test
-    if len(ts) != 672:
-        raise RuntimeError(f"TaxiNYC test must have 672 hours, has {len(ts)}")
+    cfg = _config(profile, "taxinyc", history=12, horizons=1, max_samples_per_epoch=profile["taxinyc_samples"])
+    split = chronological_split(series, history=12, horizons=1, test_start=test_start, val_steps=28 * 24)
+    if len(split.test) != 672:
+        raise RuntimeError(f"TaxiNYC test must have 672 hours, has {len(split.test)}")
     return {"protocol": {
         "test": "2014-12-04 00:00 .. 2014-12-31 23:00 (672 h), one hour ahead",
         "validation": "the 28 days before the test", "train": "2010-01-01 .. validation, deduplicated,"
-        " missing and all-zero hours masked", "scaler": "per-level 99th percentile fitted on everything before the test",
+        " missing and all-zero hours masked", "scaler": "per cell and channel, fitted on the training steps",
         "metrics": "RMSE over all cells and both channels on the original scale; MAPE where truth > 10",
-        "levels": "cell (128) -> block of 4x4 cells (8) -> city", "checkpoint": "lowest validation loss"},
-        "published": {"ATFN": "36.75 ± 0.94", "STAR": 38.8, "ST-ResNet": 43.3, "HA": 164.31},
-        "n_test": int(len(ts)), "config": cfg.to_dict(),
-        "models": _evaluate_all(series, split, cfg, truth(prep, ts), ts, fit_stop=test_start,
-                                seeds=list(range(profile["seeds"])), metric_kw={"mape_min": 10.0}, grid=(16, 8),
-                                log=log)}
+        "levels": "cell (128) -> block of 4x4 cells (8) -> city",
+        "selection": "champion and checkpoints on validation only; test scored once per trained model"},
+        "published": ANCHORS["taxinyc"],
+        **run_harness(series, split, cfg, seeds=list(range(profile["seeds"])), metric_kw={"mape_min": 10.0},
+                      lstm_share=profile["lstm_share"], log=log)}
 
 
 def suite_synthetic(profile: dict[str, Any], log=print) -> dict[str, Any]:
-    """The sample city (40 buildings, 6 weeks): errors at every level, floors included."""
+    """The sample city of ``make demo`` (``data/sample/city.toml``): every level, floors included."""
     from ingest.generator import SampleConfig
     from models.datasets import sample_city_graph
 
-    log("synthetic city")
-    cfg_city = SampleConfig(buildings=40, weeks=6)
+    log("sample city")
+    cfg_city = SampleConfig.from_toml(ROOT / "data" / "sample" / "city.toml")
     series = series_from_graph(sample_city_graph(cfg_city))
-    cfg = _config(profile, history=12, horizons=3, hidden=32, batch_size=16, lr=3e-3, max_val_samples=96)
+    cfg = _config(profile, "synthetic", history=12, horizons=3)
     split = chronological_split(series, history=12, horizons=3, fractions=(0.7, 0.15))
-    fit_stop = int(split.val.min())
-    prep = prepare(series, fit_stop=fit_stop, config=cfg, device=torch.device("cpu"))
-    ts = split.test
     return {"protocol": {"city": cfg_city.model_dump(mode="json"), "split": "70/15/15 chronological",
-                         "history": 12, "horizons": [1, 2, 3], "metrics": "RMSE, MAE over all units of each level"},
-            "units": {lv.name: lv.n for lv in series.levels}, "n_test": int(len(ts)), "config": cfg.to_dict(),
-            "models": _evaluate_all(series, split, cfg, truth(prep, ts), ts, fit_stop=fit_stop,
-                                    seeds=list(range(profile["seeds"])), metric_kw={}, log=log)}
+                         "history": 12, "horizons": [1, 2, 3], "metrics": "RMSE, MAE over all units of each level",
+                         "selection": "champion and checkpoints on validation only"},
+            **run_harness(series, split, cfg, seeds=list(range(profile["seeds"])), metric_kw={},
+                          lstm_share=profile["lstm_share"], log=log)}
+
+
+#: the tower with one part left out at a time
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "full tower": {},
+    "no LSTM": {"use_lstm": False},
+    "no unit embeddings": {"use_unit_embedding": False},
+    "no time-of-day / day embeddings": {"use_time_embedding": False},
+    "no seasonal lags": {"use_seasonal_lags": False},
+    "no neighbours, no top-down pass": {"neighbours": False, "top_down": False},
+}
+
+
+def suite_ablation(profile: dict[str, Any], log=print) -> dict[str, Any]:
+    """Manhattan bike: the tower with one part at a time left out, and the bottom level alone; one seed, same budget."""
+    from models.datasets import manhattan_flows
+    from models.metrics import level_metrics
+
+    series = series_from_graph(manhattan_flows(mode="bike"))
+    cfg = replace(_config(profile, "manhattan", history=12, horizons=3), budget_minutes=profile["ablation_minutes"])
+    split = chronological_split(series, history=12, horizons=3, fractions=(0.7, 0.1))
+    inputs = compete_inputs(series, split, cfg)
+    truth = {"val": inputs.truth(split.val), "test": inputs.truth(split.test)}
+    rows = {}
+    variants = {**{k: (False, v) for k, v in ABLATIONS.items()},
+                "bottom level only (no hierarchy)": (True, {"neighbours": False, "top_down": False})}
+    for name, (bottom_only, change) in variants.items():
+        log(f"ablation: {name}")
+        model = Neural(replace(cfg, **change), bottom_only, "tower")
+        info = model.fit(inputs, split)
+        row = {"change": change, "bottom_only": bottom_only, "seconds": info["seconds"],
+               "cpu_seconds": info["cpu_seconds"], "epochs": info["epochs"], "best_val_loss": info["best_val_loss"]}
+        for part, ts in (("validation", split.val), ("test", split.test)):
+            row[part] = level_metrics(roll_up(model.predict(inputs, ts), series), truth["val" if part == "validation"
+                                                                                      else "test"],
+                                      series.level_names, nonzero_only=True)
+        rows[name] = jsonable(row)
+        z = rows[name]["test"]["zone"]
+        log(f"  zone RMSE h1..h3 arrivals {[round(z['rmse'][h][1], 2) for h in range(3)]}")
+    return {"protocol": "Manhattan bike, 70/10/20, 12 h in, h = 1..3, masked where truth == 0; one seed (0), the "
+                        f"same time budget ({profile['ablation_minutes']} min) per variant", "config": cfg.to_dict(),
+            "variants": rows}
 
 
 def _scale_worker(floors: int, model_kind: str) -> dict[str, Any]:
     """One all-level inference over a synthetic tree of ``floors`` floors (runs in its own process)."""
-    from models.data import Level, Tensors, make_batch
-    from models.train import build_model
+    import pandas as pd
 
-    torch.set_num_threads(1)
+    from models.data import ExternalScaler, Level, Scaler
+    from models.inputs import Inputs
+    from models.train import build_tower, use_threads
+
+    threads = use_threads(None)
     rng = np.random.default_rng(0)
     sizes = [floors, floors // 10, max(floors // 200, 1), max(floors // 20000, 1), 1]
     names = ["floor", "building", "grid", "district", "city"]
@@ -208,42 +279,37 @@ def _scale_worker(floors: int, model_kind: str) -> dict[str, Any]:
         p[: sizes[i + 1]] = np.arange(sizes[i + 1])
     if model_kind == "unit_lstm":
         names, sizes, parents = names[:1], sizes[:1], []
-    cfg = TrainConfig(history=12, horizons=3, hidden=32)
-    hours = 12 + 168 + 3
+    cfg = TrainConfig(history=12, horizons=3, progress=False)
+    steps = 7 * 24 + 1 + 3
     t0 = time.perf_counter()
-    bottom = torch.poisson(torch.full((hours, floors, 1), 5.0, dtype=torch.float32))
-    values = [bottom / 20.0]
-    for p, n in zip(parents, sizes[1:]):
-        up = torch.zeros((hours, n, 1)).index_add_(1, torch.as_tensor(p), values[-1])
-        values.append(up / up.max())
-    data = Tensors(values=values, covariates=None, external=torch.zeros(hours, 8),
-                   static=[torch.zeros(n, 3) for n in sizes], parent=[torch.as_tensor(p) for p in parents],
-                   neighbours=[torch.zeros((2, 0), dtype=torch.long) for _ in sizes],
-                   scales=torch.ones(len(sizes), 1), history=12, horizons=3)
+    levels = [Level(n, [""] * k, parents[i] if i < len(parents) else None, np.zeros((k, 0), np.float32))
+              for i, (n, k) in enumerate(zip(names, sizes))]
+    values = rng.poisson(5.0, (steps, floors, 1)).astype(np.float32)
+    series = HierSeries(levels, values, pd.date_range("2026-01-05", periods=steps, freq="h"), ["people"],
+                        np.zeros((steps, 1), np.float32), ["holiday"])
+    scaler = Scaler.fit(series, stop=steps)
+    inputs = Inputs.build(series, scaler=scaler, ext_scaler=ExternalScaler.fit(series.external, stop=steps),
+                          history=12, horizons=3)
+    model = build_tower(inputs, cfg).eval()
+    tin = inputs.tensors("cpu")
     build_s = time.perf_counter() - t0
-    levels = [Level(n, [""] * 0, None, np.zeros((0, 3), np.float32)) for n in names]
-    series_stub = type("S", (), {"channels": ["people"], "covariates": None, "external": np.zeros((1, 8)),
-                                 "levels": levels, "level_names": names})()
-    model = build_model(None, series_stub, cfg).eval()  # type: ignore[arg-type]
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    with torch.no_grad():
-        batch = make_batch(data, torch.tensor([hours - 3]))
-        out = model(batch.seq, batch.aux, batch.ext, data.parent, data.neighbours, data.scales)
+    out = predict(model, tin, np.array([steps - 4]), levels=True)
     seconds = time.perf_counter() - t0
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"model": model_kind, "units": dict(zip(names, sizes)), "inference_seconds": seconds,
             "data_build_seconds": build_s, "peak_rss_mb": rss1 / 1024, "rss_before_inference_mb": rss0 / 1024,
-            "outputs": {n: list(d.shape) for n, d in zip(names, out.density)}}
+            "threads": threads, "outputs": {n: list(d.shape) for n, d in zip(names, out)}}
 
 
 def suite_scale(profile: dict[str, Any], log=print) -> dict[str, Any]:
     """All-level inference for ~1M floors, each model in a fresh process (peak memory per run)."""
     floors = profile["scale_floors"]
     out: dict[str, Any] = {"protocol": {
-        "what": "one forward pass at every level for one issue hour, weights untrained, inputs in memory",
+        "what": "one forward pass at every level for one issue step, weights untrained, inputs in memory",
         "tree": "floors -> buildings (1/10) -> grid (1/200) -> districts (1/20000) -> city",
-        "history": 12, "horizons": 3, "hidden": 32, "threads": 1}, "runs": []}
+        "history": 12, "horizons": 3}, "runs": []}
     for kind in ("tower", "unit_lstm"):
         for rep in range(3):
             res = subprocess.run([sys.executable, "-m", "bench.model", "--scale-worker", str(floors), kind],
@@ -258,112 +324,14 @@ def suite_scale(profile: dict[str, Any], log=print) -> dict[str, Any]:
     return out
 
 
-SUITES = {"manhattan": suite_manhattan, "manhattan_long": suite_manhattan_long, "taxinyc": suite_taxinyc, "synthetic": suite_synthetic,
-          "scale": suite_scale}
-
-
-# -- the table ------------------------------------------------------------------------
-def _fmt(m: Any, digits: int = 2) -> str:
-    if isinstance(m, dict) and "mean" in m:
-        return f"{m['mean']:.{digits}f} ± {m['sd']:.{digits}f}" if m["n"] > 1 else f"{m['mean']:.{digits}f}"
-    return f"{m:.{digits}f}"
-
-
-def _cell(model: dict[str, Any], level: str, key: str, h: int | None = None, c: int | None = None) -> Any:
-    lm = model["test"][level]
-    return lm[key] if h is None else lm[key][h][c]
-
-
-def render(results: dict[str, dict[str, Any]]) -> str:
-    """``docs/benchmarks.md`` from the result files."""
-    lines = ["# Benchmarks of the tower model", "",
-             "Generated by `make bench-model` (`python -m bench.model`) from `bench/results/model-*.json`;"
-             " do not edit by hand. Learned models: mean ± sd over the seeds listed in the JSON; checkpoints chosen"
-             " on validation loss only; the test split is scored once per trained model.", ""]
-    for name, res in results.items():
-        meta = res.get("_meta", {})
-        lines += [f"Run of suite `{name}`: {meta.get('started', '?')}, profile `{meta.get('profile', '?')}`,"
-                  f" {meta.get('seconds', 0):.0f} s on {meta.get('machine', {}).get('cpus', '?')} CPUs"
-                  f" ({meta.get('machine', {}).get('threads', '?')} torch threads).", ""]
-    if "taxinyc" in results:
-        r = results["taxinyc"]
-        lines += ["## TaxiNYC 16×8 (test = last 28 days, 672 h, one hour ahead)", "",
-                  "| model | RMSE cell | MAPE cell (truth > 10) | RMSE block | RMSE city |", "|---|---|---|---|---|"]
-        for m, v in r["models"].items():
-            lines.append(f"| {m} | {_fmt(_cell(v, 'cell', 'rmse_all'))} | {_fmt(_cell(v, 'cell', 'mape_all'), 3)} |"
-                         f" {_fmt(_cell(v, 'block', 'rmse_all'))} | {_fmt(_cell(v, 'city', 'rmse_all'))} |")
-        for m, v in r["published"].items():
-            lines.append(f"| {m} (published) | {v} | | | |")
-        lines += ["", f"Config: `{json.dumps(r['config'])}`", ""]
-    for key, title in (("manhattan", ""), ("manhattan_long", ", tower with 4× the steps per epoch")):
-        if key not in results:
-            continue
-        r = results[key]
-        for mode in ("bike", "taxi"):
-            if mode not in r:
-                continue
-            rr = r[mode]
-            chans = rr["channels"]
-            lines += [f"## Manhattan {mode}, 69 zones (70/10/20, 12 h in, masked where truth ≠ 0){title}", ""]
-            for c, ch in enumerate(chans):
-                lines += [f"### {ch} (channel {c}), zone level", "",
-                          "| model | RMSE h1 | RMSE h2 | RMSE h3 | MAE h1 | MAE h2 | MAE h3 | MAPE h1 |",
-                          "|---|---|---|---|---|---|---|---|"]
-                for m, v in rr["models"].items():
-                    cells = [_fmt(_cell(v, "zone", "rmse", h, c)) for h in range(3)]
-                    cells += [_fmt(_cell(v, "zone", "mae", h, c)) for h in range(3)]
-                    cells.append(_fmt(_cell(v, "zone", "mape", 0, c), 3))
-                    lines.append(f"| {m} | " + " | ".join(cells) + " |")
-                if mode == "bike":
-                    anchors = {"departures": "STGCN 12.00, DCRNN 12.02",
-                               "arrivals": "STGCN 11.70, DCRNN 12.20, Graph WaveNet 12.75, persistence 16.82"}
-                    lines.append(f"| logged anchors, h1 | {anchors.get(ch, '')} | | | | | | |")
-                lines.append("")
-            lines += [f"### Upper levels ({mode}), RMSE h1 per channel", "",
-                      "| model | " + " | ".join(f"district {c}" for c in chans) + " | "
-                      + " | ".join(f"city {c}" for c in chans) + " |", "|---|" + "---|" * (2 * len(chans))]
-            for m, v in rr["models"].items():
-                cells = [_fmt(_cell(v, lv, "rmse", 0, c)) for lv in ("district", "city") for c in range(len(chans))]
-                lines.append(f"| {m} | " + " | ".join(cells) + " |")
-            lines += ["", f"Config: `{json.dumps(rr['config'])}`", ""]
-    if "synthetic" in results:
-        r = results["synthetic"]
-        levels = list(r["units"])
-        lines += ["## Synthetic city: RMSE over horizons 1–3 at every level", "",
-                  "units: " + ", ".join(f"{k} {v}" for k, v in r["units"].items()), "",
-                  "| model | " + " | ".join(levels) + " |", "|---|" + "---|" * len(levels)]
-        for m, v in r["models"].items():
-            lines.append(f"| {m} | " + " | ".join(_fmt(_cell(v, lv, "rmse_all"), 3) for lv in levels) + " |")
-        lines.append("")
-    if "scale" in results:
-        r = results["scale"]
-        lines += ["## Scale: all-level inference, one issue hour, CPU", "",
-                  "| model | floors | units per level | seconds | peak RSS (MB) |", "|---|---|---|---|---|"]
-        for row in r["runs"]:
-            lines.append(f"| {row['model']} | {row['units'].get('floor', 0):,} | "
-                         f"{', '.join(f'{k} {v:,}' for k, v in row['units'].items())} | "
-                         f"{row['inference_seconds']:.2f} | {row['peak_rss_mb']:.0f} |")
-        lines += ["", f"Tower / per-unit LSTM time ratio (medians, same run): {r['tower_vs_unit_lstm_time_ratio']:.2f}",
-                  ""]
-    lines += ["Training throughput (issue hours per second, all levels at once) is recorded per run in the JSON"
-              " (`runs[].samples_per_s`).", ""]
-    return "\n".join(lines)
-
-
-def write_table() -> Path:
-    """Regenerate ``docs/benchmarks.md`` (all benchmarks; the model tables come from :func:`render`)."""
-    from bench.report import DOC, main as write_report
-
-    write_report()
-    return DOC
+SUITES = {"taxinyc": suite_taxinyc, "manhattan": suite_manhattan, "synthetic": suite_synthetic,
+          "ablation": suite_ablation, "scale": suite_scale}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
-    # the timed suite (scale) first; the others run a fixed number of steps, so their errors do not
-    # depend on what else the machine is doing
-    parser.add_argument("--suites", default="scale,synthetic,manhattan,manhattan_long,taxinyc")
+    parser.add_argument("--suites", default="scale,synthetic,manhattan,ablation,taxinyc")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--scale-worker", nargs=2, metavar=("FLOORS", "MODEL"))
@@ -375,18 +343,194 @@ def main(argv: list[str] | None = None) -> None:
         profile = dict(PROFILES[args.profile])
         if args.seeds is not None:
             profile["seeds"] = args.seeds
-        torch.set_num_threads(profile["threads"])
         RESULTS.mkdir(parents=True, exist_ok=True)
-        for name in args.suites.split(","):
+        names = args.suites.split(",")
+        t_all = time.perf_counter()
+        for i, name in enumerate(names):
             t0 = time.perf_counter()
             started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            print(f"[{i + 1}/{len(names)}] suite {name} (profile {args.profile}), {time.perf_counter() - t_all:.0f} s"
+                  " into the run", flush=True)
             res = SUITES[name](profile, log=lambda m: print(m, flush=True))
             res["_meta"] = {"profile": args.profile, "budget": profile, "seconds": time.perf_counter() - t0,
                             "started": started, "machine": _machine()}
-            (RESULTS / f"model-{name}.json").write_text(json.dumps(res, indent=1, default=float))
+            (RESULTS / f"model-{name}.json").write_text(json.dumps(jsonable(res), indent=1))
             print(f"{name}: {time.perf_counter() - t0:.0f} s -> {RESULTS / f'model-{name}.json'}", flush=True)
-    print(f"table: {write_table()}")
+        print(f"all suites: {time.perf_counter() - t_all:.0f} s", flush=True)
+    from bench.report import main as write_report
+
+    write_report()
 
 
 if __name__ == "__main__":
     main()
+
+
+# -- the tables of docs/benchmarks.md ------------------------------------------------------------
+def _fmt(m: Any, digits: int = 2) -> str:
+    if m is None:
+        return "—"
+    if isinstance(m, dict) and "mean" in m:
+        if m.get("n", 1) > 1 and m.get("sd", 0) > 0:
+            return f"{m['mean']:,.{digits}f} ± {m['sd']:,.{digits}f}"
+        return f"{m['mean']:,.{digits}f}"
+    return f"{m:,.{digits}f}"
+
+
+def _mean(m: Any) -> float | None:
+    if m is None:
+        return None
+    return float(m["mean"]) if isinstance(m, dict) else float(m)
+
+
+def _get(row: dict[str, Any], level: str, key: str, h: int | None = None, c: int | None = None) -> Any:
+    lm = (row.get("test") or {}).get(level) or {}
+    value = lm.get(key)
+    if h is not None and value is not None:
+        value = value[h][c]
+    return value
+
+
+def _cpu(row: dict[str, Any]) -> str:
+    t = row.get("training") or {}
+    wall, cpu = t.get("seconds"), t.get("cpu_seconds")
+    if wall is None:
+        return "—"
+    return f"{_mean(wall) / 60:.1f} ({_mean(cpu) / 60:.1f})" if cpu is not None else f"{_mean(wall) / 60:.1f}"
+
+
+def _label(name: str, row: dict[str, Any]) -> str:
+    if name == "champion":
+        chosen = ", ".join(row.get("chosen", []))
+        return f"**champion** (per seed: {chosen})"
+    return name + ("" if row.get("deterministic") else " †")
+
+
+def _models_note(res: dict[str, Any]) -> list[str]:
+    seeds = res.get("seeds", [])
+    return [f"† learned with {len(seeds)} seeds ({', '.join(map(str, seeds))}): mean ± sd. Deterministic models ran once."
+            f" Training minutes per seed, wall (CPU) in the last column. Units: "
+            + ", ".join(f"{k} {v:,}" for k, v in res.get("units", {}).items())
+            + f"; issue steps train {res.get('n_train', 0):,}, validation {res.get('n_val', 0):,}, test"
+            f" {res.get('n_test', 0):,}.", ""]
+
+
+def _prob_table(title: str, prob: dict[str, Any]) -> list[str]:
+    lines = [f"Champion's probabilistic forecast, {title} (test): p10–p90 coverage and the risk's Brier score against"
+             " climatology's (each unit's training exceedance rate).", "",
+             "| level | p10–p90 coverage | Brier (risk) | Brier (climatology) | exceedances |", "|---|---|---|---|---|"]
+    for level, p in (prob or {}).items():
+        cov = p.get("coverage_p10_p90")
+        ev = p.get("event_rate")
+        lines.append(f"| {level} | {_fmt(None if cov is None else {'mean': 100 * _mean(cov), 'sd': 100 * cov.get('sd', 0), 'n': cov.get('n', 1)} if isinstance(cov, dict) else cov, 1)} % |"
+                     f" {_fmt(p.get('brier'), 4)} | {_fmt(p.get('brier_climatology'), 4)} |"
+                     f" {'—' if ev is None else f'{100 * _mean(ev):.1f} %'} |")
+    return lines + [""]
+
+
+def render(results: dict[str, dict[str, Any]]) -> str:
+    """The forecasting section of ``docs/benchmarks.md`` from the result files."""
+    lines = ["# Forecasting benchmarks", "",
+             "Generated by `make bench-model` (`python -m bench.model`) from `bench/results/model-*.json`; do not edit"
+             " by hand. Every suite runs the harness of `ciu train` on one split: the champion and every checkpoint are"
+             " chosen on the validation split only, and the test split is scored once per trained model. Learned"
+             " models train under a time budget per seed (recorded in the JSON); every core is used.", ""]
+    for name, res in results.items():
+        meta = res.get("_meta", {})
+        m = meta.get("machine", {})
+        lines.append(f"- suite `{name}`: {meta.get('started', '?')}, profile `{meta.get('profile', '?')}`,"
+                     f" {meta.get('seconds', 0) / 60:.1f} min on {m.get('cpus', '?')} CPUs ({m.get('threads', '?')}"
+                     " torch threads)")
+    lines.append("")
+    if "taxinyc" in results:
+        r = results["taxinyc"]
+        lines += ["## TaxiNYC 16×8 (test = last 28 days, 672 h, one hour ahead)", "",
+                  "| model | RMSE cell | MAPE cell (truth > 10) | RMSE block | RMSE city | train min (CPU) |",
+                  "|---|---|---|---|---|---|"]
+        for name, row in r["models"].items():
+            lines.append(f"| {_label(name, row)} | {_fmt(_get(row, 'cell', 'rmse_all'))} |"
+                         f" {_fmt(_get(row, 'cell', 'mape_all'), 3)} | {_fmt(_get(row, 'block', 'rmse_all'))} |"
+                         f" {_fmt(_get(row, 'city', 'rmse_all'))} | {_cpu(row)} |")
+        for name, v in r["published"].items():
+            lines.append(f"| {name} (published) | {v} | | | | |")
+        lines += [""] + _models_note(r) + _prob_table("TaxiNYC", r.get("probabilistic"))
+    if "manhattan" in results:
+        r = results["manhattan"]
+        for mode in ("bike", "taxi"):
+            if mode not in r:
+                continue
+            rr = r[mode]
+            chans = rr["channels"]
+            lines += [f"## Manhattan {mode}, 69 zones (70/10/20, 12 h in, masked where truth ≠ 0)", ""]
+            for c, ch in enumerate(chans):
+                lines += [f"### {ch} (channel {c}), zone level", "",
+                          "| model | RMSE h1 | RMSE h2 | RMSE h3 | MAE h1 | MAE h2 | MAE h3 | MAPE h1 | train min (CPU) |",
+                          "|---|---|---|---|---|---|---|---|---|"]
+                for name, row in rr["models"].items():
+                    cells = [_fmt(_get(row, "zone", "rmse", h, c)) for h in range(3)]
+                    cells += [_fmt(_get(row, "zone", "mae", h, c)) for h in range(3)]
+                    cells.append(_fmt(_get(row, "zone", "mape", 0, c), 3))
+                    lines.append(f"| {_label(name, row)} | " + " | ".join(cells) + f" | {_cpu(row)} |")
+                if mode == "bike":
+                    for anchor, vals in ANCHORS["manhattan_bike"].get(ch, {}).items():
+                        lines.append(f"| {anchor} (published) | " + " | ".join(
+                            "" if v is None else f"{v:.2f}" for v in vals) + " | | | | | |")
+                lines.append("")
+            lines += [f"### Upper levels ({mode}), RMSE h1 per channel", "",
+                      "| model | " + " | ".join(f"district {c}" for c in chans) + " | "
+                      + " | ".join(f"city {c}" for c in chans) + " |", "|---|" + "---|" * (2 * len(chans))]
+            for name, row in rr["models"].items():
+                cells = [_fmt(_get(row, lv, "rmse", 0, c)) for lv in ("district", "city") for c in range(len(chans))]
+                lines.append(f"| {_label(name, row)} | " + " | ".join(cells) + " |")
+            lines += [""] + _models_note(rr) + _prob_table(f"Manhattan {mode}", rr.get("probabilistic"))
+    if "synthetic" in results:
+        r = results["synthetic"]
+        levels = list(r["units"])
+        lines += ["## The sample city (`make demo`'s Aurora): RMSE over horizons 1–3 at every level", "",
+                  "| model | " + " | ".join(levels) + " | train min (CPU) |", "|---|" + "---|" * (len(levels) + 1)]
+        for name, row in r["models"].items():
+            lines.append(f"| {_label(name, row)} | " + " | ".join(_fmt(_get(row, lv, "rmse_all"), 3) for lv in levels)
+                         + f" | {_cpu(row)} |")
+        champ = r["models"]["champion"]
+        gains = []
+        for ref in ("seasonal_naive", "historical_average"):
+            cells = []
+            for lv in levels:
+                c, b = _mean(_get(champ, lv, "rmse_all")), _mean(_get(r["models"][ref], lv, "rmse_all"))
+                cells.append("—" if not c or not b else f"{100 * (1 - c / b):.1f} %")
+            gains.append(f"| champion's gain over {ref} | " + " | ".join(cells) + " | |")
+        lines += gains + [""] + _models_note(r) + _prob_table("sample city", r.get("probabilistic"))
+    coh = {k: v.get("coherence_max_relative_gap") for k, v in results.items() if "coherence_max_relative_gap" in v}
+    for k, v in results.get("manhattan", {}).items():
+        if isinstance(v, dict) and "coherence_max_relative_gap" in v:
+            coh[f"manhattan {k}"] = v["coherence_max_relative_gap"]
+    if coh:
+        lines += ["## Coherence", "",
+                  "Largest relative gap between a parent's forecast and the sum of its children's, over the tower's own"
+                  " level outputs on test issue steps (every seed): forecasts are bottom-up sums, so children sum to"
+                  " their parent to rounding.", "", "| suite | largest relative gap |", "|---|---|"]
+        lines += [f"| {k} | {v:.1e} |" for k, v in coh.items()] + [""]
+    if "ablation" in results:
+        r = results["ablation"]
+        lines += ["## What each part of the tower buys (Manhattan bike, arrivals, zone level, test)", "",
+                  r["protocol"] + ".", "",
+                  "| variant | RMSE h1 | RMSE h2 | RMSE h3 | district RMSE h1 | validation loss | epochs | min |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, row in r["variants"].items():
+            z = row["test"]["zone"]
+            d = row["test"]["district"]
+            lines.append(f"| {name} | " + " | ".join(f"{z['rmse'][h][1]:.2f}" for h in range(3))
+                         + f" | {d['rmse'][0][1]:.2f} | {row['best_val_loss']:.4f} | {row['epochs']} |"
+                         f" {row['seconds'] / 60:.1f} |")
+        lines.append("")
+    if "scale" in results:
+        r = results["scale"]
+        lines += ["## Scale: all-level inference, one issue step, CPU", "",
+                  "| model | floors | units per level | seconds | peak RSS (MB) |", "|---|---|---|---|---|"]
+        for row in r["runs"]:
+            lines.append(f"| {row['model']} | {row['units'].get('floor', 0):,} | "
+                         f"{', '.join(f'{k} {v:,}' for k, v in row['units'].items())} | "
+                         f"{row['inference_seconds']:.2f} | {row['peak_rss_mb']:.0f} |")
+        lines += ["", f"Tower / per-unit LSTM time ratio (medians, same run): {r['tower_vs_unit_lstm_time_ratio']:.2f}",
+                  ""]
+    return "\n".join(lines)

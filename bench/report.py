@@ -26,13 +26,14 @@ def render() -> str:
         "",
     ]
     found = {p.stem.removeprefix("model-"): json.loads(p.read_text()) for p in RESULTS.glob("model-*.json")}
-    order = ["taxinyc", "manhattan", "manhattan_long", "synthetic", "scale"]
+    order = ["taxinyc", "manhattan", "synthetic", "ablation", "scale"]
     model_results = {k: found[k] for k in sorted(found, key=lambda k: order.index(k) if k in order else len(order))}
     if model_results:
         from bench.model import render as render_model
 
-        body = render_model(model_results).replace("# Benchmarks of the tower model", "## The tower model", 1)
-        parts += [body.replace("\n## ", "\n### ").replace("\n### The tower model", "\n## The tower model"), ""]
+        body = render_model(model_results).replace("# Forecasting benchmarks", "## Forecasting", 1)
+        parts += [body.replace("\n### ", "\n#### ").replace("\n## ", "\n### ").replace("\n### Forecasting",
+                                                                                          "\n## Forecasting"), ""]
     for path in sorted(RESULTS.glob("*.json")):
         if path.stem.startswith("model-"):
             continue

@@ -313,7 +313,7 @@ def _weather_fit(obs: np.ndarray, expected: np.ndarray, rain: np.ndarray, temp: 
 
 def forecast_variable(twin: Twin) -> str:
     """The variable a twin forecasts when none is named: the target of its newest trained model, else ``people``."""
-    return twin.store.newest_target("tower") or "people"
+    return twin.store.newest_target() or "people"
 
 
 def load_forecaster(twin: Twin, variable: str | None = None) -> tuple[Any, str]:
@@ -325,11 +325,11 @@ def load_forecaster(twin: Twin, variable: str | None = None) -> tuple[Any, str]:
     variable = variable or forecast_variable(twin)
     baseline = HistoricalAverageForecaster(variable=variable)
     try:
-        from models.forecaster import TowerForecaster  # type: ignore[import-not-found]
+        from models.forecaster import ChampionForecaster  # type: ignore[import-not-found]
     except ImportError:
         return baseline, baseline.name
     try:
-        model = TowerForecaster.load(twin, target=variable)
+        model = ChampionForecaster.load(twin, target=variable)
     except (LookupError, FileNotFoundError, ValueError, RuntimeError):
         return baseline, baseline.name
     if model is None:

@@ -53,6 +53,10 @@ SCOPES = ("public", "restricted")
 ROLLUPS = ("sum", "mean", "area_weighted_mean", "max", "min")
 RESAMPLES = ("sum", "mean", "max", "min")
 #: origin of time buckets: a Monday, so weekly buckets start on Mondays (UTC)
+#: the quantile columns of a stored forecast
+QUANTILE_COLUMNS = ("q10", "q50", "q90")
+PREDICTION_COLUMNS = ["run_id", "code", "level", "variable", "issued_at", "horizon", "time", "value", "risk",
+                      *QUANTILE_COLUMNS]
 BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=timezone.utc)
 #: PostgreSQL's epoch, in which binary COPY carries timestamps
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -795,6 +799,18 @@ class Store:
         ).format(sql.SQL(" AND ").join(where))
         return _frame(self.conn, query, params, ["code", "time", "value"])
 
+    def observation_times(self, variable: str, *, level: str, start: datetime | None = None,
+                          end: datetime | None = None) -> pd.DatetimeIndex:
+        """The distinct times (UTC) at which ``variable`` is observed at ``level``, sorted."""
+        where, params = self._unit_time_filters("o", level=level, codes=None, start=start, end=end)
+        where.append(sql.SQL("o.variable_id = %(vid)s"))
+        params["vid"] = self._variable_id(variable)
+        query = sql.SQL(
+            "SELECT DISTINCT o.time FROM ciu.observation o JOIN ciu.unit u ON u.id = o.unit_id WHERE {} ORDER BY 1"
+        ).format(sql.SQL(" AND ").join(where))
+        rows = self.conn.execute(query, params).fetchall()
+        return pd.DatetimeIndex([r[0] for r in rows]).tz_convert("UTC") if rows else pd.DatetimeIndex([], tz="UTC")
+
     # ------------------------------------------------------------------
     # roll-up
     # ------------------------------------------------------------------
@@ -905,18 +921,19 @@ class Store:
         return int(row[0])  # type: ignore[index]
 
     def update_model_run(self, run_id: int, *, metrics: dict[str, Any] | None = None, checkpoint: str | None = None,
-                         status: str | None = None) -> None:
+                         status: str | None = None, name: str | None = None) -> None:
         self.conn.execute(
             "UPDATE ciu.model_run SET metrics = coalesce(%s::jsonb, metrics), checkpoint = coalesce(%s, checkpoint),"
-            " status = coalesce(%s, status) WHERE id = %s",
-            (json.dumps(metrics, default=_json_default) if metrics is not None else None, checkpoint, status, run_id),
+            " status = coalesce(%s, status), name = coalesce(%s, name) WHERE id = %s",
+            (json.dumps(metrics, default=_json_default) if metrics is not None else None, checkpoint, status, name,
+             run_id),
         )
 
-    def newest_target(self, kind: str = "tower") -> str | None:
-        """The target variable of the newest trained model run of ``kind`` that names one."""
+    def newest_target(self, kinds: Sequence[str] = ("champion", "tower")) -> str | None:
+        """The target variable of the newest trained model run of one of ``kinds`` that names one."""
         row = self.conn.execute(
-            "SELECT params->>'target' FROM ciu.model_run WHERE kind = %s AND status = 'trained'"
-            " AND params->>'target' <> '' ORDER BY id DESC LIMIT 1", (kind,)).fetchone()
+            "SELECT params->>'target' FROM ciu.model_run WHERE kind = ANY(%s) AND status = 'trained'"
+            " AND params->>'target' <> '' ORDER BY id DESC LIMIT 1", (list(kinds),)).fetchone()
         return row[0] if row else None
 
     def model_runs(self) -> pd.DataFrame:
@@ -943,6 +960,8 @@ class Store:
             i = int(np.flatnonzero(~np.isfinite(values))[0])
             raise ValidationError("forecast value is not finite", row=i, field="value")
         risk = frame["risk"].to_numpy(dtype=float) if "risk" in frame.columns else np.full(len(frame), np.nan)
+        quantiles = {q: frame[q].to_numpy(dtype=float) if q in frame.columns else np.full(len(frame), np.nan)
+                     for q in QUANTILE_COLUMNS}
         ids = self.unit_ids(pd.unique(frame["code"].astype(str)))
         unit_id = frame["code"].astype(str).map(ids)
         if unit_id.isna().any():
@@ -957,17 +976,22 @@ class Store:
             pgcopy.fixed(pg_micros(frame["time"]), "timestamptz"),
             pgcopy.fixed(values, "float8"),
             pgcopy.fixed(risk, "float8", null=np.isnan(risk)),
+            *(pgcopy.fixed(q, "float8", null=np.isnan(q)) for q in quantiles.values()),
         ]
         with self.transaction():
             self.conn.execute(
                 "CREATE TEMP TABLE pred_stage (unit_id bigint, variable_id smallint, issued_at timestamptz,"
-                " horizon int, time timestamptz, value float8, risk float8) ON COMMIT DROP")
+                " horizon int, time timestamptz, value float8, risk float8, q10 float8, q50 float8, q90 float8)"
+                " ON COMMIT DROP")
             pgcopy.copy_in(self.conn, "COPY pred_stage FROM STDIN (FORMAT BINARY)", [columns])
             cur = self.conn.execute(
-                "INSERT INTO ciu.prediction (run_id, scenario, unit_id, variable_id, issued_at, horizon, time, value, risk)"
-                " SELECT %(run)s, %(scenario)s, unit_id, variable_id, issued_at, horizon, time, value, risk FROM pred_stage"
+                "INSERT INTO ciu.prediction (run_id, scenario, unit_id, variable_id, issued_at, horizon, time, value,"
+                " risk, q10, q50, q90)"
+                " SELECT %(run)s, %(scenario)s, unit_id, variable_id, issued_at, horizon, time, value, risk, q10, q50,"
+                " q90 FROM pred_stage"
                 " ON CONFLICT (run_id, scenario, variable_id, unit_id, issued_at, horizon)"
-                " DO UPDATE SET value = excluded.value, risk = excluded.risk, time = excluded.time",
+                " DO UPDATE SET value = excluded.value, risk = excluded.risk, time = excluded.time,"
+                " q10 = excluded.q10, q50 = excluded.q50, q90 = excluded.q90",
                 {"run": run_id, "scenario": scenario},
             )
         return cur.rowcount
@@ -978,7 +1002,7 @@ class Store:
         start: datetime | None = None, end: datetime | None = None, scenario: str = "baseline",
         limit: int | None = None, offset: int = 0,
     ) -> pd.DataFrame:
-        """Stored forecasts as ``run_id, code, level, variable, issued_at, horizon, time, value, risk``.
+        """Stored forecasts as ``run_id, code, level, variable, issued_at, horizon, time, value, risk, q10, q50, q90``.
 
         Without ``run_id`` the newest run with forecasts (of ``variable`` when
         given) is used; without ``issued_at`` its latest issue time.
@@ -990,8 +1014,7 @@ class Store:
                 " AND (%s::smallint IS NULL OR variable_id = %s::smallint)", (scenario, vid, vid)).fetchone()
             run_id = row[0] if row else None  # type: ignore[index]
             if run_id is None:
-                return pd.DataFrame(columns=["run_id", "code", "level", "variable", "issued_at", "horizon", "time",
-                                             "value", "risk"])
+                return pd.DataFrame(columns=PREDICTION_COLUMNS)
         where = [sql.SQL("p.run_id = %(run)s"), sql.SQL("p.scenario = %(scenario)s")]
         params: dict[str, Any] = {"run": run_id, "scenario": scenario, "offset": int(offset)}
         if issued_at is None:
@@ -1010,14 +1033,13 @@ class Store:
         where += more
         params.update(more_params)
         query = sql.SQL(
-            "SELECT p.run_id, u.code, u.level, v.name, p.issued_at, p.horizon, p.time, p.value, p.risk"
-            " FROM ciu.prediction p JOIN ciu.unit u ON u.id = p.unit_id JOIN ciu.variable v ON v.id = p.variable_id"
+            "SELECT p.run_id, u.code, u.level, v.name, p.issued_at, p.horizon, p.time, p.value, p.risk, p.q10, p.q50,"
+            " p.q90 FROM ciu.prediction p JOIN ciu.unit u ON u.id = p.unit_id JOIN ciu.variable v ON v.id = p.variable_id"
             " WHERE {} ORDER BY u.code, v.name, p.horizon {} OFFSET %(offset)s"
         ).format(sql.SQL(" AND ").join(where), sql.SQL("LIMIT %(limit)s") if limit is not None else sql.SQL(""))
         if limit is not None:
             params["limit"] = int(limit)
-        frame = _frame(self.conn, query, params,
-                       ["run_id", "code", "level", "variable", "issued_at", "horizon", "time", "value", "risk"])
+        frame = _frame(self.conn, query, params, PREDICTION_COLUMNS)
         frame["issued_at"] = pd.to_datetime(frame["issued_at"], utc=True)
         return frame
 

@@ -1,10 +1,9 @@
-"""``ciu train``, ``ciu evaluate``, ``ciu predict``: the tower from the command line."""
+"""``ciu train``, ``ciu evaluate``, ``ciu predict``: the forecasting harness from the command line."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -16,62 +15,129 @@ def _twin():
     return Twin.connect(settings=DatabaseSettings())
 
 
+def _fmt(value: Any, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def echo_skill(metrics: dict[str, Any], *, split: str = "test", models: list[str] | None = None) -> None:
+    """Print the skill table of a run: per level and horizon, RMSE / MAE / MAPE and the % gain over seasonal naive."""
+    from models.runs import skill_table
+
+    table = skill_table(metrics, split=split)
+    if models is not None:
+        table = table[table["model"].isin(models)]
+    champion = metrics.get("champion")
+    typer.echo(f"  {split} split, champion {champion} (chosen on validation):")
+    typer.echo(f"    {'model':<20} {'level':<10} {'h':>2} {'RMSE':>10} {'MAE':>10} {'MAPE':>7} {'vs seasonal naive':>18}")
+    order = {m: i for i, m in enumerate([champion, *[m for m in table["model"].unique() if m != champion]])}
+    table = table.assign(order=table["model"].map(order)).sort_values(["order", "level", "horizon"], kind="stable")
+    levels = metrics.get("levels") or list(table["level"].unique())
+    table["lv"] = table["level"].map({lv: i for i, lv in enumerate(levels)})
+    table = table.sort_values(["order", "lv", "horizon"], kind="stable")
+    for r in table.itertuples():
+        mark = "*" if r.champion else " "
+        mape = "—" if r.mape is None or r.mape != r.mape else f"{100 * r.mape:5.1f}%"
+        gain = "—" if r.gain_over_seasonal_naive_pct is None else f"{r.gain_over_seasonal_naive_pct:+.1f} %"
+        typer.echo(f"   {mark}{r.model:<20} {r.level:<10} {r.horizon:>2} {_fmt(r.rmse, 3):>10} {_fmt(r.mae, 3):>10}"
+                   f" {mape:>7} {gain:>18}")
+    prob = (metrics.get("probabilistic") or {}).get(split) or {}
+    if prob:
+        typer.echo("  champion's p10–p90 coverage and risk Brier score (climatology's):")
+        for level, p in prob.items():
+            typer.echo(f"    {level:<10} coverage {_fmt(100 * p['coverage_p10_p90'] if p['coverage_p10_p90'] is not None else None, 1)} %,"
+                       f" Brier {_fmt(p['brier'], 4)} ({_fmt(p['brier_climatology'], 4)}), exceedances"
+                       f" {_fmt(100 * p['event_rate'] if p['event_rate'] is not None else None, 1)} %")
+
+
+def echo_champion(metrics: dict[str, Any], *, split: str = "test") -> None:
+    """One line per level: the champion's RMSE and its gain over seasonal naive and the historical average."""
+    part = metrics.get(split) or metrics.get("validation") or {}
+    champion = metrics["champion"]
+    typer.echo(f"champion {champion}, chosen on validation; {split} RMSE per level (gain over seasonal naive,"
+               " over the historical average):")
+    for level in metrics.get("levels", []):
+        c = part.get(champion, {}).get(level, {}).get("rmse_all")
+        sn = part.get("seasonal_naive", {}).get(level, {}).get("rmse_all")
+        ha = part.get("historical_average", {}).get(level, {}).get("rmse_all")
+        gains = [("—" if not ref or c is None else f"{100 * (1 - c / ref):+.1f} %") for ref in (sn, ha)]
+        typer.echo(f"  {level:<10} {_fmt(c, 3):>10}  ({gains[0]}, {gains[1]})")
+
+
 def train(
     target: Annotated[str, typer.Option(help="variable to forecast")] = "people",
-    history: Annotated[int, typer.Option(help="input hours")] = 12,
-    horizons: Annotated[int, typer.Option(help="forecast hours")] = 3,
-    hidden: Annotated[int, typer.Option(help="width of every layer")] = 32,
-    epochs: Annotated[int, typer.Option(help="most epochs (early stopping on validation)")] = 20,
-    batch_size: Annotated[int, typer.Option(help="issue hours per step")] = 32,
-    lr: Annotated[float, typer.Option(help="learning rate")] = 3e-3,
+    history: Annotated[int, typer.Option(help="input steps")] = 12,
+    horizons: Annotated[int, typer.Option(help="forecast steps")] = 3,
+    hidden: Annotated[int, typer.Option(help="width of the tower's layers")] = 64,
+    epochs: Annotated[int, typer.Option(help="most epochs (early stopping on validation)")] = 30,
+    batch_size: Annotated[Optional[int], typer.Option(
+        help="issue steps per training step (default: about 4,096 bottom units per step)")] = None,
+    lr: Annotated[float, typer.Option(help="peak learning rate (warm-up, then cosine decay)")] = 2e-3,
     patience: Annotated[int, typer.Option(help="epochs without validation gain before stopping")] = 5,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    max_steps: Annotated[Optional[int], typer.Option(help="cap on the training steps per epoch")] = None,
+    max_samples: Annotated[Optional[int], typer.Option(
+        help="issue steps drawn per epoch (default: all training steps)")] = None,
+    budget_minutes: Annotated[Optional[float], typer.Option(
+        help="stop the tower's training cleanly after this many minutes (best weights kept)")] = None,
+    models: Annotated[Optional[str], typer.Option(
+        help="comma-separated candidates (default: persistence, seasonal_naive, historical_average, ridge_unit,"
+             " ridge_pooled, lightgbm, tower)")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: every core)")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda when present)")] = None,
     level: Annotated[Optional[list[str]], typer.Option(
         help="a level of the model, bottom to top, repeated (default: the lowest level where the target is observed"
              " and every level above it)")] = None,
-    window_days: Annotated[Optional[int], typer.Option(
-        min=1, help="train on the last N days of the target only (default: all of them)")] = None,
+    window_days: Annotated[Optional[float], typer.Option(
+        help="train on the last N days of the target only (default: all of them)")] = None,
 ) -> None:
-    """Train the tower on the twin and record it as a model run."""
+    """Fit the tower and its baselines, publish the champion on validation, record the comparison."""
+    from models.champion import DEFAULT_MODELS
     from models.runs import train_on_twin
     from models.train import TrainConfig
 
     cfg = TrainConfig(history=history, horizons=horizons, hidden=hidden, epochs=epochs, batch_size=batch_size,
-                      lr=lr, patience=patience, seed=seed, max_steps_per_epoch=max_steps, device=device)
+                      lr=lr, patience=patience, seed=seed, max_samples_per_epoch=max_samples,
+                      budget_minutes=budget_minutes, threads=threads, device=device)
+    names = tuple(m.strip() for m in models.split(",") if m.strip()) if models else DEFAULT_MODELS
     with _twin() as twin:
-        rep = train_on_twin(twin, cfg, target=target, levels=level or None,
-                            window=None if window_days is None else 24 * window_days)
+        rep = train_on_twin(twin, cfg, target=target, models=names, levels=level or None, window_days=window_days)
     m = rep.metrics
-    typer.echo(f"model run {rep.run_id}: best epoch {m['best_epoch']} of {m['epochs']},"
-               f" validation loss {m['best_val_loss']:.4f}, checkpoint {rep.checkpoint}")
-    for level, lm in m.get("test", m["validation"]).items():
-        typer.echo(f"  {level:<10} RMSE {lm['rmse_all']:.3f}")
+    tower = (m.get("training") or {}).get("tower") or {}
+    if tower:
+        typer.echo(f"model run {rep.run_id} of {target!r}: tower {tower.get('epochs')} epochs in"
+                   f" {tower.get('seconds', 0):.0f} s (best epoch {(tower.get('best_epoch') or 0) + 1}, stopped by"
+                   f" {tower.get('stopped')}), checkpoint {rep.checkpoint}")
+    else:
+        typer.echo(f"model run {rep.run_id} of {target!r}, checkpoint {rep.checkpoint}")
+    echo_champion(m, split="test" if m.get("test") else "validation")
 
 
 def evaluate(
     run: Annotated[Optional[int], typer.Option(help="model run id (default: the newest)")] = None,
+    target: Annotated[Optional[str], typer.Option(help="the newest run forecasting this variable")] = None,
+    split: Annotated[str, typer.Option(help="validation or test")] = "test",
+    champion_only: Annotated[bool, typer.Option("--champion-only", help="only the champion's rows")] = False,
 ) -> None:
-    """Print the recorded validation and test metrics of a model run, level by level."""
+    """Print the skill table of a model run: the champion and every baseline, per level and horizon."""
+    from ciu.errors import ValidationError
     from models.runs import latest_run
 
+    if split not in ("validation", "test"):
+        raise ValidationError(f"split must be 'validation' or 'test', not {split!r}", field="split")
     with _twin() as twin:
-        row = latest_run(twin, run)
-    metrics = row["metrics"] if isinstance(row["metrics"], dict) else json.loads(row["metrics"])
-    typer.echo(f"model run {int(row['id'])} ({row['name']}, data {row['data_hash']}, code {row['code_version']})")
-    for part in ("validation", "test"):
-        for level, lm in metrics.get(part, {}).items():
-            per_h = ", ".join(f"h{h + 1} {sum(v) / len(v):.3f}" for h, v in enumerate(lm["rmse"]))
-            typer.echo(f"  {part:<10} {level:<10} RMSE {lm['rmse_all']:.3f} ({per_h})")
+        row = latest_run(twin, run, target=target)
+    metrics = row["metrics"]
+    typer.echo(f"model run {int(row['id'])} ({row['name']}, {row['kind']}) of {row['params'].get('target')!r}:"
+               f" data {row['data_hash']}, code {row['code_version']}, step {metrics.get('step')},"
+               f" levels {', '.join(metrics.get('levels', []))}")
+    echo_skill(metrics, split=split, models=[metrics["champion"]] if champion_only else None)
 
 
 def predict(
     issued_at: Annotated[Optional[datetime], typer.Option(
-        help="first forecast hour, UTC (default: the hour after the last observation of the target)")] = None,
+        help="the last step whose observations the forecast may use, UTC (default: the last observed step)")] = None,
     run: Annotated[Optional[int], typer.Option(help="model run id (default: the newest)")] = None,
     target: Annotated[Optional[str], typer.Option(help="the newest run forecasting this variable")] = None,
-    horizons: Annotated[Optional[int], typer.Option(help="forecast hours (default: the model's)")] = None,
+    horizons: Annotated[Optional[int], typer.Option(help="forecast steps (default: the model's)")] = None,
 ) -> None:
     """Forecast every unit at every level of the model, store the forecasts and raise alerts."""
     from models.runs import predict_to_store

@@ -1,29 +1,42 @@
-"""Hierarchical time series for the tower model: levels, parents, windows.
+"""Hierarchical time series for forecasting: levels, the city's clock, windows, scaling.
 
 A :class:`HierSeries` holds one target variable (one or more channels) at
 every level of a unit hierarchy, bottom to top, with each level's parent
 index into the level above. Upper-level truth is the sum of the bottom level
 (the roll-up rule of counts), so the truth is coherent by construction.
-It is built from a torch-geometric ``HeteroData`` (:func:`models.graph.build_graph`)
-or straight from arrays (benchmarks on real data).
 
-Windows: a sample issued at hour index ``t`` sees hours ``t-L .. t-1`` and
-predicts hours ``t .. t+H-1``.
+**The forecast contract.** Every forecaster here follows one rule: a forecast
+issued at step ``t`` may use the observations of steps ``.. t`` and its
+horizon ``h`` is the step ``t + h`` (``h = 1 .. H``). In time:
+``issued_at`` is the last step whose observations may be used and horizon
+``h`` is ``issued_at + h · step`` (:func:`forecast_times`).
+
+**Any regular step.** A series has one fixed ``step`` (15 minutes, an hour,
+four hours); horizons, input windows and seasonal lags count its steps. A
+day holds :attr:`HierSeries.steps_per_day` steps; seasonal lags are whole
+days in the city's local time, so a weekly lag is the same wall-clock time a
+week earlier also across a daylight-saving change.
+
+**Missing values** are NaN per unit and step. They are masked in losses and
+metrics (a step is dropped only for the units that miss it) and imputed in
+inputs, with an "observed" flag beside every input value.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import Tensor
 
 from ciu.errors import ValidationError
 
-#: seasonal lags (hours) whose values at each target hour are handed to the model
-SEASONAL_LAGS: tuple[int, ...] = (24, 168)
+#: seasonal lags in days (in the city's local time) whose values at each target step are model inputs
+SEASONAL_DAYS: tuple[int, ...] = (1, 2, 7)
+#: day classes of the calendar: Monday .. Sunday are 0 .. 6, public holidays 7
+HOLIDAY_CLASS = 7
 
 
 @dataclass
@@ -55,6 +68,44 @@ class Level:
         return len(self.codes)
 
 
+def infer_step(times: pd.DatetimeIndex, *, what: str = "series") -> pd.Timedelta:
+    """The one fixed step of sorted, unique ``times``; a clear error when they are irregular.
+
+    The step is the smallest gap; every gap must be a whole number of steps
+    (gaps are missing values, not a second frequency).
+
+    >>> infer_step(pd.date_range("2026-01-01", periods=4, freq="15min"))
+    Timedelta('0 days 00:15:00')
+    """
+    if len(times) < 2:
+        raise ValidationError(f"the {what} has fewer than two time steps: no step can be told", field="time")
+    gaps = np.diff(_ns(times))
+    if (gaps <= 0).any():
+        raise ValidationError(f"the {what}'s times are not sorted and unique", field="time")
+    step = int(gaps.min())
+    bad = np.flatnonzero(gaps % step != 0)
+    if len(bad):
+        i = int(bad[0])
+        raise ValidationError(
+            f"the {what} is irregular: its smallest step is {pd.Timedelta(step)}, but {times[i]} is followed by "
+            f"{times[i + 1]} ({pd.Timedelta(int(gaps[i]))} later, not a whole number of steps); resample it to one "
+            f"fixed step first", field="time")
+    day = pd.Timedelta(days=1).value
+    if step < day and day % step != 0:
+        raise ValidationError(f"the {what}'s step {pd.Timedelta(step)} does not divide a day", field="time")
+    return pd.Timedelta(step)
+
+
+def _ns(times: pd.DatetimeIndex) -> np.ndarray:
+    """Times as integer nanoseconds, whatever the resolution of the index."""
+    return times.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+
+
+def forecast_times(issued_at: pd.Timestamp, horizons: int, step: pd.Timedelta) -> pd.DatetimeIndex:
+    """The times of horizons ``1 .. horizons`` of a forecast issued at ``issued_at`` (the forecast contract)."""
+    return pd.DatetimeIndex([issued_at + h * step for h in range(1, horizons + 1)])
+
+
 @dataclass
 class HierSeries:
     """A target variable at every level of a hierarchy, with external features.
@@ -66,19 +117,26 @@ class HierSeries:
     values
         Bottom-level values ``(T, N0, C)``; NaN where unknown.
     times
-        Hourly time index (UTC, naive).
+        Regular time index with one fixed ``step`` (naive; UTC when ``timezone``
+        is given, the city's wall-clock time otherwise).
     channels
         Channel names (``["people"]``, ``["departures", "arrivals"]``).
     external
-        Known external features per hour ``(T, E)`` (calendar, holiday, weather).
+        Known external features per step ``(T, E)`` (holiday, weather).
     external_names
-        Names of the external feature columns.
+        Names of the external feature columns (``"holiday"`` marks public holidays).
     covariates
         Known-future per-unit covariates at the bottom level ``(T, N0, K)``
         (announced event attendance), summed up the hierarchy like the target.
     mask
-        ``(T,)`` booleans: hours usable as training targets (False for gaps
-        and zero-filled duplicates).
+        ``(T,)`` booleans: steps usable at all (False for gaps and zero-filled
+        duplicates of a whole data set).
+    step
+        The fixed step of ``times`` (inferred when ``None``).
+    timezone
+        The city's time zone; ``None`` when ``times`` already are local wall-clock times.
+    capacity
+        Bottom-level capacity ``(N0,)`` where known (NaN or 0 where not): risk thresholds.
     """
 
     levels: list[Level]
@@ -89,6 +147,9 @@ class HierSeries:
     external_names: list[str]
     covariates: np.ndarray | None = None
     mask: np.ndarray | None = None
+    step: pd.Timedelta | None = None
+    timezone: str | None = None
+    capacity: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         t, n0, _ = self.values.shape
@@ -102,10 +163,24 @@ class HierSeries:
                 raise ValidationError(f"level {lo.name!r} needs a parent in {hi.name!r} for every unit", field="parent")
         if self.mask is None:
             self.mask = np.ones(t, dtype=bool)
+        self.times = pd.DatetimeIndex(self.times)
+        if self.step is None:
+            self.step = infer_step(self.times)
+        elif t > 1 and (np.diff(_ns(self.times)) != self.step.value).any():
+            raise ValidationError(f"times are not on one regular step of {self.step}", field="time")
 
     @property
     def level_names(self) -> list[str]:
         return [lv.name for lv in self.levels]
+
+    @property
+    def steps_per_day(self) -> int:
+        """Steps in a day (1 for steps of a day or longer)."""
+        return max(1, int(pd.Timedelta(days=1) // self.step))
+
+    @property
+    def steps_per_week(self) -> int:
+        return 7 * self.steps_per_day
 
     def membership(self) -> list[np.ndarray]:
         """For each level, the index of every bottom unit's ancestor at that level."""
@@ -117,68 +192,138 @@ class HierSeries:
         return out
 
     def level_values(self, values: np.ndarray | None = None) -> list[np.ndarray]:
-        """Bottom values summed to every level: a list of ``(T, N_l, C)`` arrays (NaN stays NaN)."""
+        """Bottom values summed to every level: a list of ``(T, N_l, C)`` arrays.
+
+        A parent is NaN at a step where any of its bottom units is NaN (its sum is unknown there).
+        """
         v = self.values if values is None else values
         out = []
         for lv, member in zip(self.levels, self.membership()):
+            if lv is self.levels[0]:
+                out.append(np.asarray(v, dtype=np.float64))
+                continue
             agg = np.zeros((v.shape[0], lv.n, v.shape[2]), dtype=np.float64)
             np.add.at(agg, (slice(None), member), np.nan_to_num(v, nan=0.0))
-            nan_any = np.zeros((v.shape[0], lv.n), dtype=bool)
-            np.logical_or.at(nan_any.T, member, np.isnan(v).any(axis=2).T)
-            agg[nan_any] = np.nan
+            nan_any = np.zeros((lv.n, v.shape[0], v.shape[2]), dtype=bool)
+            np.logical_or.at(nan_any, member, np.isnan(v).transpose(1, 0, 2))
+            agg[nan_any.transpose(1, 0, 2)] = np.nan
             out.append(agg)
         return out
 
+    def local_times(self) -> pd.DatetimeIndex:
+        """The times as the city's wall-clock (naive) times."""
+        if self.timezone is None:
+            return self.times
+        return self.times.tz_localize("UTC").tz_convert(self.timezone).tz_localize(None)
+
+    @cached_property
+    def holiday(self) -> np.ndarray:
+        """``(T,)`` booleans: public holidays (from the ``holiday`` external column; none without it)."""
+        if "holiday" in self.external_names:
+            return self.external[:, self.external_names.index("holiday")] > 0.5
+        return np.zeros(len(self.times), dtype=bool)
+
+    def calendar(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per step: the slot of the local day (``0 .. steps_per_day - 1``) and the day class
+        (Monday 0 .. Sunday 6, public holiday :data:`HOLIDAY_CLASS`)."""
+        local = self.local_times()
+        minutes = local.hour.to_numpy() * 60 + local.minute.to_numpy()
+        per_slot = max(1, int(self.step / pd.Timedelta(minutes=1)))
+        slot = np.minimum(minutes // per_slot, self.steps_per_day - 1).astype(np.int64)
+        day = np.where(self.holiday, HOLIDAY_CLASS, local.day_of_week.to_numpy()).astype(np.int64)
+        return slot, day
+
+    def season_index(self, days: int) -> np.ndarray:
+        """``(T,)`` index of the step at the same local wall-clock time ``days`` days earlier (-1 before the start).
+
+        Across a daylight-saving change this is not ``days * steps_per_day`` steps back; where the
+        earlier wall-clock time does not exist (the skipped hour) the step that many steps back is used.
+        """
+        idx = np.arange(len(self.times)) - days * self.steps_per_day
+        if self.timezone is not None:
+            local = pd.Series(np.arange(len(self.times)), index=self.local_times())
+            local = local[~local.index.duplicated(keep="last")]
+            found = local.reindex(self.local_times() - pd.Timedelta(days=days)).to_numpy()
+            idx = np.where(np.isnan(found), idx, np.nan_to_num(found, nan=-1)).astype(np.int64)
+        return np.where(idx >= 0, idx, -1)
+
+    def seasonal_days(self, horizons: int) -> tuple[int, ...]:
+        """The seasonal lags in days for ``horizons``: every lag reaches back past the issue step."""
+        least = int(np.ceil(horizons / self.steps_per_day))
+        return tuple(sorted({max(d, least) for d in SEASONAL_DAYS}))
+
     def subset(self, start: int, stop: int) -> HierSeries:
-        """The hours ``start .. stop-1`` (levels shared)."""
+        """The steps ``start .. stop-1`` (levels shared)."""
         return HierSeries(self.levels, self.values[start:stop], self.times[start:stop], self.channels,
                           self.external[start:stop], self.external_names,
                           None if self.covariates is None else self.covariates[start:stop],
-                          None if self.mask is None else self.mask[start:stop])
+                          None if self.mask is None else self.mask[start:stop], self.step, self.timezone,
+                          self.capacity)
 
 
 def calendar_features(times: pd.DatetimeIndex, holidays: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
-    """Hour and weekday on the circle, weekend and holiday flags: ``(T, 6)``."""
-    hour = times.hour.to_numpy()
-    dow = times.day_of_week.to_numpy()
+    """The holiday flag as an external feature column ``(T, 1)`` (the calendar itself comes from the times)."""
     hol = np.zeros(len(times)) if holidays is None else np.asarray(holidays, dtype=float)
-    feats = np.stack([np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24),
-                      np.sin(2 * np.pi * dow / 7), np.cos(2 * np.pi * dow / 7),
-                      (dow >= 5).astype(float), hol], axis=1)
-    return feats.astype(np.float32), ["hour_sin", "hour_cos", "dow_sin", "dow_cos", "weekend", "holiday"]
+    return hol[:, None].astype(np.float32), ["holiday"]
 
 
+# -- windows ---------------------------------------------------------------------------------
 @dataclass
 class Split:
-    """Chronological split of issue hours into train / validation / test."""
+    """Chronological split of issue steps into train / validation / test."""
 
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
 
 
-def issue_hours(series: HierSeries, *, history: int, horizons: int, start: int = 0, stop: int | None = None,
-                need_lags: bool = True) -> np.ndarray:
-    """Issue hours ``t`` in ``[start, stop)`` whose inputs and targets all exist and are unmasked."""
+def window_index(ts: np.ndarray, history: int) -> np.ndarray:
+    """``(B, L)``: the input steps ``t - L + 1 .. t`` of issue steps ``ts``."""
+    return np.asarray(ts)[:, None] + np.arange(-history + 1, 1)[None]
+
+
+def target_index(ts: np.ndarray, horizons: int) -> np.ndarray:
+    """``(B, H)``: the target steps ``t + 1 .. t + H`` of issue steps ``ts`` (the forecast contract)."""
+    return np.asarray(ts)[:, None] + np.arange(1, horizons + 1)[None]
+
+
+def warmup(series: HierSeries, *, history: int, horizons: int) -> int:
+    """The first issue step with a full input window and every seasonal lag inside the series."""
+    longest = max(series.seasonal_days(horizons)) * series.steps_per_day
+    return max(history - 1, longest - 1)
+
+
+def issue_steps(series: HierSeries, *, history: int, horizons: int, start: int = 0,
+                stop: int | None = None) -> np.ndarray:
+    """Issue steps whose targets all lie in ``[start, stop)`` and are usable.
+
+    A sample needs a full input window and its seasonal lags (:func:`warmup`),
+    its target steps must not be masked for the whole data set, and at least
+    one bottom unit must be observed at one of them. Missing units are masked
+    per unit later, not here.
+    """
     t_total = len(series.times)
-    stop = t_total if stop is None else stop
-    first = max(start, history, max(SEASONAL_LAGS) if need_lags else 0)
-    ts = np.arange(first, stop - horizons + 1)
+    stop = t_total if stop is None else min(stop, t_total)
+    first = max(start - 1, warmup(series, history=history, horizons=horizons))
+    ts = np.arange(first, stop - horizons)
     if len(ts) == 0:
         return ts
-    ok = series.mask.astype(bool) & ~np.isnan(series.values).any(axis=(1, 2))  # type: ignore[union-attr]
-    good = np.ones(len(ts), dtype=bool)
-    for k in range(horizons):
-        good &= ok[ts + k]
+    usable = series.mask.astype(bool)  # type: ignore[union-attr]
+    seen_any = (~np.isnan(series.values)).any(axis=(1, 2)) & usable
+    tgt = target_index(ts, horizons)
+    good = usable[tgt].all(axis=1) & seen_any[tgt].any(axis=1)
     return ts[good]
 
 
-def chronological_split(series: HierSeries, *, history: int, horizons: int, fractions: tuple[float, float] = (0.7, 0.1),
-                        test_start: int | None = None, val_hours: int | None = None) -> Split:
-    """Split by time: train, then validation, then test; targets never cross a boundary.
+def chronological_split(series: HierSeries, *, history: int, horizons: int,
+                        fractions: tuple[float, float] = (0.7, 0.15), test_start: int | None = None,
+                        val_steps: int | None = None) -> Split:
+    """Split by time: train, then validation, then test; no target crosses a boundary.
 
-    Either ``fractions`` of the hours (train, validation; the rest is test) or
-    an explicit ``test_start`` hour index with ``val_hours`` before it.
+    Either ``fractions`` of the steps (train, validation; the rest is test) or
+    an explicit ``test_start`` step index with ``val_steps`` before it. Issue
+    steps are assigned by their targets: a validation sample's targets all lie
+    in the validation period (its inputs may reach back into training).
     """
     t_total = len(series.times)
     if test_start is None:
@@ -186,93 +331,134 @@ def chronological_split(series: HierSeries, *, history: int, horizons: int, frac
         b = int(round(t_total * (fractions[0] + fractions[1])))
     else:
         b = test_start
-        a = b - (val_hours if val_hours is not None else int(0.1 * b))
-    return Split(issue_hours(series, history=history, horizons=horizons, stop=a),
-                 issue_hours(series, history=history, horizons=horizons, start=a, stop=b),
-                 issue_hours(series, history=history, horizons=horizons, start=b))
+        a = b - (val_steps if val_steps is not None else int(0.1 * b))
+    kw = {"history": history, "horizons": horizons}
+    return Split(issue_steps(series, stop=a, **kw), issue_steps(series, start=a, stop=b, **kw),
+                 issue_steps(series, start=b, **kw))
+
+
+def fit_stop(split: Split, horizons: int) -> int:
+    """The first step after every training target: statistics are fitted on the steps before it."""
+    if len(split.train) == 0:
+        raise ValidationError("the split leaves no training samples", field="split")
+    return int(split.train.max()) + horizons + 1
+
+
+# -- scaling -----------------------------------------------------------------------------------
+#: value transforms before standardisation: counts may be modelled on the log scale
+TRANSFORMS = ("identity", "log1p")
+
+
+def transform_values(values: np.ndarray, transform: str) -> np.ndarray:
+    if transform == "identity":
+        return values
+    if transform == "log1p":
+        return np.log1p(np.clip(values, 0.0, None))
+    raise ValidationError(f"unknown transform {transform!r}; use one of {TRANSFORMS}", field="transform")
+
+
+def inverse_values(values: np.ndarray, transform: str) -> np.ndarray:
+    if transform == "identity":
+        return values
+    if transform == "log1p":
+        return np.expm1(np.clip(values, None, 50.0))
+    raise ValidationError(f"unknown transform {transform!r}; use one of {TRANSFORMS}", field="transform")
 
 
 @dataclass
-class Tensors:
-    """Everything a model needs on one device, scaled; windows are cut on the fly."""
+class Scaler:
+    """Per-unit, per-channel standardisation at every level (fitted on training steps only).
 
-    values: list[Tensor]  # per level (T, N_l, C), scaled, NaN -> 0
-    covariates: list[Tensor] | None  # per level (T, N_l, K), scaled
-    external: Tensor  # (T, E)
-    static: list[Tensor]  # per level (N_l, S)
-    parent: list[Tensor]  # child -> parent index per level below the top
-    neighbours: list[Tensor]  # per level (2, M)
-    scales: Tensor  # (n_levels, C)
-    history: int
-    horizons: int
-
-    @property
-    def n_levels(self) -> int:
-        return len(self.values)
-
-
-def fit_scales(series: HierSeries, *, stop: int, quantile: float = 0.99) -> np.ndarray:
-    """Per-level, per-channel scale: a high quantile of the unit values in hours ``< stop``.
-
-    A quantile rather than the maximum, so that one glitch in the data (TaxiNYC
-    has cells with a single hour twenty times their usual peak) does not squeeze
-    every other value towards zero.
+    ``z = (f(y) - mean) / sd`` with ``f`` the ``transform`` (identity or
+    ``log1p``); a unit that never varied gets ``sd = 1``.
     """
-    out = []
-    for lv in series.level_values(series.values[:stop]):
-        kept = lv[series.mask[:stop]]  # type: ignore[index]
-        m = np.nanquantile(kept.reshape(-1, kept.shape[-1]), quantile, axis=0) if len(kept) else np.ones(lv.shape[-1])
-        out.append(np.where(np.isfinite(m) & (m > 0), m, 1.0))
-    return np.stack(out).astype(np.float32)
+
+    mean: list[np.ndarray]  # per level (N_l, C)
+    sd: list[np.ndarray]  # per level (N_l, C)
+    transform: str = "identity"
+
+    @classmethod
+    def fit(cls, series: HierSeries, *, stop: int, transform: str = "identity") -> Scaler:
+        means, sds = [], []
+        usable = series.mask[:stop].astype(bool)  # type: ignore[index]
+        for lv in series.level_values(series.values[:stop]):
+            kept = transform_values(lv[usable], transform)
+            if len(kept) == 0 or np.isnan(kept).all():
+                raise ValidationError("no observed training steps to fit the scaler on", field="values")
+            with np.errstate(invalid="ignore"), _quiet():
+                m = np.nanmean(kept, axis=0)
+                s = np.nanstd(kept, axis=0)
+            m = np.nan_to_num(m, nan=0.0)
+            s = np.where(np.isfinite(s) & (s > 1e-6), s, 1.0)
+            means.append(m.astype(np.float64))
+            sds.append(s.astype(np.float64))
+        return cls(means, sds, transform)
+
+    def scale(self, level: int, values: np.ndarray) -> np.ndarray:
+        """Original values ``(..., N_l, C)`` to standardised ones."""
+        return (transform_values(values, self.transform) - self.mean[level]) / self.sd[level]
+
+    def unscale(self, level: int, z: np.ndarray) -> np.ndarray:
+        """Standardised values ``(..., N_l, C)`` back to the original scale."""
+        return inverse_values(z * self.sd[level] + self.mean[level], self.transform)
+
+    def to_state(self) -> dict[str, Any]:
+        return {"mean": self.mean, "sd": self.sd, "transform": self.transform}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Scaler:
+        return cls([np.asarray(m) for m in state["mean"]], [np.asarray(s) for s in state["sd"]],
+                   str(state.get("transform", "identity")))
 
 
-def to_tensors(series: HierSeries, *, scales: np.ndarray, history: int, horizons: int,
-               device: torch.device | str = "cpu") -> Tensors:
-    """Scale every level and move it to ``device``."""
-    levels = series.level_values()
-    vals = [torch.tensor(np.nan_to_num(v / scales[i], nan=0.0), dtype=torch.float32, device=device)
-            for i, v in enumerate(levels)]
-    cov = None
-    if series.covariates is not None:
-        # covariates count persons like the target: scaled by the level's first channel scale
-        cov = [torch.tensor(np.nan_to_num(v / scales[i][:1], nan=0.0), dtype=torch.float32, device=device)
-               for i, v in enumerate(series.level_values(series.covariates))]
-    return Tensors(
-        values=vals, covariates=cov,
-        external=torch.tensor(np.nan_to_num(series.external), dtype=torch.float32, device=device),
-        static=[torch.tensor(lv.static, dtype=torch.float32, device=device) for lv in series.levels],
-        parent=[torch.tensor(lv.parent, dtype=torch.long, device=device) for lv in series.levels[:-1]],
-        neighbours=[torch.tensor(lv.neighbours, dtype=torch.long, device=device) for lv in series.levels],
-        scales=torch.tensor(scales, dtype=torch.float32, device=device), history=history, horizons=horizons)
+class _quiet:
+    """Silence numpy's "mean of empty slice" warnings for all-NaN units (they get NaN, then a default)."""
+
+    def __enter__(self) -> None:
+        import warnings
+
+        self._cm = warnings.catch_warnings()
+        self._cm.__enter__()
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+
+    def __exit__(self, *exc: object) -> None:
+        self._cm.__exit__(*exc)
 
 
 @dataclass
-class Batch:
-    """Model inputs and targets for a batch of issue hours."""
+class ExternalScaler:
+    """Standardisation of the external features (fitted on training steps; binary flags kept as they are)."""
 
-    seq: list[Tensor]  # per level (B, N, L, C + Eh)
-    aux: list[Tensor]  # per level (B, N, A): seasonal lags at target hours, covariates, static
-    ext: Tensor  # (B, H * E)
-    target: list[Tensor]  # per level (B, N, H, C), scaled
+    mean: np.ndarray
+    sd: np.ndarray
+
+    @classmethod
+    def fit(cls, external: np.ndarray, *, stop: int) -> ExternalScaler:
+        x = external[:stop]
+        with _quiet():
+            mean = np.nan_to_num(np.nanmean(x, axis=0)) if len(x) else np.zeros(external.shape[1])
+            sd = np.nan_to_num(np.nanstd(x, axis=0)) if len(x) else np.ones(external.shape[1])
+        binary = np.all(np.isin(np.nan_to_num(x), (0.0, 1.0)), axis=0) if len(x) else np.ones(external.shape[1], bool)
+        mean = np.where(binary, 0.0, mean)
+        sd = np.where(binary | (sd <= 1e-9), 1.0, sd)
+        return cls(mean, sd)
+
+    def __call__(self, external: np.ndarray) -> np.ndarray:
+        return np.nan_to_num((external - self.mean) / self.sd).astype(np.float32)
+
+    def to_state(self) -> dict[str, Any]:
+        return {"mean": self.mean, "sd": self.sd}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> ExternalScaler:
+        return cls(np.asarray(state["mean"]), np.asarray(state["sd"]))
 
 
-def make_batch(data: Tensors, ts: Tensor | np.ndarray) -> Batch:
-    """Cut windows for the issue hours ``ts``."""
-    ts = torch.as_tensor(ts, dtype=torch.long, device=data.external.device)
-    L, H = data.history, data.horizons
-    hist = ts[:, None] + torch.arange(-L, 0, device=ts.device)  # (B, L)
-    fut = ts[:, None] + torch.arange(0, H, device=ts.device)  # (B, H)
-    ext_hist = data.external[hist][..., :4]  # calendar of the input hours
-    seqs, auxs, targets = [], [], []
-    for i, v in enumerate(data.values):
-        n = v.shape[1]
-        x = v[hist].permute(0, 2, 1, 3)  # (B, N, L, C)
-        e = ext_hist[:, None].expand(-1, n, -1, -1)
-        seqs.append(torch.cat([x, e], dim=-1))
-        parts = [v[fut - lag].permute(0, 2, 1, 3).flatten(2) for lag in SEASONAL_LAGS]
-        if data.covariates is not None:
-            parts.append(data.covariates[i][fut].permute(0, 2, 1, 3).flatten(2))
-        parts.append(data.static[i][None].expand(len(ts), -1, -1))
-        auxs.append(torch.cat(parts, dim=-1))
-        targets.append(v[fut].permute(0, 2, 1, 3))
-    return Batch(seqs, auxs, data.external[fut].flatten(1), targets)
+def forward_filled(values: np.ndarray) -> np.ndarray:
+    """``values`` with each unit's gaps filled by its last observed value (0 before the first)."""
+    t, n, c = values.shape
+    flat = values.reshape(t, n * c)
+    idx = np.where(~np.isnan(flat), np.arange(t)[:, None], 0)
+    np.maximum.accumulate(idx, axis=0, out=idx)
+    out = flat[idx, np.arange(n * c)[None]]
+    return np.nan_to_num(out, nan=0.0).reshape(t, n, c)

@@ -178,12 +178,13 @@ def sample_city_graph(config: object | None = None) -> HeteroData:
 
     cal, names = calendar_features(times, hourly("holiday"))
     external = np.concatenate([cal, np.stack([hourly("temperature"), hourly("rain")], axis=1)], axis=1)
+    capacity = frames["floor"]["attrs"].apply(lambda a: float(a.get("capacity", np.nan))).to_numpy()
     parents = [pd.Index(frames[hi].index).get_indexer(frames[lo]["parent_code"]) for lo, hi in zip(levels, levels[1:])]
     data = graph_from_arrays(
         levels=levels, codes=[list(frames[lv].index) for lv in levels], parents=parents, values=grid, times=times,
         channels=["people"], external=external, external_names=names + ["temperature", "rain"],
         static=[static_features(frames[lv]) for lv in levels],
-        neighbours=[adjacency(frames[lv], lv) for lv in levels])
+        neighbours=[adjacency(frames[lv], lv) for lv in levels], timezone=cfg.timezone, capacity=capacity)
     ev = obs[obs["variable"] == "event_expected"]
     cov = np.zeros((len(times), len(bottom), 1))
     if len(ev):

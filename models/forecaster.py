@@ -1,21 +1,30 @@
-"""The forecaster protocol: a trained tower, loaded from a model run, forecasting a twin.
+"""The published champion of a model run, forecasting a twin under the one forecast contract.
 
->>> fc = TowerForecaster.load(twin)                                        # doctest: +SKIP
+>>> fc = ChampionForecaster.load(twin)                                       # doctest: +SKIP
 >>> fc.forecast(twin, issued_at=datetime(2026, 4, 10, 8, tzinfo=UTC), horizons=3,
 ...             overrides={"weather": {"temperature": 30.0}})              # doctest: +SKIP
 
-Overrides change the model inputs of the forecast hours:
+``issued_at`` is the last step whose observations the forecast may use;
+horizon ``h`` is the step ``issued_at + h · step``. Every unit of every level
+of the model gets a point forecast (bottom forecasts summed up, so children
+sum to their parent exactly), its 10th, 50th and 90th percentiles (from
+sample paths summed up the hierarchy) and its risk: the probability of
+exceeding its threshold (capacity where known, else a high quantile of its
+history).
+
+Overrides change the model inputs of the forecast steps:
 
 - ``event`` ``{"code", "time", "people", "hours"}``: announced attendance, spread
   evenly over the bottom units below ``code``, from ``time`` for ``hours``;
 - ``closure`` ``{"code"}``: the unit and everything below it are closed: their
   recent series are zeroed and their bottom forecasts are zero;
-- ``weather`` ``{"temperature", "rain"}``: the weather of the forecast hours;
-- ``holiday`` (bool): the forecast hours are (not) a public holiday.
+- ``weather`` ``{"temperature", "rain"}``: the weather of the forecast steps;
+- ``holiday`` (bool): the forecast steps are a public holiday.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,143 +33,157 @@ import pandas as pd
 import torch
 
 from ciu.errors import ValidationError
-from models.data import SEASONAL_LAGS, HierSeries
+from ciu.forecast import check_overrides
+from models.baselines import Forecaster, roll_up
+from models.champion import load_forecaster
+from models.data import ExternalScaler, HierSeries, Scaler
 from models.graph import build_graph, series_from_graph
+from models.inputs import Inputs
+from models.probabilistic import ResidualBank, distribution
 from models.runs import latest_run
-from models.train import TrainConfig, pick_device, predict, prepare
-from models.tower import Tower, TowerConfig
+from models.train import TrainConfig
 
 if TYPE_CHECKING:
     from ciu.twin import Twin
 
-OVERRIDE_KEYS = ("event", "closure", "weather", "holiday")
+#: the columns of a forecast frame
+FORECAST_COLUMNS = ["code", "level", "variable", "horizon", "time", "value", "q10", "q50", "q90", "risk"]
 
 
-def _utc(value: datetime | str) -> pd.Timestamp:
+def _utc(value: datetime | str | pd.Timestamp) -> pd.Timestamp:
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-class TowerForecaster:
-    """A trained tower ready to forecast (use :meth:`load`)."""
+class ChampionForecaster:
+    """The champion of a model run, ready to forecast (use :meth:`load`)."""
 
-    def __init__(self, model: Tower, checkpoint: dict[str, Any], *, run_id: int) -> None:
-        self.model = model
+    def __init__(self, forecaster: Forecaster, checkpoint: dict[str, Any], *, run_id: int) -> None:
+        self.model = forecaster
         self.checkpoint = checkpoint
         self.run_id = run_id
-        self.train_config = TrainConfig(**checkpoint["train"])
+        self.config = TrainConfig.from_dict(checkpoint["train"])
+        self.scaler = Scaler.from_state(checkpoint["scaler"])
+        self.ext_scaler = ExternalScaler.from_state(checkpoint["ext_scaler"])
+        self.bank = ResidualBank.from_state(checkpoint["bank"])
+        self.thresholds = [np.asarray(t) for t in checkpoint["thresholds"]]
+        self.step = pd.Timedelta(checkpoint["step"])
+        self.name = str(checkpoint["champion"])
 
     @property
     def horizons(self) -> int:
-        return int(self.model.config.horizons)
+        return int(self.config.horizons)
 
     @property
     def target(self) -> str:
         return str(self.checkpoint["target"])
 
     @classmethod
-    def load(cls, twin: Twin, run_id: int | None = None, *, target: str | None = None) -> TowerForecaster:
-        """The tower of model run ``run_id`` (default: the newest trained tower run, of ``target`` when given)."""
+    def load(cls, twin: Twin, run_id: int | None = None, *, target: str | None = None) -> ChampionForecaster:
+        """The champion of model run ``run_id`` (default: the newest trained run, of ``target`` when given)."""
         row = latest_run(twin, run_id, target=target)
-        device = pick_device(None)
-        ckpt = torch.load(row["checkpoint"], map_location=device, weights_only=False)
-        model = Tower(TowerConfig.from_dict(ckpt["tower"])).to(device)
-        model.load_state_dict(ckpt["state_dict"])
-        model.eval()
-        return cls(model, ckpt, run_id=int(row["id"]))
+        ckpt = torch.load(row["checkpoint"], map_location="cpu", weights_only=False)
+        if ckpt.get("version") != 2:
+            raise ValidationError(f"model run {int(row['id'])} was saved by an earlier version: train again with "
+                                  "`ciu train`", field="run")
+        return cls(load_forecaster(ckpt["forecaster"]), ckpt, run_id=int(row["id"]))
+
+    def issue_time(self, issued_at: datetime | str | pd.Timestamp) -> pd.Timestamp:
+        """``issued_at`` in UTC, on the model's step."""
+        return _utc(issued_at).floor(self.step)
+
+    def lookback(self) -> int:
+        """Steps before the issue step that the inputs reach (input window and seasonal lags)."""
+        per_day = max(1, int(pd.Timedelta(days=1) // self.step))
+        longest = max(7, math.ceil(self.horizons / per_day))
+        return max(self.config.history - 1, longest * per_day)
 
     def forecast(self, twin: Twin, *, issued_at: datetime, horizons: int,
                  overrides: dict | None = None) -> pd.DataFrame:
-        """Forecast every unit at every level for hours ``issued_at .. issued_at + horizons - 1``.
+        """Forecast every unit at every level for the steps ``issued_at + 1 .. issued_at + horizons``.
 
         Returns
         -------
         pandas.DataFrame
-            Columns ``code, level, variable, horizon, time, value, risk``.
+            Columns :data:`FORECAST_COLUMNS`.
         """
         if not 1 <= horizons <= self.horizons:
             raise ValidationError(f"horizons must be 1..{self.horizons} for this model", field="horizons")
-        overrides = dict(overrides or {})
-        unknown = sorted(set(overrides) - set(OVERRIDE_KEYS))
-        if unknown:
-            raise ValidationError(f"unknown override {unknown[0]!r}; use {list(OVERRIDE_KEYS)}", field=unknown[0])
-        issued = _utc(issued_at).floor("h")
-        back = max(max(SEASONAL_LAGS), self.train_config.history)
-        start = issued - pd.Timedelta(hours=back)
-        end = issued + pd.Timedelta(hours=self.horizons)
-        levels = list(self.checkpoint["levels"])
-        graph = build_graph(twin, target=self.target, levels=levels, start=start, end=end)
-        series = series_from_graph(graph)
+        ov = check_overrides(overrides)
+        issued = self.issue_time(issued_at)
+        back = self.lookback()
+        start = issued - back * self.step
+        end = issued + (self.horizons + 1) * self.step
+        series = series_from_graph(build_graph(twin, target=self.target, levels=list(self.checkpoint["levels"]),
+                                               start=start, end=end, step=self.step))
         if [lv.codes for lv in series.levels] != self.checkpoint["codes"]:
             raise ValidationError(f"the twin's units differ from those model run {self.run_id} was trained on",
                                   field="code")
         t = back
-        series.values[t:] = np.nan  # the future is not an input
-        bottom_mask = self._apply(series, overrides, t)
-        history = series.values[t - self.train_config.history:t]
+        series.values[t + 1:] = np.nan  # the future is not an input
+        history = series.values[t - self.config.history + 1:t + 1]
         if np.isnan(history).all():
-            raise ValidationError(f"no observations of {self.target!r} in the {self.train_config.history} hours"
-                                  f" before {issued}", field="issued_at")
-        device = next(self.model.parameters()).device
-        prep = prepare(series, fit_stop=len(series.times), config=self.train_config, device=device,
-                       scales=self.checkpoint["scales"], ext_mean=self.checkpoint["ext_mean"],
-                       ext_sd=self.checkpoint["ext_sd"], thresholds=self.checkpoint["thresholds"])
-        mask_t = None if bottom_mask is None else torch.tensor(bottom_mask, dtype=torch.float32, device=device)
-        dens, risk = predict(self.model, prep, np.array([t]), bottom_mask=mask_t)
-        return self._frame(series, dens, risk, issued, horizons)
+            raise ValidationError(f"no observations of {self.target!r} in the {self.config.history} steps up to"
+                                  f" {issued}", field="issued_at")
+        closed = self._apply(series, ov, t)
+        inputs = Inputs.build(series, scaler=self.scaler, ext_scaler=self.ext_scaler, history=self.config.history,
+                              horizons=self.horizons)
+        point = self.model.predict(inputs, np.array([t]))
+        if closed is not None:
+            point[:, closed] = 0.0
+        dist = distribution(point, self.bank, series, self.thresholds, seed=self.run_id)
+        return self._frame(series, roll_up(point, series), dist.quantiles, dist.risk, issued, horizons)
 
     # -- overrides ------------------------------------------------------------------
     def _bottom_below(self, series: HierSeries, code: str) -> np.ndarray:
         for i, lv in enumerate(series.levels):
             if code in lv.codes:
                 return np.flatnonzero(series.membership()[i] == lv.codes.index(code))
-        raise ValidationError(f"unit {code!r} is not in the twin", field="code")
+        raise ValidationError(f"unit {code!r} is not in the model's levels", field="code")
 
-    def _apply(self, series: HierSeries, overrides: dict, t: int) -> np.ndarray | None:
-        fut = slice(t, t + self.horizons)
+    def _apply(self, series: HierSeries, ov: dict[str, Any], t: int) -> np.ndarray | None:
+        fut = slice(t + 1, t + 1 + self.horizons)
         names = series.external_names
-        if "holiday" in overrides:
-            series.external[fut, names.index("holiday")] = 1.0 if overrides["holiday"] else 0.0
-        if "weather" in overrides:
-            for key, value in dict(overrides["weather"]).items():
+        if ov.get("holiday"):
+            series.external[fut, names.index("holiday")] = 1.0
+            series.__dict__.pop("holiday", None)  # the cached calendar flag
+        if ov.get("weather"):
+            for key, value in ov["weather"].items():
+                if value is None:
+                    continue
                 if key not in names:
                     raise ValidationError(f"this model has no weather input {key!r}", field=f"weather.{key}")
                 series.external[fut, names.index(key)] = float(value)
-        if "event" in overrides:
-            ev = dict(overrides["event"])
-            missing = [k for k in ("code", "time", "people", "hours") if k not in ev]
-            if missing:
-                raise ValidationError(f"event needs {missing}", field=f"event.{missing[0]}")
+        if ov.get("event"):
+            ev = ov["event"]
             if series.covariates is None:
                 raise ValidationError("this model has no event input", field="event")
-            below = self._bottom_below(series, str(ev["code"]))
-            t0 = series.times.get_indexer([_utc(ev["time"]).floor("h").tz_localize(None)])[0]
-            if t0 < 0 or len(below) == 0:
-                return self._closure(series, overrides, t)
-            t1 = min(t0 + int(ev["hours"]), len(series.times))
-            series.covariates[t0:t1, below, 0] += float(ev["people"]) / len(below)
-        return self._closure(series, overrides, t)
+            below = self._bottom_below(series, ev["code"])
+            when = ev["time"].tz_convert("UTC").tz_localize(None).floor(self.step)
+            t0 = series.times.get_indexer([when])[0]
+            steps = max(1, math.ceil(pd.Timedelta(hours=ev["hours"]) / self.step))
+            if t0 >= 0 and len(below):
+                series.covariates[t0:t0 + steps, below, 0] += ev["people"] / len(below)
+        if ov.get("closure"):
+            below = self._bottom_below(series, ov["closure"]["code"])
+            series.values[:t + 1, below] = np.where(np.isnan(series.values[:t + 1, below]), np.nan, 0.0)
+            return below
+        return None
 
-    def _closure(self, series: HierSeries, overrides: dict, t: int) -> np.ndarray | None:
-        if "closure" not in overrides:
-            return None
-        below = self._bottom_below(series, str(dict(overrides["closure"])["code"]))
-        series.values[:t, below] = np.where(np.isnan(series.values[:t, below]), np.nan, 0.0)
-        mask = np.ones(series.levels[0].n)
-        mask[below] = 0.0
-        return mask
-
-    def _frame(self, series: HierSeries, dens: list[np.ndarray], risk: list[np.ndarray], issued: pd.Timestamp,
-               horizons: int) -> pd.DataFrame:
+    def _frame(self, series: HierSeries, values: list[np.ndarray], quantiles: list[np.ndarray],
+               risk: list[np.ndarray], issued: pd.Timestamp, horizons: int) -> pd.DataFrame:
         frames = []
+        times = issued + self.step * np.arange(1, horizons + 1)
         for i, lv in enumerate(series.levels):
-            value = dens[i][0, :, :horizons].sum(-1)  # (N, H): channels summed
-            r = risk[i][0, :, :horizons]
             n = lv.n
+            v = values[i][0, :, :horizons].sum(-1)  # (N, H): channels summed
+            q = quantiles[i][0, :, :horizons].sum(-2)  # (N, H, Q)
+            r = risk[i][0, :, :horizons].max(-1)  # (N, H)
             hs = np.tile(np.arange(1, horizons + 1), n)
             frames.append(pd.DataFrame({
                 "code": np.repeat(lv.codes, horizons), "level": lv.name, "variable": self.target,
-                "horizon": hs, "time": issued + pd.to_timedelta(hs - 1, unit="h"),
-                "value": value.ravel().astype(float), "risk": r.ravel().astype(float),
+                "horizon": hs, "time": np.tile(times, n), "value": v.ravel().astype(float),
+                "q10": q[..., 0].ravel().astype(float), "q50": q[..., 1].ravel().astype(float),
+                "q90": q[..., 2].ravel().astype(float), "risk": r.ravel().astype(float),
             }))
-        return pd.concat(frames, ignore_index=True)
+        return pd.concat(frames, ignore_index=True)[FORECAST_COLUMNS]

@@ -24,10 +24,11 @@ import numpy as np
 import pandas as pd
 import shapely
 import torch
+from pandas.tseries.frequencies import to_offset
 from torch_geometric.data import HeteroData
 
 from ciu.errors import ValidationError
-from models.data import HierSeries, Level, calendar_features
+from models.data import HierSeries, Level, calendar_features, infer_step
 
 if TYPE_CHECKING:
     from ciu.twin import Twin
@@ -126,10 +127,36 @@ def check_levels(twin: Twin, target: str, levels: Sequence[str]) -> list[str]:
     return levels
 
 
+def twin_timezone(twin: Twin) -> str:
+    """The city's time zone (the root unit's ``timezone`` attribute; UTC when none is given)."""
+    units = twin.units(level=twin.levels[-1])
+    for attrs in units["attrs"]:
+        if isinstance(attrs, dict) and attrs.get("timezone"):
+            return str(attrs["timezone"])
+    return "UTC"
+
+
+def target_step(twin: Twin, target: str, level: str) -> pd.Timedelta:
+    """The fixed step of ``target`` where it is observed (a clear error when its times are irregular)."""
+    lowest = target_levels(twin, target)[0]
+    times = twin.store.observation_times(target, level=lowest)
+    return infer_step(times.tz_localize(None), what=f"series of {target!r} at level {lowest!r}")
+
+
+def freq_alias(step: pd.Timedelta) -> str:
+    """A pandas frequency string of a fixed step (``h``, ``15min``, ``4h``)."""
+    return to_offset(step).freqstr
+
+
+def _naive(value: datetime | str | pd.Timestamp) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts if ts.tzinfo is None else ts.tz_convert("UTC").tz_localize(None)
+
+
 def build_graph(
     twin: Twin, *, target: str = "people", levels: Sequence[str] | None = None,
     start: datetime | str | None = None, end: datetime | str | None = None,
-    covariate: str | None = "event_expected",
+    covariate: str | None = "event_expected", step: pd.Timedelta | None = None,
 ) -> HeteroData:
     """Build the ``HeteroData`` of a twin for forecasting ``target``.
 
@@ -144,26 +171,27 @@ def build_graph(
         Consecutive levels to use, bottom to top (default: :func:`target_levels`,
         the lowest level where ``target`` is observed and every level above it).
     start, end
-        Time range of the series.
+        Time range of the series (``end`` excluded).
     covariate
         A known-future per-unit variable (announced event attendance); its cube at
         its own level is spread evenly over the bottom units below each unit.
+    step
+        The series' step (default: inferred from the stored times of ``target``).
     """
     levels = check_levels(twin, target, levels) if levels is not None else target_levels(twin, target)
+    step = step if step is not None else target_step(twin, target, levels[0])
+    freq = freq_alias(step)
     names = {v.name for v in twin.variables()}
     frames = {lv: twin.units(level=lv) for lv in levels}
     bottom = frames[levels[0]]
-    cube = twin.cube(level=levels[0], variables=[target], start=start, end=end)
+    cube = twin.cube(level=levels[0], variables=[target], start=start, end=end, freq=freq)
     if cube.sizes["time"] == 0 and (start is None or end is None):
         raise ValidationError(f"no observations of {target!r} to build a graph from", field=target)
     if start is not None and end is not None:
-        full = pd.date_range(pd.Timestamp(start).tz_localize(None) if pd.Timestamp(start).tzinfo is None
-                             else pd.Timestamp(start).tz_convert("UTC").tz_localize(None),
-                             pd.Timestamp(end).tz_localize(None) if pd.Timestamp(end).tzinfo is None
-                             else pd.Timestamp(end).tz_convert("UTC").tz_localize(None), freq="h", inclusive="left")
+        full = pd.date_range(_naive(start), _naive(end), freq=step, inclusive="left")
     else:
         times = pd.DatetimeIndex(cube["time"].values)
-        full = pd.date_range(times.min(), times.max(), freq="h")
+        full = pd.date_range(times.min(), times.max(), freq=step)
     cube = cube.reindex(time=full)
     values = np.asarray(cube[target].values, dtype=np.float64).T[:, :, None]  # (T, N0, 1)
 
@@ -187,14 +215,14 @@ def build_graph(
             data[lv, "in", up].edge_index = torch.stack([child, torch.tensor(pidx)])
             data[up, "has", lv].edge_index = torch.stack([torch.tensor(pidx), child])
 
-    # external features: calendar, holiday, weather at the top level (rolled up by their own rules)
+    # external features: holiday and weather at the top level (rolled up by their own rules)
     top = levels[-1]
     ext_vars = [v for v in ("holiday", *EXTERNAL_VARIABLES) if v in names]
     ext_cols = []
     ext_names: list[str] = []
     holiday = None
     if ext_vars:
-        top_cube = twin.cube(level=top, variables=ext_vars, start=start, end=end).reindex(time=full)
+        top_cube = twin.cube(level=top, variables=ext_vars, start=start, end=end, freq=freq).reindex(time=full)
         for v in ext_vars:
             series = pd.Series(top_cube[v].values.mean(axis=0), index=full).ffill().bfill().fillna(0.0)
             if v == "holiday":
@@ -202,18 +230,22 @@ def build_graph(
             else:
                 ext_cols.append(series.to_numpy())
                 ext_names.append(v)
-    cal, cal_names = calendar_features(full, holiday)
-    external = np.concatenate([cal, np.stack(ext_cols, axis=1)], axis=1) if ext_cols else cal
+    hol, hol_names = calendar_features(full, holiday)
+    external = np.concatenate([hol, np.stack(ext_cols, axis=1)], axis=1) if ext_cols else hol
     data.time = full
+    data.step = step
+    data.timezone = twin_timezone(twin)
     data.external = torch.tensor(external.astype(np.float32))
-    data.external_names = cal_names + ext_names
+    data.external_names = hol_names + ext_names
     data.channels = [target]
+    capacity = bottom["attrs"].apply(lambda a: a.get("capacity") if isinstance(a, dict) else None)
+    data.capacity = pd.to_numeric(capacity, errors="coerce").to_numpy(dtype=np.float64)
 
     cov = None
     if covariate is not None and covariate in names:
         cov = np.zeros((len(full), len(bottom), 1))
         for lv in levels:
-            c = twin.cube(level=lv, variables=[covariate], start=start, end=end).reindex(time=full)
+            c = twin.cube(level=lv, variables=[covariate], start=start, end=end, freq=freq).reindex(time=full)
             raw = np.nan_to_num(np.asarray(c[covariate].values, dtype=np.float64))
             if not raw.any():
                 continue
@@ -265,16 +297,18 @@ def series_from_graph(data: HeteroData) -> HierSeries:
     values = b.series.numpy().transpose(1, 0, 2).astype(np.float64)
     cov = getattr(b, "covariates", None)
     mask = getattr(data, "mask", None)
+    capacity = getattr(data, "capacity", None)
     return HierSeries(out, values, pd.DatetimeIndex(data.time), list(data.channels), data.external.numpy(),
                       list(data.external_names), None if cov is None else cov.numpy().transpose(1, 0, 2),
-                      None if mask is None else np.asarray(mask, dtype=bool))
+                      None if mask is None else np.asarray(mask, dtype=bool), getattr(data, "step", None),
+                      getattr(data, "timezone", None), None if capacity is None else np.asarray(capacity))
 
 
 def graph_from_arrays(
     *, levels: Sequence[str], codes: Sequence[Sequence[str]], parents: Sequence[np.ndarray], values: np.ndarray,
     times: pd.DatetimeIndex, channels: Sequence[str], external: np.ndarray, external_names: Sequence[str],
     static: Sequence[np.ndarray] | None = None, neighbours: Sequence[np.ndarray] | None = None,
-    mask: np.ndarray | None = None,
+    mask: np.ndarray | None = None, timezone: str | None = None, capacity: np.ndarray | None = None,
 ) -> HeteroData:
     """A graph from plain arrays (real benchmark data sets).
 
@@ -299,6 +333,8 @@ def graph_from_arrays(
     data.external_names = list(external_names)
     data.channels = list(channels)
     data.mask = None if mask is None else np.asarray(mask, dtype=bool)
+    data.timezone = timezone
+    data.capacity = None if capacity is None else np.asarray(capacity, dtype=np.float64)
     lv_list = list(levels)
     for i, lv in enumerate(lv_list):
         data[lv].series = torch.tensor(_rolled(values, data, lv_list, i).transpose(1, 0, 2).astype(np.float32))

@@ -1,12 +1,13 @@
-"""Training a tower on a twin, recording it as a model run, writing forecasts and alerts."""
+"""Training on a twin: the champion on validation recorded as a model run; forecasts and alerts written back."""
 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,13 +16,17 @@ import pandas as pd
 import torch
 
 from ciu.errors import NotFound, ValidationError
-from models.data import HierSeries
-from models.graph import build_graph, series_from_graph
+from models.champion import DEFAULT_MODELS, Competition, compete
+from models.data import chronological_split
+from models.graph import build_graph, series_from_graph, target_step
 from models.settings import ModelSettings
-from models.train import FitResult, TrainConfig, chronological_split_for, evaluate, fit
+from models.train import TrainConfig
 
 if TYPE_CHECKING:
     from ciu.twin import Twin
+
+#: the kind of model run that ``ciu train`` records (earlier runs were recorded as ``tower``)
+RUN_KINDS = ("champion", "tower")
 
 
 def code_version() -> str:
@@ -39,22 +44,45 @@ def code_version() -> str:
     return version("ciu-twin")
 
 
-def save_checkpoint(path: Path, result: FitResult, series: HierSeries, config: TrainConfig, *,
-                    target: str) -> None:
-    """Weights, hyper-parameters and the fitted statistics, in one file."""
+def jsonable(value: Any) -> Any:
+    """Plain JSON values: numpy numbers as Python numbers, NaN and infinity as ``None``."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    return value
+
+
+def save_checkpoint(path: Path, comp: Competition, *, target: str) -> None:
+    """The champion, the fitted statistics and everything a forecast needs, in one file."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    s = comp.series
     torch.save({
-        "state_dict": result.model.state_dict(),
-        "tower": result.model.config.to_dict(),
-        "train": config.to_dict(),
+        "version": 2,
+        "champion": comp.champion,
+        "forecaster": comp.forecaster().state(),
+        "train": comp.config.to_dict(),
         "target": target,
-        "levels": series.level_names,
-        "codes": [lv.codes for lv in series.levels],
-        "scales": result.prep.scales,
-        "ext_mean": result.prep.ext_mean,
-        "ext_sd": result.prep.ext_sd,
-        "external_names": series.external_names,
-        "thresholds": [t.cpu().numpy() for t in result.prep.thresholds],
+        "levels": s.level_names,
+        "codes": [lv.codes for lv in s.levels],
+        "channels": s.channels,
+        "step": str(s.step),
+        "timezone": s.timezone,
+        "external_names": s.external_names,
+        "covariates": s.covariates is not None,
+        "scaler": comp.inputs.scaler.to_state(),
+        "ext_scaler": comp.inputs.ext_scaler.to_state(),
+        "bank": comp.bank.to_state(),
+        "thresholds": comp.limits,
     }, path)
 
 
@@ -63,75 +91,75 @@ class TrainReport:
     run_id: int
     metrics: dict[str, Any]
     checkpoint: Path
-    result: FitResult
+    competition: Competition
 
 
-def next_issue_hour(twin: Twin, target: str) -> datetime:
-    """The hour after the last observation of ``target``: where a forecast of it starts by default."""
+def last_observed(twin: Twin, target: str) -> pd.Timestamp:
+    """The last step (UTC) with observations of ``target``: where a forecast of it is issued by default."""
     hour = twin.last_observed_hour(target)
     if hour is None:
         twin.store.variable(target)  # raises UnknownVariable
         raise ValidationError(f"no observations of {target!r}", field="target")
-    return (hour + pd.Timedelta(hours=1)).to_pydatetime()
+    extent = twin.store.series_extent()
+    rows = extent[extent["variable"] == target]
+    return pd.Timestamp(rows["tmax"].max()).tz_convert("UTC")
 
 
-def training_window(twin: Twin, target: str, hours: int | None) -> tuple[datetime | None, datetime | None]:
-    """``(start, end)`` of the last ``hours`` hours with observations of ``target`` (``None, None``: all of them)."""
-    if hours is None:
+def training_window(twin: Twin, target: str, days: float | None) -> tuple[datetime | None, datetime | None]:
+    """``(start, end)`` of the last ``days`` days with observations of ``target`` (``None, None``: all of them)."""
+    if days is None:
         return None, None
-    if hours < 1:
-        raise ValidationError("the training window must be at least one hour", field="window")
-    end = next_issue_hour(twin, target)
-    return end - timedelta(hours=hours), end
+    if days <= 0:
+        raise ValidationError("the training window must be longer than zero days", field="window")
+    end = last_observed(twin, target) + target_step(twin, target, twin.levels_from(target)[0])
+    return (end - pd.Timedelta(days=days)).to_pydatetime(), end.to_pydatetime()
 
 
-def train_on_twin(twin: Twin, config: TrainConfig, *, target: str = "people", name: str = "tower",
-                  settings: ModelSettings | None = None, fractions: tuple[float, float] = (0.7, 0.15),
-                  levels: Sequence[str] | None = None, window: int | None = None) -> TrainReport:
-    """Train on the twin's data, record the run with its validation and test metrics.
+def train_on_twin(twin: Twin, config: TrainConfig, *, target: str = "people",
+                  models: Sequence[str] = DEFAULT_MODELS, settings: ModelSettings | None = None,
+                  fractions: tuple[float, float] = (0.7, 0.15), levels: Sequence[str] | None = None,
+                  window_days: float | None = None) -> TrainReport:
+    """Fit the tower and the baselines, publish the champion on validation, record the whole comparison.
 
     Parameters
     ----------
     target
         The count variable to forecast.
+    models
+        The candidates (default :data:`models.champion.DEFAULT_MODELS`).
     levels
         Consecutive levels, bottom to top (default: the lowest level where
         ``target`` is observed and every level above it, see
         :func:`models.graph.target_levels`).
-    window
-        Train on the last ``window`` hours of ``target`` only (default: all of
-        them). The split fractions apply to the window; a forecast needs only
-        the recent past, so a bounded window keeps training time independent
-        of how many years the twin holds.
+    window_days
+        Train on the last ``window_days`` days of ``target`` only (default: all
+        of them). The split fractions apply to the window.
     """
     settings = settings or ModelSettings()
-    start, end = training_window(twin, target, window)
-    graph = build_graph(twin, target=target, levels=levels, start=start, end=end)
-    series = series_from_graph(graph)
-    split = chronological_split_for(series, config, fractions=fractions)
-    params = {"train": config.to_dict(), "target": target, "levels": series.level_names, "window": window,
-              "hours": [str(series.times[0]), str(series.times[-1])], "split": {
+    start, end = training_window(twin, target, window_days)
+    series = series_from_graph(build_graph(twin, target=target, levels=levels, start=start, end=end))
+    split = chronological_split(series, history=config.history, horizons=config.horizons, fractions=fractions)
+    params = {"train": config.to_dict(), "target": target, "levels": series.level_names, "window_days": window_days,
+              "models": list(models), "step": str(series.step), "timezone": series.timezone,
+              "times": [str(series.times[0]), str(series.times[-1])], "split": {
                   "fractions": list(fractions), "train": len(split.train), "val": len(split.val),
                   "test": len(split.test)}}
-    run_id = twin.store.add_model_run(name=name, kind="tower", params=params, data_hash=twin.store.data_hash(),
-                                      code_version=code_version(), status="training")
+    run_id = twin.store.add_model_run(name="champion", kind="champion", params=jsonable(params),
+                                      data_hash=twin.store.data_hash(), code_version=code_version(),
+                                      status="training")
     try:
-        result = fit(series, split, config)
-        metrics: dict[str, Any] = {
-            "best_epoch": result.best_epoch, "best_val_loss": result.best_val, "epochs": len(result.history),
-            "history": result.history, "seconds": result.seconds, "samples_per_s": result.samples_per_s,
-            "validation": evaluate(result, series, split.val),
-        }
-        if len(split.test):
-            metrics["test"] = evaluate(result, series, split.test)
+        comp = compete(series, split, config, models=models)
+        comp.score_test()
+        metrics = jsonable(comp.summary())
         # run ids count per database: twins kept side by side in one cluster get their own folders
         path = settings.dir / twin.store.conn.info.dbname / f"run-{run_id}.pt"
-        save_checkpoint(path, result, series, config, target=target)
-        twin.store.update_model_run(run_id, metrics=metrics, checkpoint=str(path), status="trained")
+        save_checkpoint(path, comp, target=target)
+        twin.store.update_model_run(run_id, metrics=metrics, checkpoint=str(path), status="trained",
+                                    name=comp.champion)
     except BaseException:
         twin.store.update_model_run(run_id, status="failed")
         raise
-    return TrainReport(run_id, metrics, path, result)
+    return TrainReport(run_id, metrics, path, comp)
 
 
 def run_target(params: Any) -> str:
@@ -141,19 +169,19 @@ def run_target(params: Any) -> str:
 
 
 def latest_run(twin: Twin, run_id: int | None = None, *, target: str | None = None) -> pd.Series:
-    """The model run ``run_id``, or the newest trained tower run with a checkpoint (of ``target`` when given)."""
+    """The model run ``run_id``, or the newest trained run with a checkpoint (of ``target`` when given)."""
     runs = twin.store.model_runs()
     if run_id is not None:
         rows = runs[runs["id"] == run_id]
         if rows.empty:
             raise NotFound(f"no model run with id {run_id}")
     else:
-        rows = runs[(runs["kind"] == "tower") & (runs["status"] == "trained") & runs["checkpoint"].notna()]
+        rows = runs[runs["kind"].isin(RUN_KINDS) & (runs["status"] == "trained") & runs["checkpoint"].notna()]
         if target is not None:
             rows = rows[rows["params"].map(run_target) == target]
         if rows.empty:
             wanted = "" if target is None else f" of {target!r}"
-            raise NotFound(f"no trained tower run{wanted}: run `ciu train` first")
+            raise NotFound(f"no trained model run{wanted}: run `ciu train` first")
     row = rows.iloc[-1]
     if not row["checkpoint"] or not Path(row["checkpoint"]).is_file():
         raise NotFound(f"checkpoint of model run {int(row['id'])} not found: {row['checkpoint']}")
@@ -172,7 +200,7 @@ def alerts_from_forecast(frame: pd.DataFrame, *, threshold: float, critical: flo
         "time": pd.to_datetime(hot["time"], utc=True).dt.to_pydatetime(), "risk": hot["risk"].to_numpy(),
         "threshold": threshold,
         "message": [f"{r.level} {r.code}: {r.variable} forecast {r.value:.0f} (risk {r.risk:.2f}) at horizon "
-                    f"{r.horizon} h" for r in hot.itertuples()],
+                    f"{r.horizon}" for r in hot.itertuples()],
     })
 
 
@@ -182,20 +210,49 @@ def predict_to_store(twin: Twin, *, issued_at: datetime | None = None, horizons:
     """Forecast every unit at every level of a model run, store it, raise alerts.
 
     The run is ``run_id``, else the newest trained run of ``target`` (of any
-    target when ``None``); ``issued_at`` defaults to the hour after the last
-    observation of the run's target. Returns ``(run_id, forecasts, alerts)``.
+    target when ``None``); ``issued_at`` defaults to the last observed step of
+    the run's target (the forecast contract: horizon ``h`` is ``issued_at + h``
+    steps). Returns ``(run_id, forecasts, alerts)``.
     """
-    from models.forecaster import TowerForecaster
+    from models.forecaster import ChampionForecaster
 
     settings = settings or ModelSettings()
-    fc = TowerForecaster.load(twin, run_id, target=target)
-    issued_at = issued_at if issued_at is not None else next_issue_hour(twin, fc.target)
-    frame = fc.forecast(twin, issued_at=issued_at, horizons=horizons or fc.horizons)
+    fc = ChampionForecaster.load(twin, run_id, target=target)
+    issued = pd.Timestamp(issued_at if issued_at is not None else last_observed(twin, fc.target))
+    issued = issued.tz_localize("UTC") if issued.tzinfo is None else issued.tz_convert("UTC")
+    frame = fc.forecast(twin, issued_at=issued.to_pydatetime(), horizons=horizons or fc.horizons)
     if frame.empty:
         raise ValidationError("the forecast is empty", field="issued_at")
-    issued = pd.Timestamp(issued_at)
-    issued = issued.tz_localize("UTC") if issued.tzinfo is None else issued
-    n = twin.store.write_predictions(frame.assign(issued_at=issued), run_id=fc.run_id)
+    n = twin.store.write_predictions(frame.assign(issued_at=fc.issue_time(issued)), run_id=fc.run_id)
     alerts = alerts_from_forecast(frame, threshold=settings.alert_threshold, critical=settings.critical_threshold)
     k = twin.store.write_alerts(alerts, run_id=fc.run_id)
     return fc.run_id, n, k
+
+
+def skill_table(metrics: dict[str, Any], *, split: str = "test") -> pd.DataFrame:
+    """The comparison of a run as a table: one row per model, level and horizon (RMSE, MAE, MAPE, % over seasonal naive).
+
+    ``split`` is ``validation`` or ``test``; MAPE is left out where the truth is zero.
+    """
+    part = metrics.get(split) or {}
+    if not part:
+        raise NotFound(f"the run has no {split} scores")
+    rows = []
+    reference = part.get("seasonal_naive", {})
+    for model, levels in part.items():
+        for level, m in levels.items():
+            for h, (rmse, mae, mape) in enumerate(zip(m["rmse"], m["mae"], m["mape"]), start=1):
+                ref = reference.get(level, {}).get("rmse", [[None]] * len(m["rmse"]))[h - 1]
+                r, rr = _mean(rmse), _mean(ref)
+                rows.append({"model": model, "level": level, "horizon": h, "rmse": r, "mae": _mean(mae),
+                             "mape": _mean(mape), "gain_over_seasonal_naive_pct":
+                                 None if r is None or not rr else 100.0 * (1.0 - r / rr)})
+    frame = pd.DataFrame(rows)
+    champion = metrics.get("champion")
+    frame["champion"] = frame["model"] == champion
+    return frame
+
+
+def _mean(values: Any) -> float | None:
+    vals = [v for v in (values if isinstance(values, list) else [values]) if v is not None]
+    return float(np.mean(vals)) if vals else None

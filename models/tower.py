@@ -1,14 +1,30 @@
-"""The tower: LSTM per level, attention pooling child → parent, a top-down pass.
+"""The tower: per-level encoders (LSTM + embeddings), attention pooling child → parent, a top-down pass.
 
-Shapes use ``B`` issue hours, ``N_l`` units of level ``l``, ``L`` input hours,
+Shapes use ``B`` issue steps, ``N_l`` units of level ``l``, ``L`` input steps,
 ``H`` horizons, ``C`` target channels. Nodes sit on dimension 1, so one graph
 serves a whole batch and pooling is a scatter over that dimension.
+
+Per level, each unit is encoded from
+
+- its recent window: an LSTM over the last ``lstm_window`` steps and the
+  whole window flattened (the "time series embedding" of STID-style models),
+  standardised per unit, with an observed flag per value;
+- its seasonal lags: the values one and two days and one week before each
+  target step, in the city's local time;
+- a learned unit embedding and its static features;
+- learned embeddings of the local time-of-day slot and day class (weekday or
+  holiday) of every target step, and the external features (weather,
+  holiday) of the target steps;
+
+then children are pooled into their parent with attention (torch-geometric
+``softmax``/``scatter`` over the child → parent edges), same-level neighbours
+are mixed in, and a top-down pass hands the upper levels' context back down.
 
 Coherence is by construction: only the bottom level has a density head; every
 level's forecast is the sum of its bottom descendants' forecasts, so children
 sum to their parent exactly (see ``docs/model.md``). Upper levels still shape
-the forecast: their own encoders, the attention pooling and the top-down pass
-feed context to the bottom head, and the training loss is taken at every level.
+the forecast: their own encoders read their own series, and the training loss
+is taken at every level.
 """
 
 from __future__ import annotations
@@ -20,6 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
+from models.inputs import DAY_CLASSES, Batch
+
 
 class TemporalEncoder(nn.Module):
     """An LSTM over each unit's input window; returns the last hidden state.
@@ -27,7 +45,7 @@ class TemporalEncoder(nn.Module):
     Parameters
     ----------
     in_channels
-        Features per hour.
+        Features per step.
     hidden_channels
         LSTM width.
     """
@@ -109,42 +127,145 @@ class NeighbourMix(nn.Module):
         return self.lin(scatter(h[:, src], dst, dim=1, dim_size=h.shape[1], reduce="mean"))
 
 
+class ResidualBlock(nn.Module):
+    """``x + W2 · dropout(relu(W1 · x))``: the encoder block of STID-style models."""
+
+    def __init__(self, channels: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.channels = channels
+        self.fc1 = nn.Linear(channels, channels)
+        self.fc2 = nn.Linear(channels, channels)
+        self.dropout = nn.Dropout(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.fc1.reset_parameters()
+        self.fc2.reset_parameters()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.fc2(self.dropout(F.relu(self.fc1(x))))
+
+
 @dataclass
 class TowerConfig:
-    """Hyper-parameters of a :class:`Tower` (all explicit, all recorded with each run)."""
+    """Hyper-parameters of a :class:`Tower` (all explicit, all recorded with each run).
+
+    The sizes (``units`` .. ``slots_per_day``) come from the data; the rest are
+    choices, and the ``use_*`` switches are the ablations of the benchmark.
+    """
 
     levels: tuple[str, ...]
-    seq_channels: int
-    aux_channels: tuple[int, ...]
-    ext_channels: int
-    out_channels: int
+    units: tuple[int, ...]
+    channels: int
+    history: int
     horizons: int
-    hidden: int = 32
-    dropout: float = 0.0
+    lags: int
+    covariates: int
+    static: tuple[int, ...]
+    external: int
+    slots_per_day: int
+    hidden: int = 64
+    layers: int = 2
+    lstm_hidden: int = 16
+    lstm_window: int = 6
+    unit_embedding: int = 16
+    time_embedding: int = 8
+    dropout: float = 0.1
+    use_lstm: bool = True
+    use_unit_embedding: bool = True
+    use_time_embedding: bool = True
+    use_seasonal_lags: bool = True
     top_down: bool = True
     neighbours: bool = True
+    nonnegative: bool = True
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
-        d["levels"] = list(self.levels)
-        d["aux_channels"] = list(self.aux_channels)
+        for key in ("levels", "units", "static"):
+            d[key] = list(d[key])
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> TowerConfig:
         d = dict(d)
-        d["levels"] = tuple(d["levels"])  # type: ignore[arg-type]
-        d["aux_channels"] = tuple(d["aux_channels"])  # type: ignore[arg-type]
+        for key in ("levels", "units", "static"):
+            d[key] = tuple(d[key])  # type: ignore[arg-type]
         return cls(**d)  # type: ignore[arg-type]
 
 
 @dataclass
 class TowerOutput:
-    """Forecasts at every level (scaled by each level's scale) and risk scores in ``[0, 1]``."""
+    """Forecasts at every level on the original scale and standardised, and the attention weights."""
 
-    density: list[Tensor]  # per level (B, N_l, H, C)
-    risk: list[Tensor]  # per level (B, N_l, H)
+    value: list[Tensor]  # per level (B, N_l, H, C), original scale
+    z: list[Tensor]  # per level (B, N_l, H, C), standardised by the level's scaler
     attention: list[Tensor]  # per level above the bottom (B, N_child)
+
+
+class LevelEncoder(nn.Module):
+    """One level's units, each from its own window, lags, embeddings and the target steps' calendar."""
+
+    def __init__(self, config: TowerConfig, level: int) -> None:
+        super().__init__()
+        cfg = self.config = config
+        c, h = cfg.channels, cfg.horizons
+        self.level = level
+        n_in = cfg.history * 2 * c + h * cfg.covariates + cfg.static[level] + h * cfg.external
+        if cfg.use_seasonal_lags:
+            n_in += h * cfg.lags * c
+        if cfg.use_unit_embedding:
+            self.unit = nn.Embedding(cfg.units[level], cfg.unit_embedding)
+            n_in += cfg.unit_embedding
+        if cfg.use_time_embedding:
+            self.slot = nn.Embedding(cfg.slots_per_day, cfg.time_embedding)
+            self.day = nn.Embedding(DAY_CLASSES, cfg.time_embedding)
+            n_in += 2 * h * cfg.time_embedding
+        if cfg.use_lstm:
+            self.temporal = TemporalEncoder(2 * c, cfg.lstm_hidden)
+            self.temporal_proj = nn.Linear(cfg.lstm_hidden, cfg.hidden, bias=False)
+        self.n_in = n_in
+        self.proj = nn.Linear(n_in, cfg.hidden)
+        self.blocks = nn.ModuleList([ResidualBlock(cfg.hidden, cfg.dropout) for _ in range(cfg.layers)])
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for m in self.children():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+        for block in self.blocks:
+            block.reset_parameters()
+        if self.config.use_unit_embedding:
+            nn.init.normal_(self.unit.weight, std=0.1)
+        if self.config.use_lstm:
+            # the LSTM's share starts at zero and grows as far as it helps: a fresh LSTM otherwise slows
+            # down what the window and the embeddings learn in the first epochs (measured on the sample city)
+            nn.init.zeros_(self.temporal_proj.weight)
+
+    def forward(self, batch: Batch, static: Tensor) -> Tensor:
+        cfg = self.config
+        i = self.level
+        seq = batch.seq[i]
+        b, n = seq.shape[:2]
+        parts = [seq.flatten(2)]
+        if cfg.use_seasonal_lags:
+            parts.append(batch.lags[i])
+        if batch.cov is not None and cfg.covariates:
+            parts.append(batch.cov[i])
+        if static.shape[1]:
+            parts.append(static[None].expand(b, -1, -1))
+        if cfg.use_unit_embedding:
+            parts.append(self.unit.weight[None].expand(b, -1, -1))
+        shared = [batch.ext] if cfg.external else []
+        if cfg.use_time_embedding:
+            shared += [self.slot(batch.slot).flatten(1), self.day(batch.day).flatten(1)]
+        if shared:
+            parts.append(torch.cat(shared, dim=-1)[:, None].expand(-1, n, -1))
+        x = self.proj(torch.cat(parts, dim=-1))
+        if cfg.use_lstm:
+            x = x + self.temporal_proj(self.temporal(seq[:, :, -cfg.lstm_window:])[0])
+        for block in self.blocks:
+            x = block(x)
+        return x
 
 
 class Tower(nn.Module):
@@ -160,87 +281,70 @@ class Tower(nn.Module):
         super().__init__()
         self.config = config
         n, d = len(config.levels), config.hidden
-        self.encoders = nn.ModuleList([TemporalEncoder(config.seq_channels, d) for _ in range(n)])
-        self.aux = nn.ModuleList([nn.Linear(a, d) for a in config.aux_channels])
-        self.ext = nn.Linear(config.ext_channels, d)
+        self.encoders = nn.ModuleList([LevelEncoder(config, i) for i in range(n)])
         self.pools = nn.ModuleList([ChildAttentionPool(d) for _ in range(n - 1)])
         self.mix = nn.ModuleList([NeighbourMix(d) for _ in range(n)])
         self.norms = nn.ModuleList([nn.LayerNorm(d) for _ in range(n)])
         self.down = nn.ModuleList([nn.Linear(d, d) for _ in range(n - 1)])
-        self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Sequential(nn.Linear(d + config.aux_channels[0], 2 * d), nn.ReLU(),
-                                  nn.Linear(2 * d, config.horizons * config.out_channels))
-        self.risk = nn.ModuleList([nn.Linear(d, config.horizons) for _ in range(n)])
+        self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, config.horizons * config.channels))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for group in (self.encoders, self.aux, self.pools, self.mix, self.norms, self.down, self.risk):
+        for group in (self.encoders, self.pools, self.mix, self.norms, self.down):
             for m in group:
                 m.reset_parameters()
-        self.ext.reset_parameters()
         for m in self.head:
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
-        # the forecast starts as persistence (the residual on the last hour) and learns from there
-        nn.init.zeros_(self.head[-1].weight)
-        nn.init.zeros_(self.head[-1].bias)
 
-    def encode(self, seq: list[Tensor], aux: list[Tensor], ext: Tensor, parent: list[Tensor],
+    def encode(self, batch: Batch, static: list[Tensor], parent: list[Tensor],
                neighbours: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         """Bottom-up then top-down: one embedding ``(B, N_l, D)`` per level, and the attention weights."""
-        e = self.ext(ext)[:, None]
         hs: list[Tensor] = []
         attention: list[Tensor] = []
-        for i in range(len(seq)):
-            h, _ = self.encoders[i](seq[i])
-            h = h + self.aux[i](aux[i]) + e
+        for i, enc in enumerate(self.encoders):
+            h = enc(batch, static[i])
             if i > 0:
                 pooled, alpha = self.pools[i - 1](hs[i - 1], h, parent[i - 1])
                 h = h + pooled
                 attention.append(alpha)
             if self.config.neighbours:
                 h = h + self.mix[i](h, neighbours[i])
-            hs.append(self.norms[i](F.relu(h)))
+            hs.append(self.norms[i](h))
         if self.config.top_down:
-            for i in range(len(seq) - 2, -1, -1):
+            for i in range(len(hs) - 2, -1, -1):
                 hs[i] = hs[i] + self.down[i](hs[i + 1])[:, parent[i]]
         return hs, attention
 
-    def forward(self, seq: list[Tensor], aux: list[Tensor], ext: Tensor, parent: list[Tensor],
-                neighbours: list[Tensor], scales: Tensor, *, bottom_mask: Tensor | None = None) -> TowerOutput:
+    def forward(self, batch: Batch, *, static: list[Tensor], parent: list[Tensor], neighbours: list[Tensor],
+                mean: list[Tensor], sd: list[Tensor], bottom_mask: Tensor | None = None) -> TowerOutput:
         """Forecast every level.
 
         Parameters
         ----------
-        seq, aux
-            Per level: input windows ``(B, N, L, F)`` and per-unit vectors ``(B, N, A)``.
-        ext
-            External features of the target hours ``(B, E)``.
-        parent
-            Child → parent index for every level but the top.
-        neighbours
-            Same-level ``edge_index`` per level.
-        scales
-            ``(n_levels, C)``: each level's scale; forecasts come back divided by it.
+        batch
+            Windows of the issue steps (:meth:`models.inputs.TorchInputs.batch`).
+        static, parent, neighbours
+            Per level: static features ``(N, S)``, child → parent index (every level
+            but the top) and same-level ``edge_index``.
+        mean, sd
+            Per level ``(N_l, C)``: the scaler; forecasts come back on the original scale and standardised.
         bottom_mask
             Optional ``(N_0,)`` 0/1 multiplier of the bottom forecasts (closures).
         """
         cfg = self.config
-        hs, attention = self.encode(seq, aux, ext, parent, neighbours)
+        hs, attention = self.encode(batch, static, parent, neighbours)
         b, n0 = hs[0].shape[:2]
-        last = seq[0][:, :, -1, : cfg.out_channels]
-        delta = self.head(torch.cat([self.dropout(hs[0]), aux[0]], dim=-1)).reshape(b, n0, cfg.horizons,
-                                                                                    cfg.out_channels)
-        bottom = (last[:, :, None] + delta) * scales[0]  # original units
-        if not self.training:
+        z0 = self.head(hs[0]).reshape(b, n0, cfg.horizons, cfg.channels)
+        bottom = z0 * sd[0][None, :, None] + mean[0][None, :, None]
+        if cfg.nonnegative and not self.training:
             bottom = bottom.clamp_min(0.0)
         if bottom_mask is not None:
             bottom = bottom * bottom_mask[None, :, None, None]
-        density = [bottom]
+        values = [bottom]
         for i in range(len(hs) - 1):
-            density.append(scatter(density[-1], parent[i], dim=1, dim_size=hs[i + 1].shape[1], reduce="sum"))
-        density = [d / scales[i] for i, d in enumerate(density)]
-        # the risk heads read the embeddings without steering them: a classification loss
-        # must not pull the shared encoders away from the density forecast
-        risk = [torch.sigmoid(self.risk[i](h.detach())) for i, h in enumerate(hs)]
-        return TowerOutput(density, risk, attention)
+            values.append(scatter(values[-1], parent[i], dim=1, dim_size=hs[i + 1].shape[1], reduce="sum"))
+        zs = [z0 if bottom_mask is None and (self.training or not cfg.nonnegative) else
+              (values[0] - mean[0][None, :, None]) / sd[0][None, :, None]]
+        zs += [(v - mean[i][None, :, None]) / sd[i][None, :, None] for i, v in enumerate(values) if i > 0]
+        return TowerOutput(values, zs, attention)

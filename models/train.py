@@ -1,13 +1,22 @@
-"""Training and evaluation of the tower, apart from the modules.
+"""Training the neural forecasters (the tower and the per-unit LSTM), apart from the modules.
 
-Chronological split, early stopping on the validation loss only, seeds, and
-metrics on the original scale at every level.
+Full passes over the training windows, every core, a warm-up + cosine
+learning-rate schedule, early stopping on the validation loss with the best
+weights kept, an optional time budget that stops cleanly, and a progress bar
+(epoch, step, train and validation loss, elapsed, ETA) on every run. The
+loss is a masked mean squared error of per-unit standardised values at every
+level: a step that a unit misses is dropped for that unit only, and units
+weigh in by their spread (``loss_power``), so the loss tracks the error on the
+original scale that the metrics report.
 """
 
 from __future__ import annotations
 
 import copy
+import math
+import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -15,41 +24,58 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+from tqdm import tqdm
 
 from ciu.errors import ValidationError
-from models.data import (SEASONAL_LAGS, HierSeries, Split, Tensors, chronological_split, fit_scales, make_batch,
-                         to_tensors)
+from models.data import Split
+from models.inputs import Inputs, TorchInputs
 from models.tower import Tower, TowerConfig
 
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of a training run."""
+    """Hyper-parameters of a neural model and of its training run (all recorded with each run)."""
 
     history: int = 12
     horizons: int = 3
-    hidden: int = 32
-    dropout: float = 0.0
+    hidden: int = 64
+    layers: int = 2
+    lstm_hidden: int = 16
+    lstm_window: int = 6
+    unit_embedding: int = 16
+    time_embedding: int = 8
+    dropout: float = 0.1
+    use_lstm: bool = True
+    use_unit_embedding: bool = True
+    use_time_embedding: bool = True
+    use_seasonal_lags: bool = True
     top_down: bool = True
     neighbours: bool = True
     epochs: int = 30
-    batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 0.0
+    batch_size: int | None = None
+    batch_units: int = 4096
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup: float = 0.05
     patience: int = 5
     seed: int = 0
     level_weight: float = 0.1
-    risk_weight: float = 0.1
-    risk_quantile: float = 0.9
-    max_steps_per_epoch: int | None = None
-    max_val_samples: int | None = None
-    threads: int = 2
+    loss_power: float = 2.0
+    max_samples_per_epoch: int | None = None
+    max_val_samples: int | None = 512
+    budget_minutes: float | None = None
+    threads: int | None = None
     device: str | None = None
+    progress: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def seed_everything(seed: int) -> None:
@@ -66,226 +92,239 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-@dataclass
-class Prepared:
-    """Scaled tensors and the fitted statistics a checkpoint needs."""
-
-    data: Tensors
-    scales: np.ndarray
-    ext_mean: np.ndarray
-    ext_sd: np.ndarray
-    thresholds: list[Tensor]  # per level (N_l,) risk thresholds, scaled, on the channel sum
+def use_threads(threads: int | None) -> int:
+    """Let torch use ``threads`` (default: every core) and return the number."""
+    n = threads or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n
 
 
-def prepare(series: HierSeries, *, fit_stop: int, config: TrainConfig, device: torch.device,
-            scales: np.ndarray | None = None, ext_mean: np.ndarray | None = None, ext_sd: np.ndarray | None = None,
-            thresholds: list[np.ndarray] | None = None) -> Prepared:
-    """Fit scalers on hours ``< fit_stop`` (unless given) and build the tensors."""
-    if fit_stop <= 0:
-        raise ValidationError("no hours to fit the scalers on", field="fit_stop")
-    scales = fit_scales(series, stop=fit_stop) if scales is None else scales
-    if ext_mean is None or ext_sd is None:
-        ext_mean = np.nanmean(series.external[:fit_stop], axis=0)
-        sd = np.nanstd(series.external[:fit_stop], axis=0)
-        ext_sd = np.where(sd > 0, sd, 1.0)
-    ext = (series.external - ext_mean) / ext_sd
-    scaled = HierSeries(series.levels, series.values, series.times, series.channels, ext, series.external_names,
-                        series.covariates, series.mask)
-    data = to_tensors(scaled, scales=scales, history=config.history, horizons=config.horizons, device=device)
-    if thresholds is None:
-        thresholds = []
-        m = series.mask[:fit_stop]  # type: ignore[index]
-        for v in data.values:
-            tot = v[:fit_stop][torch.as_tensor(m, device=v.device)].sum(-1)
-            thresholds.append(torch.quantile(tot.cpu(), config.risk_quantile, dim=0).numpy()
-                              if len(tot) else np.zeros(v.shape[1]))
-    thr = [torch.as_tensor(np.asarray(t), dtype=torch.float32, device=device) for t in thresholds]
-    return Prepared(data, scales, np.asarray(ext_mean), np.asarray(ext_sd), thr)
+def build_tower(inputs: Inputs, config: TrainConfig, *, levels: int | None = None) -> Tower:
+    """A tower sized for ``inputs`` (its first ``levels`` levels; 1 = the bottom level alone)."""
+    s = inputs.series
+    n = inputs.n_levels if levels is None else levels
+    cfg = TowerConfig(
+        levels=tuple(s.level_names[:n]), units=tuple(lv.n for lv in s.levels[:n]), channels=inputs.channels,
+        history=config.history, horizons=config.horizons, lags=len(inputs.seasonal_days),
+        covariates=0 if inputs.cov is None else inputs.cov[0].shape[2],
+        static=tuple(lv.static.shape[1] for lv in s.levels[:n]), external=inputs.external.shape[1],
+        slots_per_day=s.steps_per_day, hidden=config.hidden, layers=config.layers,
+        lstm_hidden=config.lstm_hidden, lstm_window=min(config.lstm_window, config.history),
+        unit_embedding=config.unit_embedding, time_embedding=config.time_embedding, dropout=config.dropout,
+        use_lstm=config.use_lstm, use_unit_embedding=config.use_unit_embedding,
+        use_time_embedding=config.use_time_embedding, use_seasonal_lags=config.use_seasonal_lags,
+        top_down=config.top_down and n > 1, neighbours=config.neighbours,
+        nonnegative=bool(np.nanmin(s.values) >= 0) if np.isfinite(s.values).any() else True)
+    return Tower(cfg)
 
 
-def build_model(prep: Prepared, series: HierSeries, config: TrainConfig) -> Tower:
-    """A tower sized for ``series``."""
-    c = len(series.channels)
-    k = 0 if series.covariates is None else series.covariates.shape[2]
-    e = series.external.shape[1]
-    aux = tuple(len(SEASONAL_LAGS) * config.horizons * c + config.horizons * k + lv.static.shape[1]
-                for lv in series.levels)
-    tower_cfg = TowerConfig(levels=tuple(series.level_names), seq_channels=c + 4, aux_channels=aux,
-                            ext_channels=config.horizons * e, out_channels=c, horizons=config.horizons,
-                            hidden=config.hidden, dropout=config.dropout, top_down=config.top_down,
-                            neighbours=config.neighbours)
-    return Tower(tower_cfg)
+def optimizer(model: Tower, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, fused into one kernel where the build supports it (a tenth faster per step on a CPU)."""
+    try:
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
-def loss_fn(model: Tower, prep: Prepared, ts: Tensor, config: TrainConfig, *, risk: bool = True) -> Tensor:
-    """Multi-level MSE on scaled values plus (with ``risk``) the risk BCE."""
-    data = prep.data
-    batch = make_batch(data, ts)
-    out = model(batch.seq, batch.aux, batch.ext, data.parent, data.neighbours, data.scales)
-    n = len(out.density)
-    loss = F.mse_loss(out.density[0], batch.target[0])
-    if n > 1:
-        upper = sum(F.mse_loss(out.density[i], batch.target[i]) for i in range(1, n))
-        loss = loss + config.level_weight * upper / (n - 1)
-    if risk and config.risk_weight > 0:
-        bce = sum(F.binary_cross_entropy(out.risk[i], (batch.target[i].sum(-1) > prep.thresholds[i][None, :, None])
-                                          .float()) for i in range(n))
-        loss = loss + config.risk_weight * bce / n
+def unit_weights(tin: TorchInputs, power: float) -> list[Tensor]:
+    """Per level ``(N_l, C)``: how much each unit weighs in the loss, ``(sd / mean sd) ** power``."""
+    return [(sd / sd.mean()).pow(power) for sd in tin.sd]
+
+
+def batch_size_for(inputs: Inputs, config: TrainConfig) -> int:
+    """Issue steps per step: ``batch_size``, or as many as make about ``batch_units`` bottom units."""
+    if config.batch_size:
+        return config.batch_size
+    return int(min(64, max(1, config.batch_units // inputs.z[0].shape[1])))
+
+
+def forward(model: Tower, tin: TorchInputs, ts: Tensor | np.ndarray, *, bottom_mask: Tensor | None = None):
+    n = len(model.config.levels)
+    batch = tin.batch(ts, levels=n)
+    out = model(batch, static=tin.static[:n], parent=tin.parent[:n - 1], neighbours=tin.neighbours[:n],
+                mean=tin.mean[:n], sd=tin.sd[:n], bottom_mask=bottom_mask)
+    return batch, out
+
+
+def loss_fn(model: Tower, tin: TorchInputs, ts: Tensor | np.ndarray, config: TrainConfig,
+            weights: list[Tensor]) -> Tensor:
+    """Masked, unit-weighted MSE of standardised values: bottom level + ``level_weight`` × mean of the others."""
+    batch, out = forward(model, tin, ts)
+    terms = []
+    for i, (pred, true, seen) in enumerate(zip(out.z, batch.target, batch.seen)):
+        w = seen * weights[i][None, :, None]
+        terms.append((w * (pred - true) ** 2).sum() / w.sum().clamp_min(1e-9))
+    loss = terms[0]
+    if len(terms) > 1:
+        loss = loss + config.level_weight * sum(terms[1:]) / (len(terms) - 1)
     return loss
 
 
 @torch.no_grad()
-def predict(model: Tower, prep: Prepared, ts: np.ndarray, *, batch_size: int = 64,
-            bottom_mask: Tensor | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Forecasts on the original scale ``(B, N_l, H, C)`` and risk ``(B, N_l, H)`` for every level."""
+def predict(model: Tower, tin: TorchInputs, ts: np.ndarray, *, batch_size: int = 64,
+            bottom_mask: Tensor | None = None, levels: bool = False) -> np.ndarray | list[np.ndarray]:
+    """Forecasts on the original scale: the bottom level ``(B, N0, H, C)``, or every level with ``levels``."""
     model.eval()
-    dens: list[list[np.ndarray]] = [[] for _ in prep.data.values]
-    risks: list[list[np.ndarray]] = [[] for _ in prep.data.values]
-    scales = prep.data.scales
+    parts: list[list[np.ndarray]] = [[] for _ in model.config.levels]
     for i in range(0, len(ts), batch_size):
-        batch = make_batch(prep.data, ts[i:i + batch_size])
-        out = model(batch.seq, batch.aux, batch.ext, prep.data.parent, prep.data.neighbours, scales,
-                    bottom_mask=bottom_mask)
-        for j, (d, r) in enumerate(zip(out.density, out.risk)):
-            dens[j].append((d * scales[j]).cpu().numpy())
-            risks[j].append(r.cpu().numpy())
-    return [np.concatenate(d) for d in dens], [np.concatenate(r) for r in risks]
-
-
-def truth(prep: Prepared, ts: np.ndarray) -> list[np.ndarray]:
-    """Targets on the original scale for issue hours ``ts``: per level ``(B, N_l, H, C)``."""
-    batch = make_batch(prep.data, ts)
-    return [(t * prep.data.scales[i]).cpu().numpy() for i, t in enumerate(batch.target)]
-
-
-def metrics(pred: np.ndarray, true: np.ndarray, *, nonzero_only: bool = False, mape_min: float = 0.0) -> dict[str, Any]:
-    """RMSE, MAE and MAPE per horizon and channel (arrays ``(B, N, H, C)``).
-
-    ``nonzero_only`` takes every metric where the truth is not zero; MAPE is
-    always taken where the truth exceeds ``mape_min`` (and is not zero).
-    """
-    out: dict[str, Any] = {"rmse": [], "mae": [], "mape": []}
-    for h in range(pred.shape[2]):
-        row: dict[str, list[float]] = {"rmse": [], "mae": [], "mape": []}
-        for c in range(pred.shape[3]):
-            p, t = pred[:, :, h, c].ravel(), true[:, :, h, c].ravel()
-            keep = t != 0 if nonzero_only else np.ones_like(t, dtype=bool)
-            err = p[keep] - t[keep]
-            row["rmse"].append(float(np.sqrt(np.mean(err ** 2))) if keep.any() else float("nan"))
-            row["mae"].append(float(np.mean(np.abs(err))) if keep.any() else float("nan"))
-            mk = (t > mape_min) & (t != 0)
-            row["mape"].append(float(np.mean(np.abs(p[mk] - t[mk]) / t[mk])) if mk.any() else float("nan"))
-        for k in row:
-            out[k].append(row[k])
-    # over all channels and horizons
-    p, t = pred.ravel(), true.ravel()
-    keep = t != 0 if nonzero_only else np.ones_like(t, dtype=bool)
-    out["rmse_all"] = float(np.sqrt(np.mean((p[keep] - t[keep]) ** 2))) if keep.any() else float("nan")
-    mk = (t > mape_min) & (t != 0)
-    out["mape_all"] = float(np.mean(np.abs(p[mk] - t[mk]) / t[mk])) if mk.any() else float("nan")
-    return out
-
-
-def level_metrics(preds: list[np.ndarray], trues: list[np.ndarray], names: list[str], **kw: Any) -> dict[str, Any]:
-    return {name: metrics(p, t, **kw) for name, p, t in zip(names, preds, trues)}
-
-
-@dataclass
-class FitResult:
-    """A trained model and how it got there."""
-
-    model: Tower
-    prep: Prepared
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int = -1
-    best_val: float = float("inf")
-    seconds: float = 0.0
-    samples_per_s: float = 0.0
-
-
-def validation_hours(split: Split, config: TrainConfig) -> np.ndarray:
-    """The validation issue hours early stopping looks at (evenly thinned to ``max_val_samples``)."""
-    val_ts = split.val
-    if config.max_val_samples is not None and len(val_ts) > config.max_val_samples:
-        val_ts = val_ts[np.linspace(0, len(val_ts) - 1, config.max_val_samples).astype(int)]
-    return val_ts
+        _, out = forward(model, tin, ts[i:i + batch_size], bottom_mask=bottom_mask)
+        for j, v in enumerate(out.value):
+            parts[j].append(v.cpu().numpy())
+    per_level = [np.concatenate(p) if p else np.zeros((0,)) for p in parts]
+    return per_level if levels else per_level[0]
 
 
 @torch.no_grad()
-def validation_loss(model: Tower, prep: Prepared, ts: np.ndarray, config: TrainConfig) -> float:
-    """The density loss (every level, no risk term) over the issue hours ``ts``: what early stopping watches."""
+def validation_loss(model: Tower, tin: TorchInputs, ts: np.ndarray, config: TrainConfig,
+                    weights: list[Tensor], *, batch_size: int = 64) -> float:
+    """The training loss over the issue steps ``ts`` (no dropout): what early stopping watches."""
     model.eval()
     total, n = 0.0, 0
-    for i in range(0, len(ts), 256):
-        chunk = torch.as_tensor(ts[i:i + 256])
-        total += float(loss_fn(model, prep, chunk, config, risk=False)) * len(chunk)
+    for i in range(0, len(ts), batch_size):
+        chunk = ts[i:i + batch_size]
+        total += float(loss_fn(model, tin, chunk, config, weights)) * len(chunk)
         n += len(chunk)
     return total / max(n, 1)
 
 
-def fit(series: HierSeries, split: Split, config: TrainConfig, *, fit_stop: int | None = None,
-        log: Callable[[dict[str, float]], None] | None = None) -> FitResult:
-    """Train a tower; keep the weights of the epoch with the lowest validation loss.
+def thin(ts: np.ndarray, most: int | None) -> np.ndarray:
+    """At most ``most`` of the issue steps ``ts``, evenly spread (all of them with ``None``)."""
+    if most is None or len(ts) <= most:
+        return ts
+    return ts[np.linspace(0, len(ts) - 1, most).astype(int)]
 
-    The scalers are fitted on the hours before ``fit_stop`` (default: the first
-    validation hour); the test issue hours are never looked at.
+
+@dataclass
+class FitResult:
+    """A trained neural model and how it got there."""
+
+    model: Tower
+    tin: TorchInputs
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val: float = float("inf")
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    samples_seen: int = 0
+    stopped: str = "epochs"
+
+    def info(self) -> dict[str, Any]:
+        return {"best_epoch": self.best_epoch, "best_val_loss": self.best_val, "epochs": len(self.history),
+                "seconds": self.seconds, "cpu_seconds": self.cpu_seconds, "samples_seen": self.samples_seen,
+                "samples_per_s": self.samples_seen / max(self.seconds, 1e-9), "stopped": self.stopped,
+                "history": self.history}
+
+
+def progress_bar(total: int, *, desc: str, unit: str, enabled: bool = True) -> tqdm:
+    """A progress bar on stderr with elapsed time and ETA (redrawn every second on a terminal, every 30 s in a log)."""
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False,
+                mininterval=1.0 if sys.stderr.isatty() else 30.0, disable=not enabled)
+
+
+class _Schedule:
+    """Linear warm-up then cosine decay to 2 % over a total that a time budget may shorten."""
+
+    def __init__(self, total: int, warmup: float) -> None:
+        self.total = max(1, total)
+        self.warm = max(1, int(warmup * self.total))
+
+    def __call__(self, step: int) -> float:
+        if step < self.warm:
+            return (step + 1) / self.warm
+        frac = min(1.0, (step - self.warm) / max(1, self.total - self.warm))
+        return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower", levels: int | None = None,
+        log: Callable[[dict[str, float]], None] | None = None) -> FitResult:
+    """Train a tower on ``inputs``; keep the weights of the epoch with the lowest validation loss.
+
+    ``levels=1`` trains the bottom level alone (the per-unit model). The test
+    issue steps are never looked at. With ``config.budget_minutes`` the run
+    plans as many epochs as fit in the budget after timing the first one, and
+    stops cleanly (best weights kept) if the budget runs out mid-epoch.
     """
     if len(split.train) == 0 or len(split.val) == 0:
         raise ValidationError("the split leaves no training or no validation samples", field="split")
-    torch.set_num_threads(config.threads)
+    use_threads(config.threads)
     seed_everything(config.seed)
     device = pick_device(config.device)
-    fit_stop = int(split.val.min()) if fit_stop is None else fit_stop
-    prep = prepare(series, fit_stop=fit_stop, config=config, device=device)
-    model = build_model(prep, series, config).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    gen = torch.Generator().manual_seed(config.seed)
-    val_ts = validation_hours(split, config)
-    result = FitResult(model, prep)
+    tin = inputs.tensors(device)
+    model = build_tower(inputs, config, levels=levels).to(device)
+    weights = unit_weights(tin, config.loss_power)
+    opt = optimizer(model, config)
+    bs = batch_size_for(inputs, config)
+    per_epoch = len(split.train) if config.max_samples_per_epoch is None else min(
+        len(split.train), config.max_samples_per_epoch)
+    steps_per_epoch = max(1, math.ceil(per_epoch / bs))
+    schedule = _Schedule(config.epochs * steps_per_epoch, config.warmup)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    gen = np.random.default_rng(config.seed)
+    val_ts = thin(split.val, config.max_val_samples)
+    result = FitResult(model, tin)
     best_state = copy.deepcopy(model.state_dict())
-    bad = 0
-    t0 = time.perf_counter()
-    seen = 0
-    for epoch in range(config.epochs):
-        model.train()
-        order = split.train[torch.randperm(len(split.train), generator=gen).numpy()]
-        steps = range(0, len(order), config.batch_size)
-        if config.max_steps_per_epoch is not None:
-            steps = steps[: config.max_steps_per_epoch]
-        run = 0.0
-        for s in steps:
-            ts = torch.as_tensor(order[s:s + config.batch_size])
-            opt.zero_grad()
-            loss = loss_fn(model, prep, ts, config)
-            loss.backward()
-            opt.step()
-            run += float(loss.detach())
-            seen += len(ts)
-        val = validation_loss(model, prep, val_ts, config)
-        rec = {"epoch": epoch, "train_loss": run / max(len(steps), 1), "val_loss": val}
-        result.history.append(rec)
-        if log is not None:
-            log(rec)
-        if val < result.best_val - 1e-7:
-            result.best_val, result.best_epoch, bad = val, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad += 1
-            if bad >= config.patience:
+    budget = None if config.budget_minutes is None else 60.0 * config.budget_minutes
+    t0, c0 = time.perf_counter(), time.process_time()
+    bad, planned = 0, config.epochs
+    bar = progress_bar(planned * steps_per_epoch, desc=name, unit="step", enabled=config.progress)
+    try:
+        for epoch in range(config.epochs):
+            if epoch >= planned:
+                result.stopped = "budget"
                 break
+            model.train()
+            order = gen.permutation(split.train)[:per_epoch]
+            run, steps = 0.0, 0
+            for s in range(0, len(order), bs):
+                ts = order[s:s + bs]
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model, tin, ts, config, weights)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                opt.step()
+                sched.step()
+                run += float(loss.detach())
+                steps += 1
+                result.samples_seen += len(ts)
+                bar.update(1)
+                if budget is not None and time.perf_counter() - t0 > budget:
+                    break
+            val = validation_loss(model, tin, val_ts, config, weights)
+            rec = {"epoch": epoch, "train_loss": run / max(steps, 1), "val_loss": val,
+                   "lr": float(opt.param_groups[0]["lr"]), "seconds": time.perf_counter() - t0}
+            result.history.append(rec)
+            if log is not None:
+                log(rec)
+            if val < result.best_val - 1e-7:
+                result.best_val, result.best_epoch, bad = val, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                bad += 1
+            bar.set_postfix_str(f"epoch {epoch + 1}/{planned} train {rec['train_loss']:.4f} val {val:.4f}"
+                                f" best {result.best_val:.4f}@{result.best_epoch + 1}")
+            if budget is not None:
+                spent = time.perf_counter() - t0
+                if spent > budget:
+                    result.stopped = "budget"
+                    break
+                if epoch == 0:
+                    fits = max(1, int(budget // max(spent, 1e-9)))
+                    if fits < planned:
+                        planned = fits
+                        schedule.total = max(1, planned * steps_per_epoch)
+                        bar.total = planned * steps_per_epoch
+                        bar.refresh()
+            if bad >= config.patience:
+                result.stopped = "patience"
+                break
+    finally:
+        bar.close()
     result.seconds = time.perf_counter() - t0
-    result.samples_per_s = seen / max(result.seconds, 1e-9)
+    result.cpu_seconds = time.process_time() - c0
     model.load_state_dict(best_state)
+    model.eval()
+    if config.progress:
+        print(f"{name}: {len(result.history)} epochs of {steps_per_epoch} steps in {result.seconds:.0f} s"
+              f" ({result.cpu_seconds / 60:.1f} CPU min), best validation loss {result.best_val:.4f} at epoch"
+              f" {result.best_epoch + 1}, stopped by {result.stopped}", file=sys.stderr, flush=True)
     return result
-
-
-def evaluate(result: FitResult, series: HierSeries, ts: np.ndarray, **kw: Any) -> dict[str, Any]:
-    """Metrics at every level for the issue hours ``ts``."""
-    preds, _ = predict(result.model, result.prep, ts)
-    return level_metrics(preds, truth(result.prep, ts), series.level_names, **kw)
-
-
-def chronological_split_for(series: HierSeries, config: TrainConfig, *,
-                            fractions: tuple[float, float] = (0.7, 0.15)) -> Split:
-    """:func:`models.data.chronological_split` with the window of ``config``."""
-    return chronological_split(series, history=config.history, horizons=config.horizons, fractions=fractions)

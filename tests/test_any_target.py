@@ -25,15 +25,16 @@ from ciu.forecast import HistoricalAverageForecaster, forecast_variable, load_fo
 from ciu.store import Variable
 from ciu.twin import Twin
 from models.graph import build_graph, target_levels
-from models.runs import next_issue_hour, predict_to_store, train_on_twin, training_window
+from models.runs import last_observed, predict_to_store, train_on_twin, training_window
 from models.settings import ModelSettings
 from models.train import TrainConfig
 from viz.data import DashboardData, publish_forecast
 from viz.settings import DashboardSettings
 
 TRIPS = Variable("trips", "trips", "social", "sum", "sum", description="trips ending in the cell")
-CONFIG = TrainConfig(history=6, horizons=3, hidden=8, epochs=2, batch_size=16, max_steps_per_epoch=2,
-                     max_val_samples=16, seed=1, threads=1)
+CONFIG = TrainConfig(history=6, horizons=3, hidden=8, lstm_hidden=4, epochs=2, max_val_samples=16, seed=1, threads=1,
+                     progress=False)
+MODELS = ("persistence", "seasonal_naive", "historical_average", "ridge_unit", "tower")
 UPPER = ["grid", "district", "city"]
 
 
@@ -64,13 +65,14 @@ def test_model_levels_start_where_the_target_is_observed(trips_city: Twin) -> No
         build_graph(trips_city, target="trips", levels=["building", *UPPER])
     with pytest.raises(ValidationError, match="consecutive"):
         build_graph(trips_city, target="trips", levels=["grid", "city"])
-    end = next_issue_hour(trips_city, "trips")
-    assert end == trips_city.rollup("trips", level="city")["time"].max() + pd.Timedelta(hours=1)
-    assert training_window(trips_city, "trips", 48) == (end - pd.Timedelta(hours=48), end)
+    last = last_observed(trips_city, "trips")
+    assert last == trips_city.rollup("trips", level="city")["time"].max()
+    end = last + pd.Timedelta(hours=1)
+    assert training_window(trips_city, "trips", 2) == (end - pd.Timedelta(days=2), end)
 
 
 def test_historical_average_forecasts_any_count(trips_city: Twin) -> None:
-    issued = next_issue_hour(trips_city, "trips")
+    issued = last_observed(trips_city, "trips")
     frame = HistoricalAverageForecaster(variable="trips").forecast(trips_city, issued_at=issued, horizons=4)
     assert set(frame["level"]) == set(UPPER) and set(frame["variable"]) == {"trips"}
     wide = frame.pivot_table(index="code", columns="horizon", values="value")
@@ -84,21 +86,23 @@ def test_historical_average_forecasts_any_count(trips_city: Twin) -> None:
 def test_trips_train_predict_api_dashboard(trips_city: Twin, city_url: str, tmp_path) -> None:
     twin = trips_city
     settings = ModelSettings(dir=tmp_path, alert_threshold=0.5)
-    report = train_on_twin(twin, CONFIG, target="trips", settings=settings, window=24 * 14)
+    report = train_on_twin(twin, CONFIG, target="trips", models=MODELS, settings=settings, window_days=14)
     run = twin.store.model_runs().set_index("id").loc[report.run_id]
     assert run["params"]["target"] == "trips" and run["params"]["levels"] == UPPER
-    assert set(run["metrics"]["validation"]) == set(UPPER)
+    assert set(run["metrics"]["validation"]["tower"]) == set(UPPER)
+    champion = run["name"]
+    assert champion == run["metrics"]["champion"]
     assert forecast_variable(twin) == "trips"
-    assert load_forecaster(twin, "trips")[1] == "tower"
-    assert load_forecaster(twin, "people")[1] == "historical_average"  # no tower of people
+    assert load_forecaster(twin, "trips")[1] == champion
+    assert load_forecaster(twin, "people")[1] == "historical_average"  # no model of people
 
-    # predict: the hour after the last observation of trips, every unit of the model's levels
+    # predict: issued at the last observation of trips (horizon h is h hours later), every unit of the model's levels
     run_id, n, _ = predict_to_store(twin, target="trips", settings=settings)
     counts = twin.store.count_units()
     assert run_id == report.run_id and n == CONFIG.horizons * sum(counts[lv] for lv in UPPER)
     stored = twin.store.predictions(variable="trips")
     assert set(stored["variable"]) == {"trips"} and set(stored["level"]) == set(UPPER)
-    issued = next_issue_hour(twin, "trips")
+    issued = last_observed(twin, "trips")
     assert (stored["issued_at"] == issued).all()
 
     # a newer forecast of people does not hide the trips forecast
@@ -122,8 +126,8 @@ def test_trips_train_predict_api_dashboard(trips_city: Twin, city_url: str, tmp_
                         headers={"X-API-Key": token})
         assert r.status_code == 200, r.text
         answer = r.json()
-        assert answer["model"] == "tower"
-        assert pd.Timestamp(answer["issued_at"]) == issued - pd.Timedelta(hours=1)  # the latest observed hour
+        assert answer["model"] == champion
+        assert pd.Timestamp(answer["issued_at"]) == issued  # the latest observed hour, as stored forecasts
         closed = [u for u in answer["units"] if u["code"] == cell]
         assert closed and all(u["scenario"] == 0 and u["variable"] == "trips" for u in closed)
         r = client.post("/scenarios", json={"variable": "nope", "holiday": True}, headers={"X-API-Key": token})
@@ -156,6 +160,6 @@ def test_trips_train_predict_api_dashboard(trips_city: Twin, city_url: str, tmp_
     card = data.card(cell)
     assert card["variable"] == "trips" and card["capacity"] is None and card["value"] is not None
     out = data.scenario({"closure": {"code": cell}}, horizons=2)
-    assert out["model"] == "tower" and set(out["baseline"]["variable"]) == {"trips"}
+    assert out["model"] == champion and set(out["baseline"]["variable"]) == {"trips"}
     with pytest.raises(ValidationError):
         data.units("floor")

@@ -1,4 +1,4 @@
-"""Baselines and real-data graphs."""
+"""The forecasters of the harness, the champion on validation, probabilistic forecasts, real-data graphs."""
 
 from __future__ import annotations
 
@@ -8,39 +8,57 @@ import pytest
 import torch
 
 from ciu.errors import ValidationError
-from models.baselines import (STRESNET_LAGS, STResNet, fit_stresnet, fit_unit_lstm, historical_average, persistence,
-                              predict_stresnet, predict_unit_lstm, roll_up, seasonal_naive)
-from models.data import HierSeries, Level, calendar_features, chronological_split
+from models.baselines import (GradientBoosting, HistoricalAverage, Neural, Persistence, Ridge, SeasonalNaive,
+                              from_state, roll_up)
+from models.champion import compete, load_forecaster
+from models.data import ExternalScaler, HierSeries, Level, Scaler, chronological_split, fit_stop
 from models.datasets import manhattan_districts, manhattan_flows, shared_data
 from models.graph import series_from_graph
-from models.train import TrainConfig, prepare
+from models.inputs import Inputs
+from models.probabilistic import QUANTILES, distribution
+from models.train import TrainConfig
+
+CONFIG = TrainConfig(history=6, horizons=2, hidden=8, lstm_hidden=4, epochs=2, threads=1, progress=False,
+                     max_val_samples=32)
 
 
-def toy_series(hours: int = 24 * 21, n: int = 8) -> HierSeries:
-    """Four cells per block, two blocks, one city; a daily rhythm per cell."""
+def toy_series(hours: int = 24 * 28, n: int = 8, seed: int = 0) -> HierSeries:
+    """Four cells per block, two blocks, one city; a daily rhythm and a slow wave per cell, two channels."""
     times = pd.date_range("2024-01-01", periods=hours, freq="h")
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     base = 10 + 5 * np.sin(2 * np.pi * times.hour.to_numpy() / 24)
-    values = (base[:, None, None] * (1 + np.arange(n))[None, :, None] / n + rng.normal(0, 0.1, (hours, n, 2)))
-    cal, names = calendar_features(times)
+    wave = np.cumsum(rng.normal(0, 0.3, hours))
+    values = ((base + wave)[:, None, None] * (1 + np.arange(n))[None, :, None] / n
+              + rng.normal(0, 0.3, (hours, n, 2))).clip(0)
     levels = [Level("cell", [f"c{i}" for i in range(n)], np.arange(n) // 4, np.zeros((n, 1), np.float32),
                     np.array([[0, 1], [1, 0]])),
               Level("block", ["b0", "b1"], np.zeros(2, dtype=np.int64), np.zeros((2, 1), np.float32)),
               Level("city", ["x"], None, np.zeros((1, 1), np.float32))]
-    return HierSeries(levels, values, times, ["in", "out"], cal, names)
+    return HierSeries(levels, values, times, ["in", "out"], np.zeros((hours, 1), np.float32), ["holiday"])
+
+
+def inputs_of(s: HierSeries, cfg: TrainConfig = CONFIG):
+    split = chronological_split(s, history=cfg.history, horizons=cfg.horizons)
+    stop = fit_stop(split, cfg.horizons)
+    return split, Inputs.build(s, scaler=Scaler.fit(s, stop=stop), ext_scaler=ExternalScaler.fit(s.external, stop=stop),
+                               history=cfg.history, horizons=cfg.horizons)
 
 
 def test_naive_baselines_are_what_they_say():
     s = toy_series()
+    split, inputs = inputs_of(s)
     ts = np.array([200, 300])
-    p = persistence(s, ts, 3)
-    assert p.shape == (2, 8, 3, 2)
-    np.testing.assert_array_equal(p[:, :, 2], s.values[ts - 1])
-    sn = seasonal_naive(s, ts, 3)
-    np.testing.assert_array_equal(sn[:, :, 1], s.values[ts + 1 - 168])
-    ha = historical_average(s, ts, 1, fit_stop=168 * 2)
-    same = [t for t in range(0, 336) if t % 168 == 200 % 168]
-    np.testing.assert_allclose(ha[0, :, 0], s.values[same].mean(axis=0))
+    p = Persistence().predict(inputs, ts)
+    assert p.shape == (2, 8, 2, 2)
+    np.testing.assert_allclose(p[:, :, 1], s.values[ts], rtol=1e-5)  # the last observed step, t itself
+    sn = SeasonalNaive().predict(inputs, ts)
+    np.testing.assert_allclose(sn[:, :, 1], s.values[ts + 2 - 168], rtol=1e-5)  # a week before the target
+    ha = HistoricalAverage()
+    ha.fit(inputs, split)
+    got = ha.predict(inputs, ts)
+    stop = fit_stop(split, 2)
+    same = [t for t in range(stop) if t % 168 == (200 + 1) % 168]
+    np.testing.assert_allclose(got[0, :, 0], s.values[same].mean(axis=0))
 
 
 def test_roll_up_sums_to_every_level():
@@ -51,22 +69,64 @@ def test_roll_up_sums_to_every_level():
     np.testing.assert_allclose(levels[2][:, 0], bottom.sum(axis=1))
 
 
-def test_stresnet_and_unit_lstm_train_and_predict():
-    s = toy_series(hours=24 * 28, n=8)
-    cfg = TrainConfig(history=6, horizons=1, hidden=8, epochs=2, batch_size=16, max_steps_per_epoch=3, seed=0)
-    split = chronological_split(s, history=6, horizons=1, fractions=(0.7, 0.15))
-    prep = prepare(s, fit_stop=int(split.val.min()), config=cfg, device=torch.device("cpu"))
-    model, info = fit_stresnet(prep, split, (2, 4), cfg)
-    assert info["epochs"] == 2 and info["best_epoch"] in (0, 1)
-    pred = predict_stresnet(model, prep, split.test, (2, 4), 1)
-    assert pred.shape == (len(split.test), 8, 1, 2) and (pred >= 0).all()
-    net = STResNet(len(STRESNET_LAGS) * 2, 2, 3, (2, 4), hidden=4, units=1)
-    out = net(torch.randn(5, len(STRESNET_LAGS) * 2, 2, 4), torch.randn(5, 3))
-    out.sum().backward()
-    assert out.shape == (5, 2, 2, 4) and net.inp.weight.grad is not None
-    res = fit_unit_lstm(s, split, cfg)
-    assert res.model.config.levels == ("cell",)
-    assert predict_unit_lstm(res, split.test[:4]).shape == (4, 8, 1, 2)
+def test_learned_models_fit_predict_and_come_back_from_their_state():
+    s = toy_series()
+    split, inputs = inputs_of(s)
+    truth = inputs.truth(split.val)[0]
+    persistence = float(np.nanmean((Persistence().predict(inputs, split.val) - truth) ** 2))
+    for model in (Ridge(per_unit=True), Ridge(per_unit=False, name="ridge_pooled"),
+                  GradientBoosting(max_rows=5000, rounds=60, threads=1, progress=False),
+                  Neural.tower(CONFIG), Neural.unit_lstm(CONFIG)):
+        info = model.fit(inputs, split)
+        assert info["seconds"] > 0 and info["cpu_seconds"] >= 0
+        pred = model.predict(inputs, split.val)
+        assert pred.shape == (len(split.val), 8, 2, 2) and (pred >= 0).all()
+        again = from_state(model.state()).predict(inputs, split.val)
+        np.testing.assert_allclose(again, pred, rtol=1e-5, atol=1e-5)
+        if isinstance(model, Ridge):  # a linear model sees the rhythm and the wave
+            assert float(np.nanmean((pred - truth) ** 2)) < persistence
+    assert Neural.unit_lstm(CONFIG).config.neighbours is False
+
+
+def test_champion_selection_never_reads_the_test_split():
+    s = toy_series(hours=24 * 24)
+    cfg = TrainConfig(**{**CONFIG.to_dict(), "epochs": 1})
+    models = ("persistence", "seasonal_naive", "historical_average", "ridge_unit", "tower")
+    split = chronological_split(s, history=cfg.history, horizons=cfg.horizons)
+    a = compete(s, split, cfg, models=models)
+    spoiled = HierSeries(s.levels, s.values.copy(), s.times, s.channels, s.external, s.external_names)
+    first_test_target = int(split.test.min()) + 1
+    spoiled.values[first_test_target:] = 1e6 * np.random.default_rng(9).random(spoiled.values[first_test_target:].shape)
+    b = compete(spoiled, split, cfg, models=models)
+    assert a.champion == b.champion
+    assert a.scores == pytest.approx(b.scores)
+    assert (a.blend is None) == (b.blend is None) and (a.blend is None or a.blend.weights == pytest.approx(
+        b.blend.weights))
+    for model in models:
+        assert a.validation[model]["cell"]["rmse_all"] == pytest.approx(b.validation[model]["cell"]["rmse_all"])
+    assert a.test is None  # the test split is scored only when asked, after the choice
+    test = a.score_test()
+    assert set(test) >= set(models) and a.probabilistic["test"]["cell"]["quantiles_ordered"]
+
+
+def test_quantiles_are_ordered_and_paths_coherent_at_every_level():
+    s = toy_series()
+    split, inputs = inputs_of(s)
+    comp = compete(s, split, CONFIG, models=("persistence", "seasonal_naive", "ridge_unit", "ridge_pooled"))
+    point = comp.forecaster().predict(comp.inputs, split.test[:20])
+    dist = distribution(point, comp.bank, s, comp.limits, samples=100)
+    for i, q in enumerate(dist.quantiles):
+        assert q.shape == (20, s.levels[i].n, 2, 2, len(QUANTILES))
+        assert (np.diff(q, axis=-1) >= -1e-9).all()
+        assert ((dist.risk[i] >= 0) & (dist.risk[i] <= 1)).all()
+    # the blend is a champion like any other: coherent by the same sums, and back from its state
+    if comp.blend is not None:
+        blend = load_forecaster(comp.blend.state())
+        np.testing.assert_allclose(blend.predict(comp.inputs, split.test[:5]),
+                                   comp.blend.predict(comp.inputs, split.test[:5]), rtol=1e-5)
+    scores = comp.score_test() and comp.probabilistic["test"]
+    for level, p in scores.items():
+        assert 0.0 <= p["coverage_p10_p90"] <= 1.0 and p["brier"] >= 0, level
 
 
 def test_series_checks_its_hierarchy():
@@ -90,5 +150,5 @@ def test_manhattan_graph_matches_the_flow_file():
     s = series_from_graph(data)
     city = s.level_values()[2]
     np.testing.assert_allclose(city[:, 0], raw.sum(axis=1), rtol=1e-6)
-    assert s.channels == ["departures", "arrivals"]
+    assert s.channels == ["departures", "arrivals"] and s.step == pd.Timedelta("1h")
     assert data["zone", "near", "zone"].edge_index.shape[1] > 69

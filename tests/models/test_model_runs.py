@@ -1,4 +1,4 @@
-"""Training runs, forecasts and alerts in PostGIS, read back through ``ciu``."""
+"""Training on a twin, the champion's forecasts, quantiles and alerts in PostGIS, read back through ``ciu``."""
 
 from __future__ import annotations
 
@@ -10,98 +10,128 @@ import pytest
 from typer.testing import CliRunner
 
 from ciu.errors import NotFound, ValidationError
-from models.forecaster import TowerForecaster
-from models.runs import predict_to_store, train_on_twin
+from models.forecaster import FORECAST_COLUMNS, ChampionForecaster
+from models.runs import last_observed, predict_to_store, skill_table, train_on_twin
 from models.settings import ModelSettings
 from models.train import TrainConfig
 
-CONFIG = TrainConfig(history=6, horizons=3, hidden=8, epochs=2, batch_size=16, max_steps_per_epoch=2,
-                     max_val_samples=16, seed=1, threads=1)
+CONFIG = TrainConfig(history=6, horizons=3, hidden=16, epochs=2, max_val_samples=16, seed=1, threads=1,
+                     progress=False)
+MODELS = ("persistence", "seasonal_naive", "historical_average", "ridge_unit", "tower")
 ISSUED = datetime(2026, 4, 11, 9, tzinfo=timezone.utc)
 
 
 @pytest.fixture
 def trained(city, tmp_path):
     settings = ModelSettings(dir=tmp_path)
-    report = train_on_twin(city, CONFIG, settings=settings)
+    report = train_on_twin(city, CONFIG, models=MODELS, settings=settings)
     return report, settings
 
 
-def test_run_is_recorded(city, trained):
+def _coherent(city, frame: pd.DataFrame, column: str = "value") -> None:
+    units = pd.concat([city.units(level=lv)[["parent_code"]] for lv in city.levels])
+    child = frame.join(units, on="code").dropna(subset=["parent_code"])
+    sums = child.groupby(["parent_code", "horizon"])[column].sum()
+    parents = frame.set_index(["code", "horizon"])[column].reindex(sums.index)
+    np.testing.assert_allclose(sums.to_numpy(), parents.to_numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_run_records_the_whole_comparison(city, trained):
     report, _ = trained
     runs = city.store.model_runs()
     row = runs[runs["id"] == report.run_id].iloc[0]
-    assert row["status"] == "trained" and row["kind"] == "tower"
+    assert row["status"] == "trained" and row["kind"] == "champion"
     assert row["data_hash"] == city.store.data_hash()
-    assert row["params"]["train"]["hidden"] == 8
-    assert set(row["metrics"]["validation"]) == set(city.levels)
-    assert row["metrics"]["best_epoch"] in (0, 1)
+    metrics = row["metrics"]
+    assert row["name"] == metrics["champion"]
+    assert metrics["champion"] in metrics["validation"]
+    assert set(MODELS) <= set(metrics["validation"]) and set(MODELS) <= set(metrics["test"])
+    for model in MODELS:
+        assert set(metrics["validation"][model]) == set(city.levels)
+    assert metrics["step"] == "0 days 01:00:00" and metrics["horizons"] == 3
+    assert metrics["training"]["tower"]["epochs"] >= 1 and metrics["training"]["tower"]["cpu_seconds"] > 0
+    assert metrics["missing"]["issue_steps"]["val"] > 0
+    for level, p in metrics["probabilistic"]["test"].items():
+        assert p["quantiles_ordered"], level
+    table = skill_table(metrics, split="validation")
+    assert set(table["model"]) >= set(MODELS)
+    assert table["champion"].any()
+    sn = table[table["model"] == "seasonal_naive"]
+    assert np.allclose(sn["gain_over_seasonal_naive_pct"].dropna(), 0.0)
     assert report.checkpoint.is_file()
 
 
-def test_forecast_every_unit_every_level(city, trained):
+def test_forecast_every_unit_every_level_under_the_contract(city, trained):
     report, _ = trained
-    fc = TowerForecaster.load(city)
+    fc = ChampionForecaster.load(city)
     assert fc.run_id == report.run_id
     frame = fc.forecast(city, issued_at=ISSUED, horizons=2)
-    assert list(frame.columns) == ["code", "level", "variable", "horizon", "time", "value", "risk"]
-    counts = city.store.count_units()
-    assert len(frame) == 2 * sum(counts.values())
-    # coherent: every parent is the sum of its children
-    units = pd.concat([city.units(level=lv)[["parent_code"]] for lv in city.levels])
-    child = frame.join(units, on="code").dropna(subset=["parent_code"])
-    sums = child.groupby(["parent_code", "horizon"])["value"].sum()
-    parents = frame.set_index(["code", "horizon"])["value"].reindex(sums.index)
-    np.testing.assert_allclose(sums.to_numpy(), parents.to_numpy(), rtol=1e-4, atol=1e-2)
+    assert list(frame.columns) == FORECAST_COLUMNS
+    assert len(frame) == 2 * sum(city.store.count_units().values())
+    # horizon h is the step issued_at + h
+    assert (frame["time"] == ISSUED + pd.to_timedelta(frame["horizon"], unit="h")).all()
+    _coherent(city, frame)
+    assert (frame["q10"] <= frame["q50"] + 1e-9).all() and (frame["q50"] <= frame["q90"] + 1e-9).all()
     assert frame["risk"].between(0, 1).all()
-    assert (frame["time"] == ISSUED + pd.to_timedelta(frame["horizon"] - 1, unit="h")).all()
+    # observations after issued_at are not used
+    later = city.observations("people", start=ISSUED + pd.Timedelta(hours=1),
+                              end=ISSUED + pd.Timedelta(hours=5))
+    assert len(later) > 0
+    city.store.conn.execute("DELETE FROM ciu.observation o USING ciu.variable v WHERE v.id = o.variable_id"
+                            " AND v.name = 'people' AND o.time > %s", (ISSUED,))
+    again = fc.forecast(city, issued_at=ISSUED, horizons=2)
+    pd.testing.assert_frame_equal(frame, again)
 
 
 def test_overrides_change_the_inputs(city, trained):
-    fc = TowerForecaster.load(city)
+    fc = ChampionForecaster.load(city)
     base = fc.forecast(city, issued_at=ISSUED, horizons=3).set_index(["code", "horizon"])
     building = city.units(level="building").index[0]
     closed = fc.forecast(city, issued_at=ISSUED, horizons=3, overrides={"closure": {"code": building}})
+    _coherent(city, closed)
     closed = closed.set_index(["code", "horizon"])
     below = [c for c in closed.index.get_level_values(0).unique() if c.startswith(building)]
     assert (closed.loc[below, "value"] == 0).all()
     city_code = city.units(level="city").index[0]
     assert closed.loc[(city_code, 1), "value"] <= base.loc[(city_code, 1), "value"] + 1e-6
-    event = fc.forecast(city, issued_at=ISSUED, horizons=3, overrides={
-        "event": {"code": building, "time": ISSUED, "people": 5000, "hours": 3}, "holiday": True,
-        "weather": {"temperature": 35.0, "rain": 10.0}})
-    assert not np.allclose(event["value"].to_numpy(), base["value"].to_numpy())
     with pytest.raises(ValidationError):
         fc.forecast(city, issued_at=ISSUED, horizons=3, overrides={"meteor": {}})
     with pytest.raises(ValidationError):
         fc.forecast(city, issued_at=ISSUED, horizons=9)
 
 
-def test_predictions_and_alerts_land_in_postgis(city, trained):
+def test_predictions_quantiles_and_alerts_land_in_postgis(city, trained):
     report, settings = trained
-    frame = TowerForecaster.load(city).forecast(city, issued_at=ISSUED, horizons=3)
+    frame = ChampionForecaster.load(city).forecast(city, issued_at=ISSUED, horizons=3)
     threshold = float(np.quantile(frame["risk"], 0.9))
-    settings = ModelSettings(dir=settings.dir, alert_threshold=threshold, critical_threshold=1.0)
+    settings = ModelSettings(dir=settings.dir, alert_threshold=max(threshold, 1e-6), critical_threshold=1.0)
     run_id, n, k = predict_to_store(city, issued_at=ISSUED, settings=settings)
     assert run_id == report.run_id and n == len(frame)
     stored = city.store.predictions(run_id=run_id)
-    assert len(stored) == len(frame)
-    assert set(stored["level"]) == set(city.levels)
+    assert len(stored) == len(frame) and set(stored["level"]) == set(city.levels)
+    assert (stored["issued_at"] == ISSUED).all()
     merged = stored.merge(frame, on=["code", "horizon"], suffixes=("", "_fc"))
-    np.testing.assert_allclose(merged["value"], merged["value_fc"], rtol=1e-6)
+    for column in ("value", "q10", "q50", "q90", "risk"):
+        np.testing.assert_allclose(merged[column], merged[f"{column}_fc"], rtol=1e-6, atol=1e-9)
+    hot = frame[frame["risk"] >= settings.alert_threshold]
     alerts = city.store.alerts()
-    hot = frame[frame["risk"] >= threshold]
-    assert k == len(alerts) == len(hot.drop_duplicates(["code", "time"])) > 0
-    assert set(alerts["code"]) == set(hot["code"])
-    assert (alerts["severity"] == "warning").all()
+    assert k == len(alerts) == len(hot.drop_duplicates(["code", "time"]))
     # idempotent: the same forecast again adds no alert and replaces the forecasts
     assert predict_to_store(city, issued_at=ISSUED, settings=settings)[2] == 0
     assert len(city.store.predictions(run_id=run_id)) == len(frame)
 
 
+def test_default_issue_time_is_the_last_observation(city, trained):
+    _, settings = trained
+    run_id, _, _ = predict_to_store(city, settings=settings)
+    stored = city.store.predictions(run_id=run_id)
+    assert (stored["issued_at"] == last_observed(city, "people")).all()
+    assert (stored["time"] == stored["issued_at"] + pd.to_timedelta(stored["horizon"], unit="h")).all()
+
+
 def test_load_without_run_says_so(city):
     with pytest.raises(NotFound):
-        TowerForecaster.load(city)
+        ChampionForecaster.load(city)
 
 
 def test_cli_train_evaluate_predict(city_url, tmp_path, monkeypatch):
@@ -110,12 +140,17 @@ def test_cli_train_evaluate_predict(city_url, tmp_path, monkeypatch):
     monkeypatch.setenv("CIU_DATABASE_URL", city_url)
     monkeypatch.setenv("CIU_MODEL_DIR", str(tmp_path))
     runner = CliRunner()
-    res = runner.invoke(app, ["train", "--history", "6", "--hidden", "8", "--epochs", "1", "--max-steps", "3"])
+    res = runner.invoke(app, ["train", "--history", "6", "--hidden", "8", "--epochs", "1", "--threads", "1",
+                              "--models", "persistence,seasonal_naive,historical_average,ridge_unit,tower"])
     assert res.exit_code == 0, res.output
-    assert "model run" in res.output and "floor" in res.output
-    res = runner.invoke(app, ["evaluate"])
+    assert "model run" in res.output and "champion" in res.output and "floor" in res.output
+    assert "seasonal naive" in res.output
+    res = runner.invoke(app, ["evaluate", "--split", "validation"])
     assert res.exit_code == 0, res.output
-    assert "validation" in res.output and "city" in res.output
+    for word in ("validation", "city", "RMSE", "MAE", "MAPE", "seasonal_naive", "tower", "coverage", "Brier"):
+        assert word in res.output, word
+    res = runner.invoke(app, ["evaluate", "--split", "sideways"])
+    assert isinstance(res.exception, ValidationError) and "split" in str(res.exception)
     res = runner.invoke(app, ["predict", "--issued-at", "2026-04-11T09:00:00"])
     assert res.exit_code == 0, res.output
-    assert "forecasts issued" in res.output
+    assert "forecasts issued at 2026-04-11 09:00 UTC" in res.output

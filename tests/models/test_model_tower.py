@@ -1,19 +1,22 @@
-"""The tower on the tiny test city: graph, shapes, gradients, coherence, seeds, training."""
+"""The tower on the tiny test city: graph, shapes, gradients, coherence, seeds, training, budget."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from ciu.errors import UnknownVariable
-from models.data import make_batch
+from models.baselines import Neural, roll_up
+from models.data import chronological_split, fit_stop
 from models.graph import build_graph, series_from_graph
-from models.train import (TrainConfig, build_model, chronological_split_for, fit, loss_fn, predict, prepare,
-                          seed_everything, validation_hours, validation_loss)
+from models.inputs import Inputs
+from models.train import (TrainConfig, build_tower, fit, forward, loss_fn, predict, seed_everything, thin,
+                          unit_weights, validation_loss)
 
-CONFIG = TrainConfig(history=6, horizons=3, hidden=16, epochs=6, batch_size=8, lr=5e-3, patience=10, seed=3,
-                     max_val_samples=16, threads=1)
+CONFIG = TrainConfig(history=6, horizons=3, hidden=16, lstm_hidden=8, epochs=4, batch_size=8, lr=5e-3, patience=10,
+                     seed=3, max_val_samples=16, threads=1, progress=False)
 
 
 @pytest.fixture
@@ -21,7 +24,19 @@ def series(city):
     return series_from_graph(build_graph(city, target="people"))
 
 
-def test_graph_has_every_level_and_edges(city):
+@pytest.fixture
+def setup(series):
+    from models.data import ExternalScaler, Scaler
+
+    split = chronological_split(series, history=CONFIG.history, horizons=CONFIG.horizons)
+    stop = fit_stop(split, CONFIG.horizons)
+    inputs = Inputs.build(series, scaler=Scaler.fit(series, stop=stop),
+                          ext_scaler=ExternalScaler.fit(series.external, stop=stop), history=CONFIG.history,
+                          horizons=CONFIG.horizons)
+    return split, inputs
+
+
+def test_graph_has_every_level_edges_clock_and_capacity(city):
     data = build_graph(city, target="people")
     levels = list(city.levels)
     assert set(data.node_types) == set(levels)
@@ -38,14 +53,16 @@ def test_graph_has_every_level_and_edges(city):
         assert ei.shape[1] > 0
         assert not (ei[0] == ei[1]).any()
         assert set(map(tuple, ei.t().tolist())) == set(map(tuple, ei.flip(0).t().tolist()))
-    # series of each level is the sum of its children; external features present
+    # series of each level is the sum of its children; external features, the clock and capacity present
     for lo, hi in zip(levels[:-1], levels[1:]):
         child = torch.nan_to_num(data[lo].series)
         summed = torch.zeros_like(data[hi].series).index_add_(0, data[lo, "in", hi].edge_index[1], child)
         assert torch.allclose(summed, data[hi].series, atol=1e-3)
-    assert {"hour_sin", "holiday", "temperature", "rain"} <= set(data.external_names)
+    assert data.external_names == ["holiday", "temperature", "rain"]
+    assert data.step == pd.Timedelta("1h") and data.timezone == "Europe/Amsterdam"
     assert data["floor"].covariates.abs().sum() > 0  # announced events reach the floors
     assert data["floor"].x.shape[0] == len(units["floor"]) and data["floor"].x.shape[1] > 3
+    assert (data.capacity > 0).all() and len(data.capacity) == len(units["floor"])
 
 
 def test_graph_rejects_unknown_variable(city):
@@ -53,63 +70,80 @@ def test_graph_rejects_unknown_variable(city):
         build_graph(city, target="no_such_variable")
 
 
-def test_shapes_and_gradients_reach_every_level(series):
-    torch.manual_seed(0)
-    split = chronological_split_for(series, CONFIG)
-    prep = prepare(series, fit_stop=int(split.val.min()), config=CONFIG, device=torch.device("cpu"))
-    model = build_model(prep, series, CONFIG)
-    ts = torch.as_tensor(split.train[:4])
-    batch = make_batch(prep.data, ts)
-    out = model(batch.seq, batch.aux, batch.ext, prep.data.parent, prep.data.neighbours, prep.data.scales)
+def test_shapes_and_gradients_reach_every_level(series, setup):
+    split, inputs = setup
+    seed_everything(0)
+    model = build_tower(inputs, CONFIG)
+    tin = inputs.tensors()
+    ts = split.train[:4]
+    _, out = forward(model, tin, ts)
     for i, lv in enumerate(series.levels):
-        assert out.density[i].shape == (4, lv.n, CONFIG.horizons, 1)
-        assert out.risk[i].shape == (4, lv.n, CONFIG.horizons)
-    # the density head starts at zero (the forecast starts as persistence): one step opens the paths
+        assert out.value[i].shape == (4, lv.n, CONFIG.horizons, 1)
+        assert out.z[i].shape == out.value[i].shape
+    for alpha, lv in zip(out.attention, series.levels[:-1]):
+        assert alpha.shape == (4, lv.n)
+    # the LSTM's share starts at zero: one step opens its path, then gradients reach every part of every level
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    loss_fn(model, prep, ts, CONFIG).backward()
+    w = unit_weights(tin, CONFIG.loss_power)
+    loss_fn(model, tin, ts, CONFIG, w).backward()
     opt.step()
     opt.zero_grad()
-    loss_fn(model, prep, ts, CONFIG).backward()
-    for i in range(len(series.levels)):
-        for part in (model.encoders[i], model.aux[i], model.risk[i]):
+    loss_fn(model, tin, ts, CONFIG, w).backward()
+    for i, enc in enumerate(model.encoders):
+        for name, part in (("lstm", enc.temporal), ("unit", enc.unit), ("slot", enc.slot), ("day", enc.day),
+                           ("proj", enc.proj)):
             grads = [p.grad for p in part.parameters()]
-            assert all(g is not None for g in grads)
-            assert sum(float(g.abs().sum()) for g in grads) > 0, f"no gradient at level {series.levels[i].name}"
+            assert all(g is not None for g in grads), (series.levels[i].name, name)
+            assert sum(float(g.abs().sum()) for g in grads) > 0, f"no gradient to {name} at {series.levels[i].name}"
     for pool in model.pools:
         assert sum(float(p.grad.abs().sum()) for p in pool.parameters() if p.grad is not None) > 0
 
 
-def test_forecasts_are_coherent(series):
-    split = chronological_split_for(series, CONFIG)
-    prep = prepare(series, fit_stop=int(split.val.min()), config=CONFIG, device=torch.device("cpu"))
-    model = build_model(prep, series, CONFIG)
-    dens, risk = predict(model, prep, split.val[:5])
-    for i, lv in enumerate(series.levels[:-1]):
-        summed = np.zeros_like(dens[i + 1])
-        np.add.at(summed, (slice(None), lv.parent), dens[i])
-        np.testing.assert_allclose(summed, dens[i + 1], rtol=1e-4, atol=1e-3)
-        assert (dens[i] >= 0).all()
-    assert all(((r >= 0) & (r <= 1)).all() for r in risk)
+def test_forecasts_are_coherent_at_every_level(series, setup):
+    split, inputs = setup
+    model = build_tower(inputs, CONFIG)
+    levels = predict(model, inputs.tensors(), split.val[:5], levels=True)
+    summed = roll_up(levels[0], series)
+    for i in range(1, len(levels)):
+        np.testing.assert_allclose(levels[i], summed[i], rtol=1e-6, atol=1e-4)
+        assert (levels[i] >= 0).all()
 
 
-def test_same_seed_same_result(series):
-    split = chronological_split_for(series, CONFIG)
-    cfg = TrainConfig(**{**CONFIG.to_dict(), "epochs": 2, "max_steps_per_epoch": 3})
-    a = fit(series, split, cfg)
-    b = fit(series, split, cfg)
-    assert a.history == b.history
-    pa, _ = predict(a.model, a.prep, split.test[:3])
-    pb, _ = predict(b.model, b.prep, split.test[:3])
-    for x, y in zip(pa, pb):
-        np.testing.assert_array_equal(x, y)
+def test_same_seed_same_result(setup):
+    split, inputs = setup
+    cfg = TrainConfig(**{**CONFIG.to_dict(), "epochs": 2, "max_samples_per_epoch": 24})
+    a = fit(inputs, split, cfg)
+    b = fit(inputs, split, cfg)
+    assert [h["val_loss"] for h in a.history] == [h["val_loss"] for h in b.history]
+    np.testing.assert_array_equal(predict(a.model, a.tin, split.test[:3]), predict(b.model, b.tin, split.test[:3]))
+    c = fit(inputs, split, TrainConfig(**{**cfg.to_dict(), "seed": 4}))
+    assert [h["val_loss"] for h in c.history] != [h["val_loss"] for h in a.history]
 
 
-def test_short_training_lowers_validation_loss(series):
-    split = chronological_split_for(series, CONFIG)
-    cfg = TrainConfig(**{**CONFIG.to_dict(), "epochs": 3, "max_steps_per_epoch": 6})
+def test_short_training_lowers_validation_loss(setup):
+    split, inputs = setup
+    cfg = TrainConfig(**{**CONFIG.to_dict(), "epochs": 4})
     seed_everything(cfg.seed)
-    prep = prepare(series, fit_stop=int(split.val.min()), config=cfg, device=torch.device("cpu"))
-    untrained = validation_loss(build_model(prep, series, cfg), prep, validation_hours(split, cfg), cfg)
-    result = fit(series, split, cfg)
+    tin = inputs.tensors()
+    untrained = validation_loss(build_tower(inputs, cfg), tin, thin(split.val, cfg.max_val_samples), cfg,
+                                unit_weights(tin, cfg.loss_power))
+    result = fit(inputs, split, cfg)
     assert result.best_val < untrained
     assert 0 <= result.best_epoch < len(result.history) <= cfg.epochs
+    assert result.cpu_seconds > 0 and result.samples_seen == len(result.history) * len(split.train)
+
+
+def test_a_time_budget_stops_cleanly_with_the_best_weights(setup, capsys):
+    split, inputs = setup
+    cfg = TrainConfig(**{**CONFIG.to_dict(), "epochs": 500, "patience": 500, "budget_minutes": 0.05,
+                         "progress": True})
+    model = Neural.tower(cfg)
+    info = model.fit(inputs, split)
+    assert info["stopped"] == "budget" and info["epochs"] < 500
+    assert info["seconds"] < 3 * 60 * cfg.budget_minutes + 5
+    # the kept weights are those of the best validation epoch
+    assert validation_loss(model.model, model.result.tin, thin(split.val, cfg.max_val_samples), cfg,
+                           unit_weights(model.result.tin, cfg.loss_power)) == pytest.approx(info["best_val_loss"],
+                                                                                           rel=1e-5)
+    err = capsys.readouterr().err
+    assert "tower:" in err and "stopped by budget" in err and "best validation loss" in err

@@ -1,0 +1,273 @@
+"""Champion on validation: every forecaster on the same split, compared at every level, the best one published.
+
+:func:`compete` fits the candidates (the tower and the baselines) on the
+training steps, forecasts the validation steps, and also tries a blend of the
+learned ones (non-negative weights that sum to one, fitted on validation
+forecasts; its validation score is cross-fitted: each half of the validation
+steps is scored with weights fitted on the other half). The champion is the
+candidate whose validation RMSE, relative to seasonal naive's, is lowest on
+average over the levels. The residuals of its validation forecasts become the
+:class:`~models.probabilistic.ResidualBank` of its sample paths.
+
+The test steps are not read until :meth:`Competition.score_test`, which
+scores every candidate once, after the champion is chosen.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import nnls
+
+from ciu.errors import ValidationError
+from models.baselines import (Forecaster, GradientBoosting, HistoricalAverage, Neural, Persistence, Ridge,
+                              SeasonalNaive, from_state, roll_up)
+from models.data import ExternalScaler, HierSeries, Scaler, Split, fit_stop
+from models.inputs import Inputs
+from models.metrics import level_metrics, skill
+from models.probabilistic import ResidualBank, active_units, base_rates, distribution, scores, thresholds
+from models.train import TrainConfig
+
+#: what ``ciu train`` compares by default
+DEFAULT_MODELS: tuple[str, ...] = ("persistence", "seasonal_naive", "historical_average", "ridge_unit",
+                                   "ridge_pooled", "lightgbm", "tower")
+#: what the benchmark compares (adds the per-unit LSTM)
+BENCHMARK_MODELS: tuple[str, ...] = DEFAULT_MODELS + ("unit_lstm",)
+#: the reference of the skill scores
+REFERENCE = "seasonal_naive"
+
+
+def make(name: str, config: TrainConfig) -> Forecaster:
+    """A fresh, unfitted forecaster by name."""
+    if name == "persistence":
+        return Persistence()
+    if name == "seasonal_naive":
+        return SeasonalNaive()
+    if name == "historical_average":
+        return HistoricalAverage()
+    if name == "ridge_unit":
+        return Ridge(per_unit=True, name=name, loss_power=config.loss_power)
+    if name == "ridge_pooled":
+        return Ridge(per_unit=False, name=name, loss_power=config.loss_power)
+    if name == "lightgbm":
+        return GradientBoosting(name=name, loss_power=config.loss_power, threads=config.threads,
+                                progress=config.progress)
+    if name == "tower":
+        return Neural.tower(config)
+    if name == "unit_lstm":
+        return Neural.unit_lstm(config)
+    raise ValidationError(f"unknown model {name!r}; known: {list(BENCHMARK_MODELS)}", field="models")
+
+
+@dataclass
+class Blend:
+    """A weighted sum of its members' bottom forecasts (weights ≥ 0, summing to one)."""
+
+    members: dict[str, Forecaster]
+    weights: dict[str, float]
+    name: str = "blend"
+    learned: bool = True
+
+    def fit(self, inputs: Inputs, split: Split) -> dict[str, Any]:  # the members are fitted already
+        return {"weights": self.weights}
+
+    def predict(self, inputs: Inputs, ts: np.ndarray) -> np.ndarray:
+        out = None
+        for name, w in self.weights.items():
+            if w <= 0:
+                continue
+            p = w * self.members[name].predict(inputs, ts)
+            out = p if out is None else out + p
+        assert out is not None
+        return out
+
+    def state(self) -> dict[str, Any]:
+        used = {n: w for n, w in self.weights.items() if w > 0}
+        return {"kind": "blend", "name": self.name, "weights": used,
+                "members": {n: self.members[n].state() for n in used}}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Blend:
+        return cls({n: from_state(s) for n, s in state["members"].items()}, dict(state["weights"]), state["name"])
+
+
+def load_forecaster(state: dict[str, Any]) -> Forecaster:
+    """A champion back from its checkpoint state (a single forecaster or a blend)."""
+    return Blend.from_state(state) if state["kind"] == "blend" else from_state(state)
+
+
+def blend_weights(preds: dict[str, np.ndarray], truth: np.ndarray) -> dict[str, float]:
+    """Non-negative weights summing to one that minimise the squared error on the observed truths."""
+    names = list(preds)
+    seen = ~np.isnan(truth)
+    a = np.stack([preds[n][seen] for n in names], axis=1)
+    y = truth[seen]
+    w, _ = nnls(a, y)
+    if w.sum() <= 0:
+        w = np.ones(len(names))
+    w = w / w.sum()
+    return {n: float(x) for n, x in zip(names, w)}
+
+
+def cross_fitted(preds: dict[str, np.ndarray], truth: np.ndarray) -> np.ndarray:
+    """Blend forecasts of the validation steps, each half with weights fitted on the other half."""
+    half = len(truth) // 2
+    parts = []
+    for fit_on, apply_to in ((slice(half, None), slice(None, half)), (slice(None, half), slice(half, None))):
+        w = blend_weights({n: p[fit_on] for n, p in preds.items()}, truth[fit_on])
+        parts.append(sum(w[n] * p[apply_to] for n, p in preds.items()))
+    return np.concatenate(parts)
+
+
+def _score(val: dict[str, Any], reference: dict[str, Any]) -> float:
+    """Mean over levels of a candidate's validation RMSE relative to the reference's."""
+    ratios = [val[lv]["rmse_all"] / reference[lv]["rmse_all"] for lv in val
+              if np.isfinite(val[lv]["rmse_all"]) and reference[lv]["rmse_all"] > 0]
+    return float(np.mean(ratios)) if ratios else float("inf")
+
+
+@dataclass
+class Competition:
+    """The candidates of one split, their validation comparison and the chosen champion."""
+
+    series: HierSeries
+    split: Split
+    inputs: Inputs
+    config: TrainConfig
+    metric_kw: dict[str, Any]
+    models: dict[str, Forecaster]
+    info: dict[str, dict[str, Any]]
+    validation: dict[str, dict[str, Any]]
+    scores: dict[str, float]
+    champion: str
+    blend: Blend | None
+    bank: ResidualBank
+    limits: list[np.ndarray]
+    rates: list[np.ndarray]
+    active: list[np.ndarray]
+    samples: int = 200
+    test: dict[str, dict[str, Any]] | None = None
+    probabilistic: dict[str, Any] = field(default_factory=dict)
+
+    def forecaster(self, name: str | None = None) -> Forecaster:
+        """The champion (or the candidate ``name``)."""
+        name = name or self.champion
+        if name == "blend":
+            assert self.blend is not None
+            return self.blend
+        return self.models[name]
+
+    def score_test(self) -> dict[str, dict[str, Any]]:
+        """Score every candidate on the test steps, once, after the champion was chosen."""
+        if self.test is not None:
+            return self.test
+        ts = self.split.test
+        if len(ts) == 0:
+            self.test = {}
+            return self.test
+        truth = self.inputs.truth(ts)
+        names = self.series.level_names
+        self.test = {}
+        points = {}
+        for name in [*self.models, *(["blend"] if self.blend is not None else [])]:
+            points[name] = self.forecaster(name).predict(self.inputs, ts)
+            self.test[name] = level_metrics(roll_up(points[name], self.series), truth, names, **self.metric_kw)
+        dist = distribution(points[self.champion], self.bank, self.series, self.limits, samples=self.samples)
+        self.probabilistic["test"] = scores(dist, truth, self.limits, self.rates, names, self.active)
+        return self.test
+
+    def summary(self) -> dict[str, Any]:
+        """Everything a model run records: the comparison, the champion, skill, calibration, training, gaps."""
+        names = self.series.level_names
+        out: dict[str, Any] = {
+            "champion": self.champion, "selection": "lowest mean over levels of validation RMSE / seasonal naive's",
+            "scores": self.scores, "levels": names, "step": str(self.series.step), "horizons": self.inputs.horizons,
+            "blend": None if self.blend is None else self.blend.weights,
+            "split": {"train": int(len(self.split.train)), "val": int(len(self.split.val)),
+                      "test": int(len(self.split.test))},
+            "validation": self.validation, "test": self.test or {}, "training": self.info,
+            "probabilistic": self.probabilistic, "missing": missing_counts(self.series, self.split,
+                                                                           self.inputs.horizons),
+        }
+        out["skill"] = {part: {m: {lv: skill(v[lv]["rmse_all"], table[REFERENCE][lv]["rmse_all"]) for lv in names}
+                               for m, v in table.items()}
+                        for part, table in (("validation", self.validation), ("test", self.test or {}))
+                        if REFERENCE in table}
+        return out
+
+
+def missing_counts(series: HierSeries, split: Split, horizons: int) -> dict[str, Any]:
+    """How many unit-steps are missing, and how many issue steps each part of the split kept."""
+    seen = ~np.isnan(series.values)
+    usable = series.mask.astype(bool)  # type: ignore[union-attr]
+    return {"unit_steps": int(seen.size), "missing_unit_steps": int((~seen).sum()),
+            "masked_steps": int((~usable).sum()), "issue_steps": {
+                "train": int(len(split.train)), "val": int(len(split.val)), "test": int(len(split.test))}}
+
+
+def compete(series: HierSeries, split: Split, config: TrainConfig, *, models: Sequence[str] = DEFAULT_MODELS,
+            fitted: dict[str, Forecaster] | None = None, metric_kw: dict[str, Any] | None = None,
+            blend: bool = True, samples: int = 200, log=None) -> Competition:
+    """Fit every candidate on the training steps and choose the champion on the validation steps.
+
+    ``fitted`` holds candidates already fitted on the same split (deterministic
+    baselines shared by several seeds). The test steps are not read here.
+    """
+    if len(split.train) == 0 or len(split.val) < 2:
+        raise ValidationError("the split leaves too few training or validation samples", field="split")
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True) if config.progress else None)
+    metric_kw = dict(metric_kw or {})
+    stop = fit_stop(split, config.horizons)
+    scaler = Scaler.fit(series, stop=stop)
+    inputs = Inputs.build(series, scaler=scaler, ext_scaler=ExternalScaler.fit(series.external, stop=stop),
+                          history=config.history, horizons=config.horizons)
+    names = series.level_names
+    truth = inputs.truth(split.val)
+    fitted = dict(fitted or {})
+    done: dict[str, Forecaster] = {}
+    info: dict[str, dict[str, Any]] = {}
+    preds: dict[str, np.ndarray] = {}
+    validation: dict[str, dict[str, Any]] = {}
+    for name in models:
+        model = fitted.get(name) or make(name, config)
+        if name not in fitted:
+            info[name] = model.fit(inputs, split)
+            model._info = info[name]  # type: ignore[attr-defined]  # kept for reuse by later seeds
+        else:
+            info[name] = dict(getattr(model, "_info", {}), shared=True)
+        done[name] = model
+        preds[name] = model.predict(inputs, split.val)
+        validation[name] = level_metrics(roll_up(preds[name], series), truth, names, **metric_kw)
+        log(f"  {name}: validation RMSE " + ", ".join(f"{lv} {validation[name][lv]['rmse_all']:.3f}"
+                                                      for lv in names))
+    learned = [n for n in done if done[n].learned]
+    mixed = None
+    if blend and len(learned) >= 2:
+        sub = {n: preds[n] for n in learned}
+        weights = blend_weights(sub, truth[0])
+        mixed = Blend({n: done[n] for n in learned}, weights)
+        preds["blend"] = cross_fitted(sub, truth[0])
+        validation["blend"] = level_metrics(roll_up(preds["blend"], series), truth, names, **metric_kw)
+        info["blend"] = {"weights": weights, "validation": "cross-fitted on two halves of the validation steps"}
+        log("  blend " + ", ".join(f"{n} {w:.2f}" for n, w in weights.items() if w > 0) + ": validation RMSE "
+            + ", ".join(f"{lv} {validation['blend'][lv]['rmse_all']:.3f}" for lv in names))
+    reference = validation.get(REFERENCE) or next(iter(validation.values()))
+    scored = {n: _score(v, reference) for n, v in validation.items()}
+    champion = min(scored, key=lambda n: scored[n])
+    log(f"  champion on validation: {champion}")
+    champ_val = mixed.predict(inputs, split.val) if champion == "blend" else preds[champion]  # type: ignore[union-attr]
+    level0 = inputs.scaler.mean[0] if inputs.scaler.transform == "identity" else np.ones_like(inputs.scaler.mean[0])
+    bank = ResidualBank.fit(champ_val, truth[0], level0, nonnegative=bool(np.nanmin(series.values) >= 0)
+                            if np.isfinite(series.values).any() else True, seed=config.seed)
+    limits = thresholds(series, stop=stop)
+    rates = base_rates(series, limits, stop=stop)
+    active = active_units(series, stop=stop)
+    comp = Competition(series, split, inputs, config, metric_kw, done, info, validation, scored, champion, mixed,
+                       bank, limits, rates, active, samples)
+    dist = distribution(champ_val, bank, series, limits, samples=samples)
+    comp.probabilistic["validation"] = scores(dist, truth, limits, rates, names, active)
+    return comp
