@@ -67,6 +67,11 @@ TILE_ATTRS_RESTRICTED = (
 #: '0' following '/': a range the code index, text_pattern_ops, serves)
 TILE_SAME_UNIT = "d.id = t.id"
 TILE_SUBTREE = "d.code ~>=~ (t.code || '/') AND d.code ~<~ (t.code || '0')"
+#: model runs: the fixed filters and the columns of one run in full (see api_model_runs.sql)
+RUN_OF_KINDS = "r.kind = ANY(%(kinds)s::text[])"
+RUN_OF_TARGET = "coalesce(r.params->>'target', 'people') = %(target)s"
+RUN_BY_ID = "r.id = %(run)s"
+RUN_IN_FULL = ", r.params, r.data_hash, r.code_version, r.metrics"
 
 
 def hash_token(token: str) -> str:
@@ -285,6 +290,33 @@ class ApiStore:
             "offset": int(offset), "exact": exact, "k": float(k), "epsilon": epsilon,
         }).fetchone()
         return row[0], int(row[1])  # type: ignore[index]
+
+    def model_runs(self, *, kinds: Sequence[str], target: str | None = None, limit: int = 100
+                   ) -> list[dict[str, Any]]:
+        """Model runs of ``kinds`` (of the variable ``target`` when given), newest first, with headline skill.
+
+        Each row: ``id, name, kind, status, created_at, target, step, levels,
+        horizons, champion`` and ``skill``, one entry per level (bottom first)
+        with the champion's test RMSE over every horizon, seasonal naive's, the
+        gain over it in per cent and the p10..p90 coverage. Runs recorded
+        before targets were stored forecast ``people``.
+        """
+        filters = [RUN_OF_KINDS] + ([RUN_OF_TARGET] if target is not None else [])
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(_query("api_model_runs", filters=" AND ".join(filters), columns=""),
+                               {"kinds": list(kinds), "target": target, "limit": int(limit)}).fetchall()
+
+    def model_run(self, run_id: int) -> dict[str, Any]:
+        """One model run of any kind: the row of :meth:`model_runs` with ``params, data_hash, code_version, metrics``.
+
+        Raises :class:`NotFound` when there is no run ``run_id``.
+        """
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(_query("api_model_runs", filters=RUN_BY_ID, columns=RUN_IN_FULL),
+                              {"run": run_id, "limit": 1}).fetchone()
+        if row is None:
+            raise NotFound(f"no model run with id {run_id}")
+        return row
 
     def latest_issue(self, *, scenario: str = "baseline", variable_id: int | None = None
                      ) -> tuple[int, datetime] | None:

@@ -52,11 +52,11 @@ SPACES = ("physical", "social", "information", "external")
 SCOPES = ("public", "restricted")
 ROLLUPS = ("sum", "mean", "area_weighted_mean", "max", "min")
 RESAMPLES = ("sum", "mean", "max", "min")
-#: origin of time buckets: a Monday, so weekly buckets start on Mondays (UTC)
 #: the quantile columns of a stored forecast
 QUANTILE_COLUMNS = ("q10", "q50", "q90")
 PREDICTION_COLUMNS = ["run_id", "code", "level", "variable", "issued_at", "horizon", "time", "value", "risk",
                       *QUANTILE_COLUMNS]
+#: origin of time buckets: a Monday, so weekly buckets start on Mondays (UTC)
 BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=timezone.utc)
 #: PostgreSQL's epoch, in which binary COPY carries timestamps
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)

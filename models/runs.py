@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from ciu.errors import NotFound, ValidationError
+from ciu.skill import skill_rows
 from models.champion import DEFAULT_MODELS, Competition, compete
 from models.data import chronological_split
 from models.graph import build_graph, series_from_graph, target_step
@@ -230,29 +231,11 @@ def predict_to_store(twin: Twin, *, issued_at: datetime | None = None, horizons:
 
 
 def skill_table(metrics: dict[str, Any], *, split: str = "test") -> pd.DataFrame:
-    """The comparison of a run as a table: one row per model, level and horizon (RMSE, MAE, MAPE, % over seasonal naive).
+    """The comparison of a run as a table: one row per model, level and horizon (:func:`ciu.skill.skill_rows`).
 
-    ``split`` is ``validation`` or ``test``; MAPE is left out where the truth is zero.
+    ``split`` is ``validation`` or ``test``; a run with no scores of that split raises :class:`NotFound`.
     """
-    part = metrics.get(split) or {}
-    if not part:
+    rows = skill_rows(metrics, split=split)
+    if not rows:
         raise NotFound(f"the run has no {split} scores")
-    rows = []
-    reference = part.get("seasonal_naive", {})
-    for model, levels in part.items():
-        for level, m in levels.items():
-            for h, (rmse, mae, mape) in enumerate(zip(m["rmse"], m["mae"], m["mape"]), start=1):
-                ref = reference.get(level, {}).get("rmse", [[None]] * len(m["rmse"]))[h - 1]
-                r, rr = _mean(rmse), _mean(ref)
-                rows.append({"model": model, "level": level, "horizon": h, "rmse": r, "mae": _mean(mae),
-                             "mape": _mean(mape), "gain_over_seasonal_naive_pct":
-                                 None if r is None or not rr else 100.0 * (1.0 - r / rr)})
-    frame = pd.DataFrame(rows)
-    champion = metrics.get("champion")
-    frame["champion"] = frame["model"] == champion
-    return frame
-
-
-def _mean(values: Any) -> float | None:
-    vals = [v for v in (values if isinstance(values, list) else [values]) if v is not None]
-    return float(np.mean(vals)) if vals else None
+    return pd.DataFrame(rows)

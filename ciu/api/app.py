@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool
 from ciu.api import problems
 from ciu.api.deps import check_connection
 from ciu.api.recorder import Metrics, Recorder, RecordingMiddleware
-from ciu.api.routes import data, ogc, ops, scenarios, tiles, units
+from ciu.api.routes import data, models, ogc, ops, scenarios, tiles, units
 from ciu.api.security import Authenticator
 from ciu.api.settings import ApiSettings
 
@@ -86,7 +86,7 @@ def create_app(settings: ApiSettings | None = None, *, database_url: str | None 
 
     app = FastAPI(
         title=settings.title, version="1", lifespan=lifespan,
-        description="Units, forecasts, risk, scenarios and vector tiles of a CIU Twin city. Errors are "
+        description="Units, forecasts, risk, model runs, scenarios and vector tiles of a CIU Twin city. Errors are "
                     "`application/problem+json`. Send an API key in `X-API-Key`; without one you act as the "
                     "role `public` (public attributes, small counts withheld). See docs/api.md.",
         responses={code: {"description": problems.TITLES[code],
@@ -101,8 +101,8 @@ def create_app(settings: ApiSettings | None = None, *, database_url: str | None 
     app.state.reused = {}
     app.state.auth = Authenticator(settings)
     problems.install(app)
-    for router in (ogc.router, units.router, data.router, units.detail_router, scenarios.router, tiles.router,
-                   ops.router):
+    for router in (ogc.router, units.router, data.router, units.detail_router, models.router, scenarios.router,
+                   tiles.router, ops.router):
         app.include_router(router)
     app.add_middleware(RecordingMiddleware, recorder_of=lambda: app.state.recorder, settings=settings,
                        metrics=metrics)

@@ -106,6 +106,7 @@ def test_predictions_filters(client, api_world: ApiWorld) -> None:
     want = stored[stored["level"] == "city"]
     assert [p["value"] for p in city] == want["value"].tolist()
     assert {p["run_id"] for p in city} == {api_world.run_id}
+    assert all(p["q10"] is None and p["q50"] is None and p["q90"] is None for p in city)  # the run stored none
     one = client.get("/predictions", headers=h, params={"code": api_world.building, "horizon": 2}).json()
     assert [(p["code"], p["horizon"]) for p in one["predictions"]] == [(api_world.building, 2)]
     issued = client.get("/predictions", headers=h, params={
@@ -135,6 +136,7 @@ def test_risk_ranked(client, api_world: ApiWorld) -> None:
     assert all(r["risk"] >= 0.5 for r in high)
     one = client.get("/risk", params=[("code", api_world.building), ("horizon", "3")]).json()
     assert [(r["code"], r["horizon"]) for r in one] == [(api_world.building, 3)]
+    assert (one[0]["q10"], one[0]["q50"], one[0]["q90"]) == (None, None, None)
 
 
 def test_alerts_list_filter_acknowledge(client, api_world: ApiWorld) -> None:

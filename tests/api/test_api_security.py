@@ -6,12 +6,14 @@ import json
 import time
 
 import mapbox_vector_tile
+import numpy as np
 import pytest
 import shapely
 from tests.api.conftest import RESTRICTED, ROLES, ApiWorld, as_role, fingerprint, tile_of
 from fastapi.testclient import TestClient
 
 from ciu.api.app import create_app
+from ciu.api.privacy import public_forecasts
 from ciu.api.settings import ApiSettings
 from ciu.api_store import ApiStore, hash_token
 from ciu.twin import Twin
@@ -119,6 +121,22 @@ def test_small_counts_are_withheld_for_the_public(client, api_world: ApiWorld) -
     assert any(r["value"] is None for r in floors)
 
 
+def test_public_forecasts_withhold_quantiles_with_their_value_and_keep_them_in_order() -> None:
+    values = np.array([3.0, 12.0, 40.0, 0.0, 9.0])
+    quantiles = np.array([[1.0, 3.0, 8.0], [2.0, 11.0, 30.0], [30.0, 40.0, 55.0], [0.0, 0.0, 2.0],
+                          [np.nan, np.nan, np.nan]])
+    shown, bands = public_forecasts(values, quantiles, exact=False, k=5, epsilon=None)
+    assert shown == [None, 12.0, 40.0, 0.0, 9.0]
+    assert bands == [[None, None, None], [None, 11.0, 30.0], [30.0, 40.0, 55.0], [0.0, 0.0, None],
+                     [None, None, None]]
+    exact, stored = public_forecasts(values, quantiles, exact=True, k=5, epsilon=None)
+    assert exact == values.tolist() and stored[0] == [1.0, 3.0, 8.0]
+    rng = np.random.default_rng(3)
+    close = np.array([[20.0, 20.5, 21.0]] * 200)  # noise of scale 2 crosses quantiles this close
+    _, noisy = public_forecasts(np.full(200, 20.0), close, exact=False, k=5, epsilon=0.5, rng=rng)
+    assert all(row == sorted(row) for row in noisy) and len({tuple(row) for row in noisy}) == 200
+
+
 def test_laplace_noise_with_epsilon(api_world: ApiWorld) -> None:
     with Twin.connect(api_world.url, migrate=False) as twin:
         stored = twin.store.predictions(level="building")
@@ -192,6 +210,7 @@ def test_sql_injection_in_every_parameter_is_harmless(client, api_world: ApiWorl
         ("GET", f"/collections/building/items/{seg}", {}), ("GET", f"/tiles/{seg}/12/2106/1346.mvt", {}),
         ("GET", "/tiles/building/12/2106/1346.mvt", {"variable": bad}),
         ("GET", "/tiles/building/12/2106/1346.mvt", {"time": bad}), ("GET", "/usage", {"key_id": bad}),
+        ("GET", "/models", {"target": bad}), ("GET", "/models", {"limit": bad}), ("GET", f"/models/{seg}", {}),
     ]
     for method, path, params in calls:
         r = client.request(method, path, params=params, headers=h)

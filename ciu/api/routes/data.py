@@ -6,16 +6,18 @@ import json
 from datetime import datetime
 from typing import Annotated, Literal
 
+import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 from ciu.api.deps import VARIABLE_DEFAULT, Ctx
 from ciu.api.features import check_level
-from ciu.api.privacy import is_count, public_counts
+from ciu.api.privacy import is_count, public_counts, public_forecasts
 from ciu.api.schemas import Alert, PredictionPage, Risk, Series
 from ciu.errors import NotFound, ValidationError
 from ciu.forecast import forecast_variable
+from ciu.store import QUANTILE_COLUMNS
 
 router = APIRouter()
 
@@ -71,14 +73,19 @@ def _known_level(ctx: Ctx, level: str | None) -> None:
 
 
 @router.get("/predictions", response_model=PredictionPage, tags=["forecasts"],
-            summary="Stored forecasts by unit or level, horizon, issue time and model run")
+            summary="Stored forecasts by unit or level, horizon, issue time and model run",
+            description="Each forecast is issued at `issued_at`, the last step whose observations it may use; "
+                        "horizon h is the step `issued_at + h × step` (the run's step, see `/models/{run_id}`). "
+                        "`q10`, `q50`, `q90` are the forecast's percentiles where the run stored them. Counts "
+                        "and their percentiles are protected for the public (see docs/api.md).")
 def predictions(
     ctx: Ctx,
     code: Annotated[list[str] | None, Query(description="units (repeat the parameter)")] = None,
     level: Annotated[str | None, Query(examples=["district"])] = None,
     variable: Annotated[str | None, Query(examples=["people"])] = None,
-    horizon: Annotated[int | None, Query(ge=1, le=10_000, description="hours ahead")] = None,
-    issued_at: Annotated[datetime | None, Query(description="issue time (default: the run's latest)")] = None,
+    horizon: Annotated[int | None, Query(ge=1, le=10_000, description="steps ahead of issued_at")] = None,
+    issued_at: Annotated[datetime | None, Query(description="issue time: the last step whose observations the "
+                                                            "forecast may use (default: the run's latest)")] = None,
     run_id: Annotated[int | None, Query(ge=1, le=2**62, description="model run (default: the newest)")] = None,
     scenario: Annotated[str, Query(max_length=100)] = "baseline",
     limit: Annotated[int | None, Query(ge=1)] = None,
@@ -126,17 +133,27 @@ def risk(
     frame = ctx.store.predictions(level=level, codes=code, horizon=horizon)
     frame = frame[frame["risk"].notna() & (frame["risk"].astype(float) >= min_risk)]
     frame = frame.sort_values(["risk", "code"], ascending=[False, True]).head(limit)
-    vars_ = {v.name: v for v in ctx.twin.variables()}
-    rows = []
-    for r in frame.itertuples(index=False):
-        value = r.value
-        var = vars_.get(r.variable)
-        if var is not None and is_count(var):
-            value = public_counts([value], **ctx.privacy())[0]
-        rows.append({"code": r.code, "level": r.level, "time": r.time.isoformat(), "horizon": int(r.horizon),
-                     "risk": float(r.risk), "value": value})
+    values, quantiles = _published(ctx, frame)
+    rows = [{"code": r.code, "level": r.level, "time": r.time.isoformat(), "horizon": int(r.horizon),
+             "risk": float(r.risk), "value": v, "q10": q[0], "q50": q[1], "q90": q[2]}
+            for r, v, q in zip(frame.itertuples(index=False), values, quantiles)]
     ctx.audit(units=len(rows))
     return rows
+
+
+def _published(ctx: Ctx, frame: pd.DataFrame) -> tuple[list[float | None], list[list[float | None]]]:
+    """Stored forecast values and quantiles as the caller may see them (counts protected, others as stored)."""
+    counts = {v.name for v in ctx.twin.variables() if is_count(v)}
+    counted = frame["variable"].isin(counts).to_numpy()
+    values = frame["value"].to_numpy(dtype=float)
+    quantiles = frame[list(QUANTILE_COLUMNS)].to_numpy(dtype=float)
+    shown: list[float | None] = [None] * len(frame)
+    bands: list[list[float | None]] = [[None] * 3 for _ in range(len(frame))]
+    for rows, privacy in ((counted, ctx.privacy()), (~counted, {"exact": True, "k": 0.0, "epsilon": None})):
+        v, q = public_forecasts(values[rows], quantiles[rows], **privacy)
+        for i, vi, qi in zip(np.flatnonzero(rows), v, q):
+            shown[i], bands[i] = vi, qi
+    return shown, bands
 
 
 def _alert_rows(frame: pd.DataFrame) -> list[dict]:

@@ -99,8 +99,9 @@ def _overrides(req: ScenarioRequest) -> dict[str, Any]:
 @router.post("/scenarios", response_model=ScenarioResult, summary="Run a what-if scenario beside the baseline",
              description="An event of N people at a unit and time, the closure of a unit, a weather or holiday "
                          "override (any combination): the forecast of every affected unit and level beside the "
-                         "baseline. Runs the trained tower model when one exists, else the historical-average "
-                         "forecaster; the answer names the model. Needs an API key; bounded in time (504).")
+                         "baseline. Runs the newest trained champion of the variable when one exists, else the "
+                         "historical-average forecaster; the answer names the model. Needs an API key; bounded in "
+                         "time (504).")
 def scenario(ctx: Ctx, body: ScenarioRequest, request: Request) -> dict:
     ctx.who.require("key")
     if body.horizons > ctx.settings.scenario_max_horizons:
