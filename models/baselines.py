@@ -214,15 +214,17 @@ class Ridge:
         for chunk in _chunks(ts, n, f):
             x = self._design(inputs, chunk, h).astype(np.float64)  # (B, N, F)
             y, seen = inputs.table_target(chunk, h)  # (B, N, C)
+            xt = x.transpose(1, 2, 0)  # (N, F, B): the Gram matrices are batched matrix products
             for k in range(c):
                 w = seen[:, :, k].astype(np.float64)
                 if self.per_unit:
-                    g[:, k] += np.einsum("bn,bnf,bng->nfg", w, x, x, optimize=True)
-                    r[:, k] += np.einsum("bn,bnf,bn->nf", w, x, y[:, :, k], optimize=True)
+                    xw = (x * w[:, :, None]).transpose(1, 0, 2)  # (N, B, F)
+                    g[:, k] += xt @ xw
+                    r[:, k] += (xw * y[:, :, k].T[:, :, None]).sum(axis=1)
                 else:
-                    ww = w * w_unit[None, :, k]
-                    g[k] += np.einsum("bn,bnf,bng->fg", ww, x, x, optimize=True)
-                    r[k] += np.einsum("bn,bnf,bn->f", ww, x, y[:, :, k], optimize=True)
+                    xw = (x * (w * w_unit[None, :, k])[:, :, None]).reshape(-1, f)
+                    g[k] += xw.T @ x.reshape(-1, f)
+                    r[k] += xw.T @ y[:, :, k].reshape(-1)
         return g, r
 
     def _solve(self, g: np.ndarray, r: np.ndarray, penalty: float) -> np.ndarray:

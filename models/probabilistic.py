@@ -106,7 +106,11 @@ def distribution(point: np.ndarray, bank: ResidualBank, series: HierSeries, thre
 
 
 def thresholds(series: HierSeries, *, stop: int, quantile: float = 0.9) -> list[np.ndarray]:
-    """Per level ``(N_l, C)``: capacity where every bottom unit below has one, else the ``quantile`` of history."""
+    """Per level ``(N_l, C)``: capacity where every bottom unit below has one, else the ``quantile`` of history.
+
+    For counts the threshold is at least one: a unit that was empty most of the time is not "at risk"
+    whenever a forecast is a fraction above zero.
+    """
     out = []
     cap = series.capacity
     for lv, values, member in zip(series.levels, series.level_values(series.values[:stop]), series.membership()):
@@ -118,6 +122,8 @@ def thresholds(series: HierSeries, *, stop: int, quantile: float = 0.9) -> list[
                 warnings.simplefilter("ignore", RuntimeWarning)
                 q = np.nanquantile(kept, quantile, axis=0) if len(kept) else np.zeros((lv.n, values.shape[2]))
         q = np.nan_to_num(q, nan=0.0)
+        if np.isfinite(series.values).any() and np.nanmin(series.values) >= 0:
+            q = np.maximum(q, 1.0)  # a count exceeds "usual" only when it is at least one: not 0 > 0
         if cap is not None and values.shape[2] == 1:
             c = np.nan_to_num(np.asarray(cap, dtype=np.float64))
             total = np.bincount(member, weights=c, minlength=lv.n)
