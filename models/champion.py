@@ -242,8 +242,9 @@ def compete(series: HierSeries, split: Split, config: TrainConfig, *, models: Se
         done[name] = model
         preds[name] = model.predict(inputs, split.val)
         validation[name] = level_metrics(roll_up(preds[name], series), truth, names, **metric_kw)
-        log(f"  {name}: validation RMSE " + ", ".join(f"{lv} {validation[name][lv]['rmse_all']:.3f}"
-                                                      for lv in names))
+        took = info[name].get("seconds")
+        log(f"  {name}: validation RMSE " + ", ".join(f"{lv} {validation[name][lv]['rmse_all']:.3f}" for lv in names)
+            + ("" if took is None or info[name].get("shared") else f" (fitted in {took:.0f} s)"))
     learned = [n for n in done if done[n].learned]
     mixed = None
     if blend and len(learned) >= 2:

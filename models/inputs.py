@@ -21,6 +21,8 @@ from models.data import (HOLIDAY_CLASS, ExternalScaler, HierSeries, Scaler, forw
 
 #: day classes (Monday .. Sunday, holiday)
 DAY_CLASSES = HOLIDAY_CLASS + 1
+#: the most recent input steps whose neighbours' mean is a tabular feature
+NEIGHBOUR_STEPS = 3
 
 
 @dataclass
@@ -92,7 +94,8 @@ class Inputs:
     def table(self, ts: np.ndarray, h: int, *, level: int = 0, one_hot: bool = True) -> np.ndarray:
         """Features ``(B, N, F)`` for horizon ``h`` (1-based) of issue steps ``ts`` at ``level``.
 
-        Columns: the input window (standardised, every channel), the seasonal
+        Columns: the input window (standardised, every channel), the mean of the
+        same-level neighbours' last :data:`NEIGHBOUR_STEPS` steps, the seasonal
         lags at the target step, the covariates and external features of the
         target step, static unit features, and the calendar of the target step
         (one-hot slot and day class, or their integer codes with ``one_hot=False``).
@@ -101,7 +104,10 @@ class Inputs:
         z = self.z[level]
         b, n = len(ts), z.shape[1]
         tgt = ts + h
-        parts = [z[window_index(ts, self.history)].transpose(0, 2, 1, 3).reshape(b, n, -1),
+        window = z[window_index(ts, self.history)]  # (B, L, N, C)
+        recent = window[:, -NEIGHBOUR_STEPS:].transpose(0, 1, 3, 2)  # (B, K, C, N)
+        near = (recent.reshape(-1, n) @ self._neighbour_mean(level).T).reshape(recent.shape)
+        parts = [window.transpose(0, 2, 1, 3).reshape(b, n, -1), near.transpose(0, 3, 1, 2).reshape(b, n, -1),
                  z[self.season[:, tgt]].transpose(1, 2, 0, 3).reshape(b, n, -1)]
         if self.cov is not None:
             parts.append(self.cov[level][tgt])
@@ -117,6 +123,19 @@ class Inputs:
             cal = np.stack([self.slot[tgt], self.day[tgt]], axis=1).astype(np.float32)
         parts.append(np.broadcast_to(cal[:, None], (b, n, cal.shape[1])))
         return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts], axis=2)
+
+    def _neighbour_mean(self, level: int):
+        """The row-normalised same-level adjacency (sparse): ``A @ x`` is each unit's neighbours' mean."""
+        from scipy import sparse
+
+        cache = self.__dict__.setdefault("_adjacency", {})
+        if level not in cache:
+            n = self.z[level].shape[1]
+            src, dst = np.asarray(self.series.levels[level].neighbours, dtype=np.int64).reshape(2, -1)
+            a = sparse.csr_matrix((np.ones(len(src), dtype=np.float32), (dst, src)), shape=(n, n))
+            deg = np.asarray(a.sum(axis=1)).ravel()
+            cache[level] = sparse.diags(np.where(deg > 0, 1.0 / np.maximum(deg, 1), 0.0).astype(np.float32)) @ a
+        return cache[level]
 
     def table_target(self, ts: np.ndarray, h: int, *, level: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Standardised targets ``(B, N, C)`` of horizon ``h`` and their observed flags."""

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from ciu.errors import NotFound, ValidationError
-from ciu.skill import skill_rows
+from ciu.skill import FORECAST_KINDS, skill_rows
 from models.champion import DEFAULT_MODELS, Competition, compete
 from models.data import chronological_split
 from models.graph import build_graph, series_from_graph, target_step
@@ -26,8 +26,8 @@ from models.train import TrainConfig
 if TYPE_CHECKING:
     from ciu.twin import Twin
 
-#: the kind of model run that ``ciu train`` records (earlier runs were recorded as ``tower``)
-RUN_KINDS = ("champion", "tower")
+#: the kinds of model run that forecast (``ciu train`` records ``champion``; earlier runs were ``tower``)
+RUN_KINDS = FORECAST_KINDS
 
 
 def code_version() -> str:

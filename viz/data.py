@@ -13,6 +13,11 @@ last ``CIU_DASHBOARD_PEAK_DAYS`` days (trips per taxi zone have no capacity).
 Only the levels where the variable is known are shown: its lowest observed
 level and the levels above it.
 
+Stored forecasts carry their 10th, 50th and 90th percentiles where the model
+gives them (a trained champion does, the historical-average baseline does not).
+:meth:`DashboardData.skill` says which model made the forecasts shown and how
+well it scored on the test steps of its training run.
+
 :func:`publish_forecast` issues a forecast with the best forecaster there is and
 stores it with the alerts it raises, so the pages have something to show.
 """
@@ -31,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ciu.errors import ConfigError, Forbidden, NotFound, ValidationError
-from ciu.forecast import load_forecaster
+from ciu.forecast import HistoricalAverageForecaster, load_forecaster
 from viz.settings import DashboardSettings
 
 if TYPE_CHECKING:
@@ -43,6 +48,10 @@ R = TypeVar("R")
 
 #: the role the dashboard acts with when it is given no API key: the local operations centre
 LOCAL_ROLE = "operator"
+#: the percentiles a stored forecast may carry
+QUANTILES = ("q10", "q50", "q90")
+#: the name the historical-average baseline's forecasts are stored under
+BASELINE = HistoricalAverageForecaster.name
 
 
 def _locked(method: Callable[P, R]) -> Callable[P, R]:
@@ -82,17 +91,22 @@ def publish_forecast(twin: Twin, *, variable: str, horizons: int = 12, threshold
                      issued_at: datetime | None = None) -> dict[str, Any]:
     """Forecast ``variable`` for every unit from its latest observed hour, store it and raise alerts above ``threshold``.
 
-    The forecaster is the newest trained tower model of ``variable``, else the
-    historical-average baseline. Returns the run id, the model's name, the
+    The forecaster is the champion of the newest trained model run of
+    ``variable``, else the historical-average baseline. A trained champion
+    forecasts no further than the horizons it was trained for, so ``horizons``
+    is cut to those. The forecast's model run names the trained run it came
+    from (``params["model_run"]``). Returns the run id, the model's name, the
     issue time and how many predictions and alerts were written.
     """
     forecaster, name = load_forecaster(twin, variable)
+    horizons = min(horizons, int(getattr(forecaster, "horizons", horizons)))
     issued = pd.Timestamp(issued_at) if issued_at is not None else latest_hour(twin, variable)
     frame = forecaster.forecast(twin, issued_at=issued.to_pydatetime(), horizons=horizons)
     frame = frame[frame["variable"] == variable]
-    run = twin.store.add_model_run(name=name, kind="forecast", params={"horizons": horizons, "threshold": threshold,
-                                                                       "variable": variable},
-                                   data_hash=twin.store.data_hash(), status="trained")
+    params = {"horizons": horizons, "threshold": threshold, "variable": variable,
+              "model_run": getattr(forecaster, "run_id", None)}
+    run = twin.store.add_model_run(name=name, kind="forecast", params=params, data_hash=twin.store.data_hash(),
+                                   status="trained")
     n_pred = twin.store.write_predictions(frame.assign(issued_at=issued), run_id=run)
     hot = frame[(frame["risk"] >= threshold) & (frame["level"] != twin.levels[-1])]
     alerts = pd.DataFrame({
@@ -104,6 +118,39 @@ def publish_forecast(twin: Twin, *, variable: str, horizons: int = 12, threshold
     })
     n_alerts = twin.store.write_alerts(alerts, run_id=run)
     return {"run_id": run, "model": name, "issued_at": issued, "predictions": n_pred, "alerts": n_alerts}
+
+
+def _dig(tree: Any, *keys: str) -> Any:
+    """``tree[k1][k2]…``, or ``None`` where a key is missing."""
+    for key in keys:
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def run_skill(run: pd.Series | None, *, level: str, variable: str) -> dict[str, Any]:
+    """What the pages say about a forecast's model: its name and, for a trained run, its test scores at ``level``.
+
+    ``run`` is a trained model run (a row of :meth:`ciu.store.Store.model_runs`), or
+    ``None`` when the forecasts come from the historical-average baseline. The test
+    scores are the champion's RMSE over every horizon at ``level``, its gain over
+    seasonal naive (per cent of RMSE) and how often the truth fell between its
+    10th and 90th percentiles; ``None`` where the run did not record them.
+    """
+    out: dict[str, Any] = {"variable": variable, "level": level, "model": BASELINE, "run_id": None,
+                           "trained": False, "scored": False, "rmse": None, "gain_pct": None, "coverage": None,
+                           "horizons": None, "step": None, "waiting": None}
+    if run is None:
+        return out
+    metrics = run["metrics"] if isinstance(run["metrics"], dict) else {}
+    model = str(metrics.get("champion") or run["name"])
+    rmse = _dig(metrics, "test", model, level, "rmse_all")
+    out.update(model=model, run_id=int(run["id"]), trained=True, scored=rmse is not None, rmse=rmse,
+               gain_pct=_dig(metrics, "skill", "test", model, level),
+               coverage=_dig(metrics, "probabilistic", "test", level, "coverage_p10_p90"),
+               horizons=metrics.get("horizons"), step=metrics.get("step"))
+    return out
 
 
 class DashboardData:
@@ -253,7 +300,10 @@ class DashboardData:
 
     @_locked
     def unit_series(self, code: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """History (``time, value``) and stored forecast (``time, value, risk``) of one unit."""
+        """History (``time, value``) and stored forecast (``time, value, risk, q10, q50, q90``) of one unit.
+
+        The percentiles are NaN where the forecast has none (the historical-average baseline).
+        """
         unit = self.twin.unit(code)
         now = self.now()
         start = now - pd.Timedelta(hours=self.settings.history_hours - 1)
@@ -261,7 +311,59 @@ class DashboardData:
                                 end=now + pd.Timedelta(hours=1), codes=[code])
         preds = self.twin.store.predictions(variable=self.settings.variable, codes=[code])
         preds = preds[pd.to_datetime(preds["time"], utc=True) > now]
-        return hist[["time", "value"]], preds[["time", "value", "risk"]].reset_index(drop=True)
+        fc = preds.reindex(columns=["time", "value", "risk", *QUANTILES]).reset_index(drop=True)
+        fc[list(QUANTILES)] = fc[list(QUANTILES)].astype(float)
+        return hist[["time", "value"]], fc
+
+    # -- the model behind the forecasts --------------------------------------------------------
+    def _trained_runs(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """The trained runs of the shown variable among ``runs``, oldest first."""
+        from models.runs import RUN_KINDS, run_target
+
+        trained = runs[runs["kind"].isin(RUN_KINDS) & (runs["status"] == "trained")]
+        return trained[trained["params"].map(run_target) == self.settings.variable]
+
+    @_locked
+    def forecast_run(self) -> pd.Series | None:
+        """The trained model run behind the shown variable's stored forecasts; ``None`` for the baseline.
+
+        The forecasts shown are the newest stored ones of the variable. Those
+        written by ``ciu predict`` belong to their trained run; those published
+        here name it (``params["model_run"]``; earlier ones only the model,
+        traced to the newest trained run before them). With no forecasts stored
+        it is the newest trained run, which would forecast next.
+        """
+        from models.runs import RUN_KINDS
+
+        runs = self.twin.store.model_runs().set_index("id", drop=False)
+        trained = self._trained_runs(runs)
+        shown = self.twin.store.predictions(variable=self.settings.variable, limit=1)
+        if shown.empty:
+            return trained.iloc[-1] if len(trained) else None
+        run = runs.loc[int(shown["run_id"].iloc[0])]
+        if run["kind"] in RUN_KINDS:
+            return run
+        if run["kind"] != "forecast" or run["name"] == BASELINE:
+            return None
+        source = (run["params"] or {}).get("model_run")
+        if source is not None:
+            return runs.loc[int(source)] if int(source) in runs.index else None
+        earlier = trained[(trained.index < run["id"]) & (trained["name"] == run["name"])]
+        return earlier.iloc[-1] if len(earlier) else None
+
+    @_locked
+    def skill(self, level: str) -> dict[str, Any]:
+        """Which model made the forecasts shown and its test scores at ``level`` (see :func:`run_skill`).
+
+        When the baseline made them, ``waiting`` is the newest trained run of
+        the variable (one trained since, that has not forecast yet), else ``None``.
+        """
+        run = self.forecast_run()
+        out = run_skill(run, level=level, variable=self.settings.variable)
+        if run is None:
+            trained = self._trained_runs(self.twin.store.model_runs())
+            out["waiting"] = int(trained["id"].iloc[-1]) if len(trained) else None
+        return out
 
     # -- alerts --------------------------------------------------------------------------------
     @_locked
@@ -335,11 +437,17 @@ class DashboardData:
             self._forecaster = load_forecaster(self.twin, self.settings.variable)
         return self._forecaster
 
+    @property
+    def horizons(self) -> int:
+        """Forecast hours of a scenario: the settings' ``horizons``, no more than the forecaster serves."""
+        model, _ = self.forecaster()
+        return min(self.settings.horizons, int(getattr(model, "horizons", self.settings.horizons)))
+
     @_locked
     def scenario(self, overrides: dict[str, Any], *, horizons: int | None = None) -> dict[str, Any]:
         """Baseline and scenario forecasts from now; returns both frames and the model's name."""
         model, name = self.forecaster()
-        h = horizons or self.settings.horizons
+        h = horizons or self.horizons
         issued = self.now().to_pydatetime()
         base = model.forecast(self.twin, issued_at=issued, horizons=h)
         alt = model.forecast(self.twin, issued_at=issued, horizons=h, overrides=overrides)

@@ -9,23 +9,95 @@ import pandas as pd
 import plotly.graph_objects as go
 
 
+#: the forecast's colour, and its p10–p90 band's
+FORECAST_COLOR = "#f58518"
+BAND_COLOR = "rgba(245, 133, 24, 0.22)"
+
+
+def forecast_band(forecast: pd.DataFrame) -> pd.DataFrame:
+    """The steps of ``forecast`` with both a 10th and a 90th percentile (``time, q10, q90``); empty when none has."""
+    if not {"q10", "q90"} <= set(forecast.columns):
+        return pd.DataFrame(columns=["time", "q10", "q90"])
+    band = forecast[["time", "q10", "q90"]].astype({"q10": float, "q90": float})
+    return band[np.isfinite(band["q10"]) & np.isfinite(band["q90"])]
+
+
 def series_figure(history: pd.DataFrame, forecast: pd.DataFrame, *, title: str, variable: str,
                   now: pd.Timestamp | None = None, capacity: float | None = None) -> go.Figure:
-    """History (solid) and forecast (dashed) of one unit's ``variable``, with its capacity when it has one."""
+    """History (solid) and forecast (dashed) of one unit's ``variable``, with its capacity when it has one.
+
+    Where the forecast has percentiles (columns ``q10``, ``q90``), the band between
+    them is shaded behind it: eight times in ten the value should fall inside.
+    """
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=history["time"], y=history["value"], mode="lines", name="observed",
                              line={"color": "#4c78a8", "width": 2}))
+    band = forecast_band(forecast)
+    if len(band):
+        fig.add_trace(go.Scatter(x=band["time"], y=band["q90"], mode="lines", name="p90", showlegend=False,
+                                 line={"width": 0, "color": FORECAST_COLOR},
+                                 hovertemplate="p90 %{y:,.0f}<extra></extra>"))
+        fig.add_trace(go.Scatter(x=band["time"], y=band["q10"], mode="lines", name="p10–p90", fill="tonexty",
+                                 fillcolor=BAND_COLOR, line={"width": 0, "color": FORECAST_COLOR},
+                                 hovertemplate="p10 %{y:,.0f}<extra></extra>"))
     if len(forecast):
         fig.add_trace(go.Scatter(x=forecast["time"], y=forecast["value"], mode="lines+markers", name="forecast",
-                                 line={"color": "#f58518", "width": 2, "dash": "dash"}, marker={"size": 4}))
+                                 line={"color": FORECAST_COLOR, "width": 2, "dash": "dash"}, marker={"size": 4}))
     if capacity is not None and np.isfinite(capacity) and capacity > 0:
         fig.add_hline(y=capacity, line={"color": "#b00026", "width": 1, "dash": "dot"},
                       annotation_text="capacity", annotation_position="top left")
     if now is not None:
         fig.add_vline(x=now.to_pydatetime(), line={"color": "#888", "width": 1})
     fig.update_layout(title={"text": title, "font": {"size": 13}}, height=260, margin={"l": 40, "r": 10, "t": 36, "b": 30},
-                      legend={"orientation": "h", "y": -0.25}, template="plotly_white", yaxis_title=variable)
+                      legend={"orientation": "h", "y": -0.25, "traceorder": "normal"}, template="plotly_white",
+                      yaxis_title=variable)
     return fig
+
+
+def _span(step: str | None, horizons: int | None) -> str:
+    """How far ahead a model forecasts, in words (``next 3 h``); empty when unknown."""
+    if not step or not horizons:
+        return ""
+    total = pd.Timedelta(step) * int(horizons)
+    if total % pd.Timedelta(days=1) == pd.Timedelta(0) and total >= pd.Timedelta(days=2):
+        return f"next {total.days} days"
+    if total % pd.Timedelta(hours=1) == pd.Timedelta(0):
+        return f"next {int(total / pd.Timedelta(hours=1))} h"
+    return f"next {int(total / pd.Timedelta(minutes=1))} min"
+
+
+def skill_rows(skill: dict[str, Any]) -> list[tuple[str, str]]:
+    """The model behind a forecast and its test scores at one level, as label–text pairs, in order.
+
+    ``skill`` is what :meth:`viz.data.DashboardData.skill` returns: ``model``,
+    ``run_id``, ``trained``, ``scored``, ``level``, ``variable``, ``rmse``,
+    ``gain_pct`` (per cent of RMSE below seasonal naive), ``coverage`` (share of
+    test values between the 10th and 90th percentiles), ``step``, ``horizons``
+    and, for the baseline, ``waiting`` (a trained run that has not forecast yet).
+    """
+    if not skill["trained"]:
+        name = str(skill["model"]).replace("_", " ")
+        why = (f"model run {skill['waiting']} is trained but has not forecast yet" if skill.get("waiting") is not None
+               else f"no model of {skill['variable']} has been trained")
+        return [("forecast by", f"{name} (baseline)"), ("test scores", f"none: {why}")]
+    rows = [("forecast by", f"{skill['model']} (model run {skill['run_id']})")]
+    if not skill["scored"]:
+        return rows + [("test scores", f"none recorded at {skill['level']} level")]
+    span = _span(skill.get("step"), skill.get("horizons"))
+    rmse = float(skill["rmse"])
+    rows.append(("test RMSE", f"{rmse:,.{1 if abs(rmse) < 100 else 0}f} {skill['variable']}"
+                              + (f" ({span})" if span else "")))
+    gain = skill["gain_pct"]
+    if gain is None:
+        versus = "–"
+    elif round(gain) == 0:
+        versus = "the same RMSE"
+    else:
+        versus = f"{abs(gain):.0f} % {'lower' if gain > 0 else 'higher'} RMSE"
+    rows.append(("vs seasonal naive", versus))
+    cov = skill["coverage"]
+    rows.append(("p10–p90 coverage", "–" if cov is None else f"{100 * cov:.0f} % (ideal 80 %)"))
+    return rows
 
 
 def kpis(values: np.ndarray, density: np.ndarray, codes: list[str], *, n_open_alerts: int, step: int,

@@ -31,6 +31,8 @@ class Id(StrEnum):
     OPS_ACK = "ops-ack"
     OPS_UNIT_TITLE = "ops-unit-title"
     OPS_UNIT_CHART = "ops-unit-chart"
+    OPS_SKILL_TITLE = "ops-skill-title"
+    OPS_SKILL = "ops-skill"
     # planner (3D)
     PLAN_TIME = "plan-time"
     PLAN_TIME_LABEL = "plan-time-label"

@@ -12,6 +12,8 @@ from ciu.twin import Twin
 from tests.browser import SCREENSHOTS, browser_page, painted_fraction
 from tests.viz.conftest import serving
 from viz.app import create_dashboard
+from viz.data import DashboardData
+from viz.figures import skill_rows
 from viz.settings import DashboardSettings
 
 
@@ -33,11 +35,24 @@ def _wait_drawn(page, rendered_id: str, prefix: str) -> None:
     page.wait_for_timeout(1200)  # let deck.gl draw the frame
 
 
-def _click_unit(page, map_id: str, code: str) -> None:
-    """Click where the map draws the unit ``code`` (a real click: deck.gl picks what is under it)."""
+def _click_unit(page, map_id: str, code: str, *, shows: str) -> None:
+    """Click where the map draws the unit ``code`` until the page shows it (``shows``: a JavaScript test).
+
+    A real click: deck.gl picks what is under it. Its tap recogniser now and then lets the first click
+    on a freshly drawn map pass unpicked (the DOM sees it, deck.gl does not), so a second try is allowed.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     xy = page.evaluate("([m, c]) => window.ciu.screenOf(m, c)", [map_id, code])
     box = page.locator("#" + map_id).bounding_box()
-    page.mouse.click(box["x"] + xy[0], box["y"] + xy[1])
+    for attempt in range(2):
+        page.mouse.click(box["x"] + xy[0], box["y"] + xy[1])
+        try:
+            page.wait_for_function(shows, timeout=10_000 if attempt == 0 else 30_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == 1:
+                raise
 
 
 def _set(page, component: str, value) -> None:
@@ -70,11 +85,17 @@ def test_dashboard_pages_offline(city_url, city, published):
         assert "forecast +3 h" in page.locator("#ops-time-label").inner_text() != before
         assert _changed(grid, later) > 0.005, "moving the time slider left the colours as they were"
 
-        cell = city.units(level="building")["parent_code"].iloc[0]
-        _click_unit(page, "ops-map", cell)
-        page.wait_for_function("document.getElementById('ops-unit-title').textContent.includes('(grid)')",
+        # the baseline forecasts: said plainly beside the chart, drawn without a band
+        page.wait_for_function("document.getElementById('ops-skill-title').textContent.includes('grid level')",
                                timeout=30_000)
+        assert page.locator(".skill-forecast-by").inner_text() == "historical average (baseline)"
+        assert "no model of people has been trained" in page.locator(".skill-test-scores").inner_text()
+        cell = city.units(level="building")["parent_code"].iloc[0]
+        _click_unit(page, "ops-map", cell,
+                    shows="document.getElementById('ops-unit-title').textContent.includes('(grid)')")
         page.wait_for_selector("#ops-unit-chart .scatterlayer .trace", timeout=30_000)
+        assert page.locator("#ops-unit-chart .scatterlayer .trace").count() == 2  # observed, forecast
+        assert "p10–p90" not in page.locator("#ops-unit-chart .legend").text_content()
         page.locator("#ops-drill").click()  # drill down: the buildings of the clicked grid cell
         _wait_drawn(page, "ops-rendered", f"building:{cell}@")
         assert page.locator("#ops-path").inner_text() == f"buildings in {cell}"
@@ -100,8 +121,7 @@ def test_dashboard_pages_offline(city_url, city, published):
 
         floors = city.units(level="floor")
         top = floors.sort_values("z_max").index[-1]
-        _click_unit(page, "plan-map", top)
-        page.wait_for_selector(".f-id", timeout=20_000)
+        _click_unit(page, "plan-map", top, shows="document.querySelector('.f-id') !== null")
         clicked = page.locator(".f-id").inner_text()
         assert clicked.startswith(city.unit(top).parent_code + "/f"), clicked
         assert page.locator(".f-tax-status").inner_text() == "restricted"
@@ -121,6 +141,55 @@ def test_dashboard_pages_offline(city_url, city, published):
     assert log.console_errors == []
     stored = city.store.alerts().set_index("id").loc[alert_id]
     assert stored["acknowledged_at"] is not None and stored["acknowledged_by"] == "dashboard"
+
+
+@pytest.mark.browser
+def test_champion_forecast_shows_its_band_and_skill(city_url, city, champion):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    best = champion["metrics"]["champion"]
+    expected = {level: dict(skill_rows(DashboardData(city).skill(level))) for level in ("district", "floor")}
+    app = create_dashboard(DashboardSettings(history_hours=12, refresh_s=600), twin=Twin.connect(city_url,
+                                                                                               migrate=False))
+    with serving(app) as url, browser_page(width=1400, height=1000) as (page, log):
+        page.goto(url + "/")
+        _wait_drawn(page, "ops-rendered", "district:all@")
+        page.wait_for_selector(".skill-test-rmse", timeout=30_000)
+        assert page.locator("#ops-skill-title").inner_text() == "Forecast · district level"
+        shown = {"forecast by": ".skill-forecast-by", "test RMSE": ".skill-test-rmse",
+                 "vs seasonal naive": ".skill-vs-seasonal-naive", "p10–p90 coverage": ".skill-p10-p90-coverage"}
+        assert {k: page.locator(sel).inner_text() for k, sel in shown.items()} == expected["district"]
+        assert page.locator(".skill-forecast-by").inner_text() == f"{best} (model run {champion['run_id']})"
+
+        district = city.units(level="district").index[0]
+        _click_unit(page, "ops-map", district,
+                    shows="document.getElementById('ops-unit-title').textContent.includes('(district)')")
+        page.wait_for_selector("#ops-unit-chart .scatterlayer .trace .fills path", timeout=30_000)
+        assert page.locator("#ops-unit-chart .scatterlayer .trace").count() == 4  # observed, p90, band, forecast
+        assert "p10–p90" in page.locator("#ops-unit-chart .legend").text_content()
+        band = page.locator("#ops-unit-chart .scatterlayer .trace .fills path").first
+        assert band.get_attribute("d").count("L") >= 3  # a closed area over the three forecast hours
+        page.mouse.move(0, 0)
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(SCREENSHOTS / "dashboard-operations-champion.png"), full_page=True)
+        chart = page.locator("#ops-unit-chart").screenshot(path=str(SCREENSHOTS / "dashboard-unit-band.png"))
+        assert painted_fraction(chart) > 0.05
+
+        # the planner's card names the model behind the floor's forecast; a scenario keeps to its horizons
+        page.get_by_role("link", name="Planner").click()
+        _wait_drawn(page, "plan-rendered", "floor@")
+        floors = city.units(level="floor")
+        _click_unit(page, "plan-map", floors.sort_values("z_max").index[-1],
+                    shows="document.querySelector('.f-forecast-by') !== null")
+        assert page.locator(".f-forecast-by").inner_text() == expected["floor"]["forecast by"]
+        assert page.locator(".f-test-rmse").inner_text() == expected["floor"]["test RMSE"]
+        assert page.locator("#scn-hours").get_attribute("max") == "3"
+        page.locator("#scn-run").click()
+        _wait_drawn(page, "scn-rendered", "scenario:")
+        assert page.locator(".scn-7").inner_text() == best
+        page.screenshot(path=str(SCREENSHOTS / "dashboard-planner-champion.png"), full_page=True)
+    app.server.config["ciu_data"].close()
+    assert log.external_requests == []
+    assert log.console_errors == []
 
 
 @pytest.mark.browser

@@ -8,7 +8,8 @@ import pytest
 
 from ciu.api_store import ApiStore
 from ciu.errors import ConfigError, Forbidden
-from viz.data import DashboardData, latest_hour
+from tests.viz.conftest import quick_training
+from viz.data import DashboardData, latest_hour, publish_forecast
 from viz.settings import DashboardSettings
 
 
@@ -67,3 +68,54 @@ def test_scenario_event_adds_its_people(city):
     b, s = (f[f["level"] == "city"].set_index("horizon")["value"] for f in (out["baseline"], out["scenario"]))
     assert (s - b).round(6).tolist() == [0.0, 300.0, 0.0, 0.0]
     assert out["model"] == "historical_average"
+
+
+def test_skill_and_band_of_a_trained_champion(city, champion):
+    data = DashboardData(city, DashboardSettings(history_hours=6))
+    metrics = champion["metrics"]
+    best = metrics["champion"]
+    for level in data.levels:
+        skill = data.skill(level)
+        assert skill["trained"] and skill["scored"]
+        assert skill["model"] == best and skill["run_id"] == champion["run_id"]
+        assert skill["horizons"] == 3 and skill["step"] == "0 days 01:00:00"
+        reference = metrics["test"]["seasonal_naive"][level]["rmse_all"]
+        assert skill["rmse"] == pytest.approx(metrics["test"][best][level]["rmse_all"]) and skill["rmse"] > 0
+        assert skill["gain_pct"] == pytest.approx(100 * (1 - skill["rmse"] / reference))
+        assert 0 < skill["coverage"] <= 1
+    # the unit's forecast: the three hours after now, each with ordered percentiles
+    district = data.units("district").index[0]
+    _, forecast = data.unit_series(district)
+    now = data.now()
+    assert list(forecast["time"]) == [now + pd.Timedelta(hours=h) for h in (1, 2, 3)]
+    q = forecast[["q10", "q50", "q90"]].to_numpy()
+    assert np.isfinite(q).all() and (q[:, 0] <= q[:, 1]).all() and (q[:, 1] <= q[:, 2]).all()
+
+
+def test_published_champion_forecast_keeps_to_its_horizons(city, champion):
+    done = publish_forecast(city, variable="people", horizons=12, threshold=0.3)
+    assert done["model"] == champion["metrics"]["champion"] and done["run_id"] != champion["run_id"]
+    assert done["predictions"] == 3 * len(city.units())
+    run = city.store.model_runs().set_index("id").loc[done["run_id"]]
+    assert run["params"]["horizons"] == 3 and run["params"]["model_run"] == champion["run_id"]
+    data = DashboardData(city, DashboardSettings())
+    # the forecasts shown are the published ones; their skill is that of the run they came from
+    assert set(city.store.predictions(variable="people")["run_id"]) == {done["run_id"]}
+    assert data.skill("city")["run_id"] == champion["run_id"] and data.horizons == 3
+    out = data.scenario({"holiday": True})
+    assert sorted(out["baseline"]["horizon"].unique()) == [1, 2, 3]
+
+
+def test_skill_follows_the_forecasts_shown(city, published, tmp_path):
+    data = DashboardData(city, DashboardSettings())
+    skill = data.skill("district")
+    assert not skill["trained"] and skill["model"] == published["model"] == "historical_average"
+    assert skill["rmse"] is None and skill["run_id"] is None and skill["waiting"] is None
+    _, forecast = data.unit_series(data.units("district").index[0])
+    assert len(forecast) == 6 and forecast[["q10", "q50", "q90"]].isna().all().all()
+    # a model trained since is not what made the forecasts on the page
+    waiting = quick_training(city, tmp_path, predict=False)
+    skill = data.skill("district")
+    assert not skill["trained"] and skill["waiting"] == waiting
+    run_id = quick_training(city, tmp_path, predict=True)
+    assert data.skill("district")["run_id"] == run_id

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from viz.figures import card_rows, kpis, scenario_numbers, scenario_overrides, series_figure
+from viz.data import run_skill
+from viz.figures import card_rows, forecast_band, kpis, scenario_numbers, scenario_overrides, series_figure, skill_rows
 from viz.layers import NO_CAPACITY, density_colors, difference_colors, floor_layer, frame_payload, unit_layer, view_of
 
 
@@ -83,3 +84,63 @@ def test_scenario_numbers_find_the_event_hour():
     ov = scenario_overrides(kind="event", code="a", people=50, hours=2, time=pd.Timestamp("2026-01-01T02Z"),
                             temperature=None, rain=3.0, holiday=True)
     assert ov["event"]["people"] == 50.0 and ov["weather"] == {"temperature": None, "rain": 3.0} and ov["holiday"]
+
+
+def test_forecast_band_drawn_only_where_percentiles_are_stored():
+    history = pd.DataFrame({"time": pd.to_datetime(["2026-01-01T00Z", "2026-01-01T01Z"]), "value": [3.0, 4.0]})
+    times = pd.to_datetime(["2026-01-01T02Z", "2026-01-01T03Z", "2026-01-01T04Z"])
+    forecast = pd.DataFrame({"time": times, "value": [5.0, 6.0, 7.0], "risk": 0.1, "q10": [4.0, 4.5, np.nan],
+                             "q50": [5.0, 6.0, 7.0], "q90": [6.0, 8.0, 9.0]})
+    fig = series_figure(history, forecast, title="t", variable="people")
+    assert [t.name for t in fig.data] == ["observed", "p90", "p10–p90", "forecast"]
+    upper, lower = fig.data[1], fig.data[2]
+    assert lower.fill == "tonexty" and not upper.fill and upper.showlegend is False
+    # the band spans only the steps with both percentiles, the point forecast every step
+    assert list(upper.y) == [6.0, 8.0] and list(lower.y) == [4.0, 4.5] and len(fig.data[3].y) == 3
+    # the baseline's forecasts have no percentiles (stored as null): no band
+    plain = forecast.assign(q10=None, q50=None, q90=None)
+    assert forecast_band(plain).empty
+    assert [t.name for t in series_figure(history, plain, title="t", variable="people").data] == [
+        "observed", "forecast"]
+    no_columns = forecast[["time", "value", "risk"]]
+    assert [t.name for t in series_figure(history, no_columns, title="t", variable="people").data] == [
+        "observed", "forecast"]
+
+
+def _run(metrics: dict, *, run_id: int = 7, name: str = "tower") -> pd.Series:
+    return pd.Series({"id": run_id, "name": name, "kind": "champion", "status": "trained", "metrics": metrics})
+
+
+def test_skill_text_names_the_model_and_its_test_scores():
+    metrics = {"champion": "tower", "levels": ["district", "city"], "step": "0 days 01:00:00", "horizons": 3,
+               "test": {"tower": {"district": {"rmse_all": 12.345}, "city": {"rmse_all": 1234.5}},
+                        "seasonal_naive": {"district": {"rmse_all": 20.0}, "city": {"rmse_all": 1000.0}}},
+               "skill": {"test": {"tower": {"district": 38.3, "city": -23.45}}},
+               "probabilistic": {"test": {"district": {"coverage_p10_p90": 0.7812},
+                                          "city": {"coverage_p10_p90": None}}}}
+    district = dict(skill_rows(run_skill(_run(metrics), level="district", variable="people")))
+    assert district == {"forecast by": "tower (model run 7)", "test RMSE": "12.3 people (next 3 h)",
+                        "vs seasonal naive": "38 % lower RMSE",
+                        "p10–p90 coverage": "78 % (ideal 80 %)"}
+    city = dict(skill_rows(run_skill(_run(metrics), level="city", variable="people")))
+    assert city["test RMSE"] == "1,234 people (next 3 h)" and city["vs seasonal naive"] == "23 % higher RMSE"
+    assert city["p10–p90 coverage"] == "–"
+    even = {**metrics, "skill": {"test": {"tower": {"district": 0.4}}}}
+    assert dict(skill_rows(run_skill(_run(even), level="district", variable="people")))["vs seasonal naive"] == (
+        "the same RMSE")
+    # a level the run did not score, a run of 15-minute steps, a run recorded without test scores
+    assert dict(skill_rows(run_skill(_run(metrics), level="floor", variable="people")))["test scores"] == (
+        "none recorded at floor level")
+    quarter = {**metrics, "step": "0 days 00:15:00", "horizons": 2}
+    assert dict(skill_rows(run_skill(_run(quarter), level="district", variable="trips")))["test RMSE"] == (
+        "12.3 trips (next 30 min)")
+    old = dict(skill_rows(run_skill(_run({"validation": {}}, name="tower"), level="city", variable="people")))
+    assert old == {"forecast by": "tower (model run 7)", "test scores": "none recorded at city level"}
+
+
+def test_skill_text_says_plainly_when_the_baseline_forecasts():
+    skill = run_skill(None, level="district", variable="trips")
+    assert skill_rows(skill) == [("forecast by", "historical average (baseline)"),
+                                 ("test scores", "none: no model of trips has been trained")]
+    assert skill_rows({**skill, "waiting": 4})[1] == ("test scores",
+                                                     "none: model run 4 is trained but has not forecast yet")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -75,6 +76,13 @@ def level_payload(frame: LevelFrame, *, base: list[dict[str, Any]], key: str, ex
 def kpi_cards(items: list[dict[str, str]]) -> list[html.Div]:
     return [html.Div(className="kpi", children=[html.Div(i["value"], className="kpi-value"),
                                                 html.Div(i["label"], className="kpi-label")]) for i in items]
+
+
+def rows_table(rows: list[tuple[str, str]], *, prefix: str) -> html.Table:
+    """Label–text rows as a card table; each text cell's class is ``prefix`` and its label, slugged."""
+    return html.Table(className="card-table", children=[
+        html.Tr([html.Th(k), html.Td(v, className=prefix + re.sub(r"[^a-z0-9]+", "-", k.lower()).strip("-"))])
+        for k, v in rows])
 
 
 def as_matrix(rows: list[list[float | None]]) -> np.ndarray:

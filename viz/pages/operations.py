@@ -10,10 +10,10 @@ import pandas as pd
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from viz.data import DashboardData
-from viz.figures import kpis, series_figure
+from viz.figures import kpis, series_figure, skill_rows
 from viz.ids import Id
 from viz.pages.common import (as_matrix, base_map, kpi_cards, level_payload, map_panel, register_playback,
-                              slider_marks, time_controls, time_label)
+                              rows_table, slider_marks, time_controls, time_label)
 
 PATH = "/"
 RENDER_JS = ("function(payload, step) {{ return window.ciu ? window.ciu.render(payload, step, '{map}', '{click}',"
@@ -47,6 +47,8 @@ def layout(data: DashboardData, **_: Any) -> html.Div:
                 html.Div(id=Id.OPS_ALERTS, className="alerts"),
                 html.H3("select a unit on the map", id=Id.OPS_UNIT_TITLE),
                 dcc.Graph(id=Id.OPS_UNIT_CHART, config={"displayModeBar": False}, style={"height": "260px"}),
+                html.H3("Forecast", id=Id.OPS_SKILL_TITLE),
+                html.Div(id=Id.OPS_SKILL, className="skill"),
             ]),
         ]),
         dcc.Store(id=Id.OPS_FRAME), dcc.Store(id=Id.OPS_WITHIN, data=None), dcc.Store(id=Id.OPS_CLICK),
@@ -134,6 +136,11 @@ def register(app: Dash, data: DashboardData) -> None:
         if isinstance(trig, dict) and ctx.triggered and ctx.triggered[0]["value"]:
             data.acknowledge(int(trig["index"]))
         return _alert_rows(data.alerts())
+
+    @app.callback(Output(Id.OPS_SKILL_TITLE, "children"), Output(Id.OPS_SKILL, "children"),
+                  Input(Id.OPS_LEVEL, "value"), Input(Id.REFRESH, "n_intervals"))
+    def skill(level: str, _n: int):
+        return f"Forecast · {level} level", rows_table(skill_rows(data.skill(level)), prefix="skill-")
 
     @app.callback(Output(Id.OPS_SELECTED, "data"), Input(Id.OPS_CLICK, "data"), prevent_initial_call=True)
     def select(click: dict | None):

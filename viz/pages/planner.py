@@ -11,10 +11,11 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from ciu.errors import CiuError
 from viz.data import DashboardData
-from viz.figures import card_rows, scenario_numbers, scenario_overrides
+from viz.figures import card_rows, scenario_numbers, scenario_overrides, skill_rows
 from viz.ids import Id
 from viz.layers import difference_payload, floor_layer, view_of
-from viz.pages.common import base_map, map_panel, register_playback, level_payload, slider_marks, time_controls, time_label
+from viz.pages.common import (base_map, level_payload, map_panel, register_playback, rows_table, slider_marks,
+                              time_controls, time_label)
 
 PATH = "/planner"
 PITCH, BEARING = 50.0, -20.0
@@ -34,7 +35,7 @@ def scenario_form(data: DashboardData) -> html.Div:
     choices = units[units["level"].isin(levels)].sort_index()
     options = [{"label": f"{row['level']} · {row['name'] or code}", "value": code} for code, row in choices.iterrows()]
     first = next((o["value"] for lv in levels for o in options if units.loc[o["value"], "level"] == lv), None)
-    h = data.settings.horizons
+    h = data.horizons
     return html.Div(className="scenario-form", children=[
         html.H3("Scenario"),
         dcc.RadioItems(id=Id.SCN_KIND, options=[{"label": "event", "value": "event"},
@@ -81,9 +82,9 @@ def layout(data: DashboardData, **_: Any) -> html.Div:
     ])
 
 
-def card_table(card: dict[str, Any]) -> html.Table:
-    return html.Table(className="card-table", children=[
-        html.Tr([html.Th(k), html.Td(v, className=f"f-{k.replace(' ', '-')}")]) for k, v in card_rows(card)])
+def card_table(card: dict[str, Any], skill: dict[str, Any] | None = None) -> html.Table:
+    """The unit's card; below it, when ``skill`` is given, the model behind its forecast and its test scores."""
+    return rows_table(card_rows(card) + (skill_rows(skill) if skill is not None else []), prefix="f-")
 
 
 def numbers_table(nums: dict[str, Any], *, model: str, variable: str, unit: str) -> html.Div:
@@ -128,7 +129,8 @@ def register(app: Dash, data: DashboardData) -> None:
         if not click or not payload:
             return no_update
         i = payload["n_history"] - 1 if step is None else int(step)
-        return card_table(data.card(click["code"], time=pd.Timestamp(payload["times"][i])))
+        card = data.card(click["code"], time=pd.Timestamp(payload["times"][i]))
+        return card_table(card, data.skill(card["level"]))
 
     register_playback(app, play=Id.PLAN_PLAY, tick=Id.PLAN_TICK, time=Id.PLAN_TIME)
 
