@@ -47,13 +47,16 @@ class Forecaster(Protocol):
     def state(self) -> dict[str, Any]: ...
 
 
-def roll_up(bottom: np.ndarray, series: HierSeries) -> list[np.ndarray]:
-    """Bottom forecasts ``(B, N0, H, C)`` summed to every level."""
+def roll_up(bottom: np.ndarray, series: HierSeries, *, axis: int = 1) -> list[np.ndarray]:
+    """Bottom values (units on ``axis``) summed to every level: one array per level, bottom first."""
+    from scipy import sparse
+
     out = [bottom]
     for lv, up in zip(series.levels[:-1], series.levels[1:]):
-        agg = np.zeros((bottom.shape[0], up.n) + bottom.shape[2:], dtype=np.float64)
-        np.add.at(agg, (slice(None), lv.parent), out[-1])
-        out.append(agg)
+        moved = np.moveaxis(out[-1], axis, 0)
+        member = sparse.csr_matrix((np.ones(lv.n), (lv.parent, np.arange(lv.n))), shape=(up.n, lv.n))
+        agg = np.asarray(member @ moved.reshape(lv.n, -1), dtype=np.float64).reshape((up.n,) + moved.shape[1:])
+        out.append(np.moveaxis(agg, 0, axis))
     return out
 
 

@@ -260,7 +260,7 @@ def compete(series: HierSeries, split: Split, config: TrainConfig, *, models: Se
     scored = {n: _score(v, reference) for n, v in validation.items()}
     champion = min(scored, key=lambda n: scored[n])
     log(f"  champion on validation: {champion}")
-    champ_val = mixed.predict(inputs, split.val) if champion == "blend" else preds[champion]  # type: ignore[union-attr]
+    champ_val = preds[champion]  # the blend's are cross-fitted: residuals of weights not fitted on them
     level0 = inputs.scaler.mean[0] if inputs.scaler.transform == "identity" else np.ones_like(inputs.scaler.mean[0])
     bank = ResidualBank.fit(champ_val, truth[0], level0, nonnegative=bool(np.nanmin(series.values) >= 0)
                             if np.isfinite(series.values).any() else True, seed=config.seed)

@@ -18,11 +18,13 @@ known (summed up the levels), else a high quantile of its training history.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from models.baselines import roll_up
 from models.data import HierSeries
 from models.metrics import brier, coverage
 
@@ -67,17 +69,6 @@ class ResidualBank:
         return cls(np.asarray(state["z"]), np.asarray(state["offset"]), bool(state["nonnegative"]))
 
 
-def _roll(paths: np.ndarray, series: HierSeries) -> list[np.ndarray]:
-    """Bottom paths ``(..., N0, H, C)`` (units on axis -3) summed to every level."""
-    out = [paths]
-    for lv, up in zip(series.levels[:-1], series.levels[1:]):
-        moved = np.moveaxis(out[-1], -3, 0)
-        agg = np.zeros((up.n,) + moved.shape[1:], dtype=np.float64)
-        np.add.at(agg, lv.parent, moved)
-        out.append(np.moveaxis(agg, 0, -3))
-    return out
-
-
 @dataclass
 class Distribution:
     """Quantiles ``(B, N_l, H, C, Q)`` and risk ``(B, N_l, H, C)`` at every level."""
@@ -98,7 +89,7 @@ def distribution(point: np.ndarray, bank: ResidualBank, series: HierSeries, thre
     qs: list[list[np.ndarray]] = [[] for _ in series.levels]
     rs: list[list[np.ndarray]] = [[] for _ in series.levels]
     for i in range(0, len(point), chunk):
-        per_level = _roll(bank.sample(point[i:i + chunk], samples, rng), series)
+        per_level = roll_up(bank.sample(point[i:i + chunk], samples, rng), series, axis=-3)
         for j, p in enumerate(per_level):
             qs[j].append(np.moveaxis(np.quantile(p, quantiles, axis=0), 0, -1))
             rs[j].append((p > thresholds[j][None, None, :, None]).mean(axis=0))
@@ -115,12 +106,9 @@ def thresholds(series: HierSeries, *, stop: int, quantile: float = 0.9) -> list[
     cap = series.capacity
     for lv, values, member in zip(series.levels, series.level_values(series.values[:stop]), series.membership()):
         kept = values[series.mask[:stop]]  # type: ignore[index]
-        with np.errstate(invalid="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                q = np.nanquantile(kept, quantile, axis=0) if len(kept) else np.zeros((lv.n, values.shape[2]))
+        with warnings.catch_warnings():  # a unit never observed has no quantile: NaN, then 0 below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            q = np.nanquantile(kept, quantile, axis=0) if len(kept) else np.zeros((lv.n, values.shape[2]))
         q = np.nan_to_num(q, nan=0.0)
         if np.isfinite(series.values).any() and np.nanmin(series.values) >= 0:
             q = np.maximum(q, 1.0)  # a count exceeds "usual" only when it is at least one: not 0 > 0

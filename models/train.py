@@ -207,9 +207,11 @@ class FitResult:
     cpu_seconds: float = 0.0
     samples_seen: int = 0
     stopped: str = "epochs"
+    train_windows: int = 0
 
     def info(self) -> dict[str, Any]:
         return {"best_epoch": self.best_epoch, "best_val_loss": self.best_val, "epochs": len(self.history),
+                "passes": self.samples_seen / max(1, self.train_windows),
                 "seconds": self.seconds, "cpu_seconds": self.cpu_seconds, "samples_seen": self.samples_seen,
                 "samples_per_s": self.samples_seen / max(self.seconds, 1e-9), "stopped": self.stopped,
                 "history": self.history}
@@ -226,7 +228,11 @@ class _Schedule:
 
     def __init__(self, total: int, warmup: float) -> None:
         self.total = max(1, total)
-        self.warm = max(1, int(warmup * self.total))
+        self.warmup = warmup
+
+    @property
+    def warm(self) -> int:
+        return max(1, int(self.warmup * self.total))
 
     def __call__(self, step: int) -> float:
         if step < self.warm:
@@ -235,14 +241,69 @@ class _Schedule:
         return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * frac))
 
 
+#: the validation checks a budgeted run plans at least, when its full passes do not fit
+CHECKS = 10
+#: steps timed before a budgeted run plans
+PROBE_STEPS = 20
+
+
+@dataclass
+class Plan:
+    """How many rounds (epochs) of how many steps a run takes; each round ends with a validation check.
+
+    Without a time budget a round is one pass over the training windows (or
+    ``max_samples_per_epoch`` of them). With one, the run times its first
+    steps and plans to fit: full passes while they fit, else shorter rounds
+    (up to :data:`CHECKS` validation checks in the budget) over the same
+    shuffled stream of training windows.
+    """
+
+    rounds: int
+    steps: int
+
+    @property
+    def total(self) -> int:
+        return self.rounds * self.steps
+
+    def fit_budget(self, budget: float, spent: float, per_step: float, per_check: float) -> None:
+        """Re-plan after ``spent`` seconds so that the whole run takes about ``budget`` seconds."""
+        if self.rounds * (self.steps * per_step + per_check) <= budget - spent:
+            return
+        left = max(0.0, budget - spent)
+        checks = min(self.rounds, CHECKS)
+        while checks > 1 and left < checks * (per_check + per_step):
+            checks -= 1
+        steps = int((left - checks * per_check) / (checks * per_step)) if per_step > 0 else self.steps
+        steps = max(1, min(self.steps, steps))
+        if steps == self.steps:  # full passes fit more often than the minimum number of checks
+            checks = max(1, int(left // (steps * per_step + per_check)))
+        self.rounds, self.steps = max(1, min(self.rounds, checks)), steps
+
+
+class _Stream:
+    """An endless stream of training issue steps: one shuffled pass after another."""
+
+    def __init__(self, ts: np.ndarray, rng: np.random.Generator) -> None:
+        self.ts, self.rng = ts, rng
+        self.order, self.pos = rng.permutation(ts), 0
+
+    def take(self, n: int) -> np.ndarray:
+        if self.pos >= len(self.order):
+            self.order, self.pos = self.rng.permutation(self.ts), 0
+        out = self.order[self.pos:self.pos + n]
+        self.pos += len(out)
+        return out
+
+
 def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower", levels: int | None = None,
         log: Callable[[dict[str, float]], None] | None = None) -> FitResult:
-    """Train a tower on ``inputs``; keep the weights of the epoch with the lowest validation loss.
+    """Train a tower on ``inputs``; keep the weights of the round with the lowest validation loss.
 
     ``levels=1`` trains the bottom level alone (the per-unit model). The test
     issue steps are never looked at. With ``config.budget_minutes`` the run
-    plans as many epochs as fit in the budget after timing the first one, and
-    stops cleanly (best weights kept) if the budget runs out mid-epoch.
+    times its first steps and plans its rounds to fit the budget (:class:`Plan`),
+    shortens the learning-rate schedule to them, and stops cleanly (best
+    weights kept) if the budget runs out mid-round.
     """
     if len(split.train) == 0 or len(split.val) == 0:
         raise ValidationError("the split leaves no training or no validation samples", field="split")
@@ -256,27 +317,23 @@ def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower
     bs = batch_size_for(inputs, config)
     per_epoch = len(split.train) if config.max_samples_per_epoch is None else min(
         len(split.train), config.max_samples_per_epoch)
-    steps_per_epoch = max(1, math.ceil(per_epoch / bs))
-    schedule = _Schedule(config.epochs * steps_per_epoch, config.warmup)
+    plan = Plan(config.epochs, max(1, math.ceil(per_epoch / bs)))
+    schedule = _Schedule(plan.total, config.warmup)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-    gen = np.random.default_rng(config.seed)
+    stream = _Stream(split.train, np.random.default_rng(config.seed))
     val_ts = thin(split.val, config.max_val_samples)
-    result = FitResult(model, tin)
+    result = FitResult(model, tin, train_windows=len(split.train))
     best_state = copy.deepcopy(model.state_dict())
     budget = None if config.budget_minutes is None else 60.0 * config.budget_minutes
     t0, c0 = time.perf_counter(), time.process_time()
-    bad, planned = 0, config.epochs
-    bar = progress_bar(planned * steps_per_epoch, desc=name, unit="step", enabled=config.progress)
+    bad, done, round_ = 0, 0, 0
+    bar = progress_bar(plan.total, desc=name, unit="step", enabled=config.progress)
     try:
-        for epoch in range(config.epochs):
-            if epoch >= planned:
-                result.stopped = "budget"
-                break
+        while round_ < plan.rounds:
             model.train()
-            order = gen.permutation(split.train)[:per_epoch]
             run, steps = 0.0, 0
-            for s in range(0, len(order), bs):
-                ts = order[s:s + bs]
+            while steps < plan.steps:
+                ts = stream.take(bs)
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(model, tin, ts, config, weights)
                 loss.backward()
@@ -285,38 +342,41 @@ def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower
                 sched.step()
                 run += float(loss.detach())
                 steps += 1
+                done += 1
                 result.samples_seen += len(ts)
                 bar.update(1)
+                if budget is not None and done == min(PROBE_STEPS, plan.total):
+                    spent = time.perf_counter() - t0
+                    per_step = spent / done
+                    plan.fit_budget(budget, spent, per_step, per_step * len(val_ts) / bs / 3)
+                    schedule.total = max(plan.total, done)
+                    bar.total = plan.total
+                    bar.refresh()
                 if budget is not None and time.perf_counter() - t0 > budget:
                     break
             val = validation_loss(model, tin, val_ts, config, weights)
-            rec = {"epoch": epoch, "train_loss": run / max(steps, 1), "val_loss": val,
+            rec = {"epoch": round_, "steps": steps, "train_loss": run / max(steps, 1), "val_loss": val,
                    "lr": float(opt.param_groups[0]["lr"]), "seconds": time.perf_counter() - t0}
             result.history.append(rec)
             if log is not None:
                 log(rec)
             if val < result.best_val - 1e-7:
-                result.best_val, result.best_epoch, bad = val, epoch, 0
+                result.best_val, result.best_epoch, bad = val, round_, 0
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 bad += 1
-            bar.set_postfix_str(f"epoch {epoch + 1}/{planned} train {rec['train_loss']:.4f} val {val:.4f}"
+            round_ += 1
+            bar.set_postfix_str(f"epoch {round_}/{plan.rounds} train {rec['train_loss']:.4f} val {val:.4f}"
                                 f" best {result.best_val:.4f}@{result.best_epoch + 1}")
-            if budget is not None:
-                spent = time.perf_counter() - t0
-                if spent > budget:
-                    result.stopped = "budget"
-                    break
-                if epoch == 0:
-                    fits = max(1, int(budget // max(spent, 1e-9)))
-                    if fits < planned:
-                        planned = fits
-                        schedule.total = max(1, planned * steps_per_epoch)
-                        bar.total = planned * steps_per_epoch
-                        bar.refresh()
+            if budget is not None and time.perf_counter() - t0 > budget:
+                result.stopped = "budget"
+                break
             if bad >= config.patience:
                 result.stopped = "patience"
                 break
+        else:
+            full = plan.rounds == config.epochs and plan.steps * bs >= per_epoch
+            result.stopped = "epochs" if full else "budget"
     finally:
         bar.close()
     result.seconds = time.perf_counter() - t0
@@ -324,7 +384,8 @@ def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower
     model.load_state_dict(best_state)
     model.eval()
     if config.progress:
-        print(f"{name}: {len(result.history)} epochs of {steps_per_epoch} steps in {result.seconds:.0f} s"
-              f" ({result.cpu_seconds / 60:.1f} CPU min), best validation loss {result.best_val:.4f} at epoch"
-              f" {result.best_epoch + 1}, stopped by {result.stopped}", file=sys.stderr, flush=True)
+        print(f"{name}: {len(result.history)} epochs of {plan.steps} steps ({result.info()['passes']:.1f} passes over"
+              f" the {len(split.train):,} training windows) in {result.seconds:.0f} s ({result.cpu_seconds / 60:.1f}"
+              f" CPU min), best validation loss {result.best_val:.4f} at epoch {result.best_epoch + 1}, stopped by"
+              f" {result.stopped}", file=sys.stderr, flush=True)
     return result
