@@ -215,11 +215,11 @@ class Ridge:
         else:
             g, r = np.zeros((c, f, f)), np.zeros((c, f))
         for chunk in _chunks(ts, n, f):
-            x = self._design(inputs, chunk, h).astype(np.float64)  # (B, N, F)
+            x = self._design(inputs, chunk, h)  # (B, N, F), float32 products summed in float64
             y, seen = inputs.table_target(chunk, h)  # (B, N, C)
             xt = x.transpose(1, 2, 0)  # (N, F, B): the Gram matrices are batched matrix products
             for k in range(c):
-                w = seen[:, :, k].astype(np.float64)
+                w = seen[:, :, k]
                 if self.per_unit:
                     xw = (x * w[:, :, None]).transpose(1, 0, 2)  # (N, B, F)
                     g[:, k] += xt @ xw
@@ -238,9 +238,9 @@ class Ridge:
 
     def _apply(self, coef: np.ndarray, x: np.ndarray) -> np.ndarray:
         """``(B, N, C)`` standardised predictions from features ``(B, N, F)``."""
-        if self.per_unit:
-            return np.einsum("bnf,ncf->bnc", x, coef, optimize=True)
-        return np.einsum("bnf,cf->bnc", x, coef, optimize=True)
+        if self.per_unit:  # (N, B, F) @ (N, F, C): one matrix product per unit
+            return np.matmul(x.transpose(1, 0, 2), coef.transpose(0, 2, 1)).transpose(1, 0, 2)
+        return x @ coef.T
 
     def _fit_view(self, view: Inputs, split: Split, val: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
         w_unit = self._weights(view)
@@ -314,12 +314,13 @@ class GradientBoosting:
     learned: bool = True
     loss_power: float = 2.0
     max_rows: int = 400_000
-    rounds: int = 1500
-    learning_rate: float = 0.05
+    rounds: int = 800
+    learning_rate: float = 0.1
     leaves: int = 63
     seed: int = 0
     threads: int | None = None
     progress: bool = True
+    budget_minutes: float | None = None
     boosters: list[list[str]] = field(default_factory=list)  # [h][c] model strings
 
     def _rows(self, inputs: Inputs, ts: np.ndarray, h: int, c: int, most: int,
@@ -366,13 +367,16 @@ class GradientBoosting:
                     cat = [x.shape[1] - 1]
                     train = lgb.Dataset(x, y, weight=w, categorical_feature=cat, free_raw_data=True)
                     valid = lgb.Dataset(xv, yv, weight=wv, categorical_feature=cat, reference=train)
-                    booster = lgb.train(params, train, self.rounds, valid_sets=[valid],
-                                        callbacks=[lgb.early_stopping(50, verbose=False)])
+                    callbacks = [lgb.early_stopping(50, verbose=False)]
+                    if self.budget_minutes is not None:
+                        callbacks.append(_time_limit(60.0 * self.budget_minutes / total))
+                    booster = lgb.train(params, train, self.rounds, valid_sets=[valid], callbacks=callbacks)
                     rounds.append(int(booster.best_iteration))
                     row.append(booster.model_to_string(num_iteration=booster.best_iteration))
                     bar.update(1)
                     bar.set_postfix_str(f"h{h} channel {c}: {booster.best_iteration} rounds")
                 self.boosters.append(row)
+        self.__dict__.pop("_parsed", None)
         return {"rounds": rounds, "rows": int(min(len(train_ts) * n, most_train))}
 
     def predict(self, inputs: Inputs, ts: np.ndarray) -> np.ndarray:
@@ -381,7 +385,9 @@ class GradientBoosting:
         ts = np.asarray(ts)
         n = inputs.z[0].shape[1]
         out = np.zeros((len(ts), n, inputs.horizons, inputs.channels), dtype=np.float32)
-        models = [[lgb.Booster(model_str=s) for s in row] for row in self.boosters]
+        models = self.__dict__.get("_parsed")
+        if models is None or len(models) != len(self.boosters):  # parsing a model string takes seconds: once
+            models = self.__dict__["_parsed"] = [[lgb.Booster(model_str=s) for s in row] for row in self.boosters]
         for h in range(1, inputs.horizons + 1):
             x = self._features(inputs, ts, h).reshape(len(ts) * n, -1)
             for c in range(inputs.channels):
@@ -391,6 +397,24 @@ class GradientBoosting:
 
     def state(self) -> dict[str, Any]:
         return {"kind": "lightgbm", "name": self.name, "boosters": self.boosters, "loss_power": self.loss_power}
+
+
+def _time_limit(seconds: float):
+    """A LightGBM callback that stops boosting after ``seconds``, at the best validation round so far."""
+    import lightgbm as lgb
+
+    state: dict[str, Any] = {"start": time.perf_counter(), "best": None}
+
+    def callback(env: Any) -> None:
+        score = env.evaluation_result_list[0][2]
+        if state["best"] is None or score < state["best"][1]:
+            state["best"] = (env.iteration, score, env.evaluation_result_list)
+        if time.perf_counter() - state["start"] > seconds:
+            best = state["best"]
+            raise lgb.callback.EarlyStopException(best[0], best[2])
+
+    callback.order = 40  # after early stopping (30)
+    return callback
 
 
 # -- neural ------------------------------------------------------------------------------------

@@ -39,6 +39,8 @@ DEFAULT_MODELS: tuple[str, ...] = ("persistence", "seasonal_naive", "historical_
 BENCHMARK_MODELS: tuple[str, ...] = DEFAULT_MODELS + ("unit_lstm",)
 #: the reference of the skill scores
 REFERENCE = "seasonal_naive"
+#: sample paths per issue step when the probabilistic forecasts of a whole split are scored
+SCORING_SAMPLES = 100
 
 
 def make(name: str, config: TrainConfig) -> Forecaster:
@@ -55,7 +57,7 @@ def make(name: str, config: TrainConfig) -> Forecaster:
         return Ridge(per_unit=False, name=name, loss_power=config.loss_power)
     if name == "lightgbm":
         return GradientBoosting(name=name, loss_power=config.loss_power, threads=config.threads,
-                                progress=config.progress)
+                                progress=config.progress, budget_minutes=config.budget_minutes)
     if name == "tower":
         return Neural.tower(config)
     if name == "unit_lstm":
@@ -173,10 +175,13 @@ class Competition:
         names = self.series.level_names
         self.test = {}
         points = {}
-        for name in [*self.models, *(["blend"] if self.blend is not None else [])]:
-            points[name] = self.forecaster(name).predict(self.inputs, ts)
-            self.test[name] = level_metrics(roll_up(points[name], self.series), truth, names, **self.metric_kw)
-        dist = distribution(points[self.champion], self.bank, self.series, self.limits, samples=self.samples)
+        for name in self.models:
+            points[name] = self.models[name].predict(self.inputs, ts)
+        if self.blend is not None:  # the members' forecasts, weighted: not predicted twice
+            points["blend"] = sum(w * points[m] for m, w in self.blend.weights.items() if w > 0)
+        for name, point in points.items():
+            self.test[name] = level_metrics(roll_up(point, self.series), truth, names, **self.metric_kw)
+        dist = distribution(points[self.champion], self.bank, self.series, self.limits, samples=SCORING_SAMPLES)
         self.probabilistic["test"] = scores(dist, truth, self.limits, self.rates, names, self.active)
         return self.test
 
@@ -269,6 +274,6 @@ def compete(series: HierSeries, split: Split, config: TrainConfig, *, models: Se
     active = active_units(series, stop=stop)
     comp = Competition(series, split, inputs, config, metric_kw, done, info, validation, scored, champion, mixed,
                        bank, limits, rates, active, samples)
-    dist = distribution(champ_val, bank, series, limits, samples=samples)
+    dist = distribution(champ_val, bank, series, limits, samples=SCORING_SAMPLES)
     comp.probabilistic["validation"] = scores(dist, truth, limits, rates, names, active)
     return comp

@@ -77,7 +77,8 @@ def train(
     max_samples: Annotated[Optional[int], typer.Option(
         help="issue steps drawn per epoch (default: all training steps)")] = None,
     budget_minutes: Annotated[Optional[float], typer.Option(
-        help="stop the tower's training cleanly after this many minutes (best weights kept)")] = None,
+        help="train each learned model (the tower, LightGBM) for at most this many minutes; stops cleanly with"
+             " the best weights on validation")] = None,
     models: Annotated[Optional[str], typer.Option(
         help="comma-separated candidates (default: persistence, seasonal_naive, historical_average, ridge_unit,"
              " ridge_pooled, lightgbm, tower)")] = None,

@@ -196,18 +196,18 @@ class HierSeries:
 
         A parent is NaN at a step where any of its bottom units is NaN (its sum is unknown there).
         """
-        v = self.values if values is None else values
-        out = []
-        for lv, member in zip(self.levels, self.membership()):
-            if lv is self.levels[0]:
-                out.append(np.asarray(v, dtype=np.float64))
-                continue
-            agg = np.zeros((v.shape[0], lv.n, v.shape[2]), dtype=np.float64)
-            np.add.at(agg, (slice(None), member), np.nan_to_num(v, nan=0.0))
-            nan_any = np.zeros((lv.n, v.shape[0], v.shape[2]), dtype=bool)
-            np.logical_or.at(nan_any, member, np.isnan(v).transpose(1, 0, 2))
-            agg[nan_any.transpose(1, 0, 2)] = np.nan
-            out.append(agg)
+        from scipy import sparse
+
+        v = np.asarray(self.values if values is None else values, dtype=np.float64)
+        t, n0, c = v.shape
+        flat = v.transpose(1, 0, 2).reshape(n0, -1)  # units first: one sparse product per level
+        filled, missing = np.nan_to_num(flat, nan=0.0), np.isnan(flat).astype(np.float64)
+        out = [v]
+        for lv, member in zip(self.levels[1:], self.membership()[1:]):
+            agg = sparse.csr_matrix((np.ones(n0), (member, np.arange(n0))), shape=(lv.n, n0))
+            total = np.asarray(agg @ filled)
+            total[np.asarray(agg @ missing) > 0] = np.nan
+            out.append(total.reshape(lv.n, t, c).transpose(1, 0, 2))
         return out
 
     def local_times(self) -> pd.DatetimeIndex:

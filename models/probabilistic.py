@@ -90,8 +90,10 @@ def distribution(point: np.ndarray, bank: ResidualBank, series: HierSeries, thre
     rs: list[list[np.ndarray]] = [[] for _ in series.levels]
     for i in range(0, len(point), chunk):
         per_level = roll_up(bank.sample(point[i:i + chunk], samples, rng), series, axis=-3)
+        ranks = [int(round(q * (samples - 1))) for q in quantiles]
         for j, p in enumerate(per_level):
-            qs[j].append(np.moveaxis(np.quantile(p, quantiles, axis=0), 0, -1))
+            # nearest-rank quantiles of the paths: one partial sort for all of them
+            qs[j].append(np.moveaxis(np.partition(p, ranks, axis=0)[ranks], 0, -1))
             rs[j].append((p > thresholds[j][None, None, :, None]).mean(axis=0))
     return Distribution([np.concatenate(q) for q in qs], [np.concatenate(r) for r in rs])
 
