@@ -49,12 +49,14 @@ DETERMINISTIC = ("persistence", "seasonal_naive", "historical_average", "ridge_u
 
 #: time budgets (minutes of training per neural model and seed) and sizes per profile
 PROFILES: dict[str, dict[str, Any]] = {
-    "full": {"seeds": 3, "tower_minutes": {"taxinyc": 4.0, "manhattan": 2.5, "synthetic": 1.0},
-             "lstm_share": 0.5, "ablation_minutes": 1.5, "epochs": 40, "scale_floors": 1_000_000,
-             "taxinyc_samples": 8192},
-    "quick": {"seeds": 2, "tower_minutes": {"taxinyc": 0.5, "manhattan": 0.3, "synthetic": 0.2},
+    "full": {"seeds": 3, "tower_minutes": {"taxinyc": 6.0, "manhattan_bike": 2.5, "manhattan_taxi": 1.5,
+                                           "synthetic": 1.0},
+             "lstm_share": 0.35, "ablation_minutes": 1.0, "epochs": 40, "scale_floors": 1_000_000,
+             "taxinyc_samples": 8192, "taxinyc_lightgbm": {"max_rows": 1_000_000, "leaves": 127}},
+    "quick": {"seeds": 2, "tower_minutes": {"taxinyc": 0.5, "manhattan_bike": 0.3, "manhattan_taxi": 0.3,
+                                            "synthetic": 0.2},
               "lstm_share": 0.5, "ablation_minutes": 0.2, "epochs": 40, "scale_floors": 20_000,
-              "taxinyc_samples": 2048},
+              "taxinyc_samples": 2048, "taxinyc_lightgbm": {"max_rows": 100_000, "leaves": 63}},
 }
 
 #: published figures beside ours
@@ -101,7 +103,8 @@ def coherence(model: Neural, comp: Any, ts: np.ndarray) -> float:
 
 
 def run_harness(series: HierSeries, split: Split, config: TrainConfig, *, seeds: list[int], metric_kw: dict[str, Any],
-                lstm_share: float, models: tuple[str, ...] = BENCHMARK_MODELS, log=print) -> dict[str, Any]:
+                lstm_share: float, models: tuple[str, ...] = BENCHMARK_MODELS,
+                options: dict[str, dict[str, Any]] | None = None, log=print) -> dict[str, Any]:
     """The harness once per seed (deterministic models shared), every candidate scored on test."""
     shared: dict[str, Any] = {}
     runs = []
@@ -114,7 +117,7 @@ def run_harness(series: HierSeries, split: Split, config: TrainConfig, *, seeds:
             unit = Neural.unit_lstm(lstm_cfg)
             unit._info = unit.fit(compete_inputs(series, split, cfg), split)  # type: ignore[attr-defined]
             fitted["unit_lstm"] = unit
-        comp = compete(series, split, cfg, models=models, fitted=fitted, metric_kw=metric_kw, log=log)
+        comp = compete(series, split, cfg, models=models, fitted=fitted, metric_kw=metric_kw, options=options, log=log)
         for name in DETERMINISTIC:
             if name in comp.models:
                 shared[name] = comp.models[name]
@@ -135,7 +138,7 @@ def run_harness(series: HierSeries, split: Split, config: TrainConfig, *, seeds:
     table["champion"] = {"test": _summary([r["test"][r["champion"]] for r in runs]),
                          "validation": _summary([r["validation"][r["champion"]] for r in runs]),
                          "chosen": [r["champion"] for r in runs], "deterministic": False}
-    return {"config": config.to_dict(), "seeds": seeds, "models": table, "runs": runs,
+    return {"config": config.to_dict(), "options": options or {}, "seeds": seeds, "models": table, "runs": runs,
             "probabilistic": _summary([r["probabilistic"]["test"] for r in runs]),
             "coherence_max_relative_gap": max(r["coherence_max_relative_gap"] for r in runs),
             "units": {lv.name: lv.n for lv in series.levels}, "n_test": int(len(split.test)),
@@ -172,7 +175,7 @@ def suite_manhattan(profile: dict[str, Any], log=print, *, modes: tuple[str, ...
     for mode in modes:
         log(f"manhattan {mode}")
         series = series_from_graph(manhattan_flows(mode=mode))
-        cfg = _config(profile, "manhattan", history=12, horizons=3)
+        cfg = _config(profile, f"manhattan_{mode}", history=12, horizons=3)
         split = chronological_split(series, history=12, horizons=3, fractions=(0.7, 0.1))
         out[mode] = {"channels": series.channels, **run_harness(
             series, split, cfg, seeds=list(range(profile["seeds"])), metric_kw={"nonzero_only": True},
@@ -200,7 +203,7 @@ def suite_taxinyc(profile: dict[str, Any], log=print) -> dict[str, Any]:
         "selection": "champion and checkpoints on validation only; test scored once per trained model"},
         "published": ANCHORS["taxinyc"],
         **run_harness(series, split, cfg, seeds=list(range(profile["seeds"])), metric_kw={"mape_min": 10.0},
-                      lstm_share=profile["lstm_share"], log=log)}
+                      lstm_share=profile["lstm_share"], options={"lightgbm": profile["taxinyc_lightgbm"]}, log=log)}
 
 
 def suite_synthetic(profile: dict[str, Any], log=print) -> dict[str, Any]:
@@ -237,7 +240,7 @@ def suite_ablation(profile: dict[str, Any], log=print) -> dict[str, Any]:
     from models.metrics import level_metrics
 
     series = series_from_graph(manhattan_flows(mode="bike"))
-    cfg = replace(_config(profile, "manhattan", history=12, horizons=3), budget_minutes=profile["ablation_minutes"])
+    cfg = replace(_config(profile, "manhattan_bike", history=12, horizons=3), budget_minutes=profile["ablation_minutes"])
     split = chronological_split(series, history=12, horizons=3, fractions=(0.7, 0.1))
     inputs = compete_inputs(series, split, cfg)
     truth = {"val": inputs.truth(split.val), "test": inputs.truth(split.test)}

@@ -43,8 +43,8 @@ REFERENCE = "seasonal_naive"
 SCORING_SAMPLES = 100
 
 
-def make(name: str, config: TrainConfig) -> Forecaster:
-    """A fresh, unfitted forecaster by name."""
+def make(name: str, config: TrainConfig, **options: Any) -> Forecaster:
+    """A fresh, unfitted forecaster by name (``options``: the LightGBM model's settings, e.g. ``max_rows``)."""
     if name == "persistence":
         return Persistence()
     if name == "seasonal_naive":
@@ -57,7 +57,7 @@ def make(name: str, config: TrainConfig) -> Forecaster:
         return Ridge(per_unit=False, name=name, loss_power=config.loss_power)
     if name == "lightgbm":
         return GradientBoosting(name=name, loss_power=config.loss_power, threads=config.threads,
-                                progress=config.progress, budget_minutes=config.budget_minutes)
+                                progress=config.progress, budget_minutes=config.budget_minutes, **options)
     if name == "tower":
         return Neural.tower(config)
     if name == "unit_lstm":
@@ -216,11 +216,13 @@ def missing_counts(series: HierSeries, split: Split, horizons: int) -> dict[str,
 
 def compete(series: HierSeries, split: Split, config: TrainConfig, *, models: Sequence[str] = DEFAULT_MODELS,
             fitted: dict[str, Forecaster] | None = None, metric_kw: dict[str, Any] | None = None,
-            blend: bool = True, samples: int = 200, log=None) -> Competition:
+            blend: bool = True, samples: int = 200, options: dict[str, dict[str, Any]] | None = None,
+            log=None) -> Competition:
     """Fit every candidate on the training steps and choose the champion on the validation steps.
 
     ``fitted`` holds candidates already fitted on the same split (deterministic
-    baselines shared by several seeds). The test steps are not read here.
+    baselines shared by several seeds); ``options`` settings per model name
+    (see :func:`make`). The test steps are not read here.
     """
     if len(split.train) == 0 or len(split.val) < 2:
         raise ValidationError("the split leaves too few training or validation samples", field="split")
@@ -238,7 +240,7 @@ def compete(series: HierSeries, split: Split, config: TrainConfig, *, models: Se
     preds: dict[str, np.ndarray] = {}
     validation: dict[str, dict[str, Any]] = {}
     for name in models:
-        model = fitted.get(name) or make(name, config)
+        model = fitted.get(name) or make(name, config, **(options or {}).get(name, {}))
         if name not in fitted:
             info[name] = model.fit(inputs, split)
             model._info = info[name]  # type: ignore[attr-defined]  # kept for reuse by later seeds
