@@ -334,7 +334,7 @@ SUITES = {"taxinyc": suite_taxinyc, "manhattan": suite_manhattan, "synthetic": s
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
-    parser.add_argument("--suites", default="scale,synthetic,manhattan,ablation,taxinyc")
+    parser.add_argument("--suites", default="synthetic,manhattan,taxinyc,ablation,scale")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--scale-worker", nargs=2, metavar=("FLOORS", "MODEL"))
