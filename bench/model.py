@@ -50,7 +50,7 @@ DETERMINISTIC = ("persistence", "seasonal_naive", "historical_average", "ridge_u
 #: time budgets (minutes of training per neural model and seed) and sizes per profile
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {"seeds": 3, "tower_minutes": {"taxinyc": 6.0, "manhattan_bike": 2.5, "manhattan_taxi": 1.5,
-                                           "synthetic": 1.0},
+                                           "synthetic": 2.0},
              "lstm_share": 0.35, "ablation_minutes": 1.0, "epochs": 40, "scale_floors": 1_000_000,
              "taxinyc_samples": 8192, "taxinyc_lightgbm": {"max_rows": 1_000_000, "leaves": 127}},
     "quick": {"seeds": 2, "tower_minutes": {"taxinyc": 0.5, "manhattan_bike": 0.3, "manhattan_taxi": 0.3,
