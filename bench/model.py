@@ -51,7 +51,7 @@ DETERMINISTIC = ("persistence", "seasonal_naive", "historical_average", "ridge_u
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {"seeds": 3, "tower_minutes": {"taxinyc": 6.0, "manhattan_bike": 2.5, "manhattan_taxi": 1.5,
                                            "synthetic": 2.0},
-             "lstm_share": 0.35, "ablation_minutes": 1.0, "epochs": 40, "scale_floors": 1_000_000,
+             "lstm_share": 0.3, "ablation_minutes": 1.0, "epochs": 40, "scale_floors": 1_000_000,
              "taxinyc_samples": 8192, "taxinyc_lightgbm": {"max_rows": 1_000_000, "leaves": 127}},
     "quick": {"seeds": 2, "tower_minutes": {"taxinyc": 0.5, "manhattan_bike": 0.3, "manhattan_taxi": 0.3,
                                             "synthetic": 0.2},
@@ -75,11 +75,16 @@ def _machine() -> dict[str, Any]:
 
 
 def _summary(runs: list[Any]) -> Any:
-    """Mean and sd (ddof 1) of every number in a list of equally shaped values."""
+    """Mean and sd (ddof 1) of every number in a list of equally shaped values.
+
+    Lists whose length differs between seeds (a learning curve per epoch) are kept per seed.
+    """
     first = runs[0]
     if isinstance(first, dict):
         return {k: _summary([r[k] for r in runs]) for k in first if all(isinstance(r, dict) and k in r for r in runs)}
     if isinstance(first, list):
+        if not all(isinstance(r, list) and len(r) == len(first) for r in runs):
+            return {"per_seed": runs}
         return [_summary([r[i] for r in runs]) for i in range(len(first))]
     if isinstance(first, (int, float)) and not isinstance(first, bool) or first is None:
         arr = np.asarray([np.nan if r is None else r for r in runs], dtype=float)
@@ -374,7 +379,7 @@ def _fmt(m: Any, digits: int = 2) -> str:
     if m is None:
         return "—"
     if isinstance(m, dict) and "mean" in m:
-        if m.get("n", 1) > 1 and m.get("sd", 0) > 0:
+        if m.get("n", 1) > 1 and m.get("sd", 0) > 1e-9 * max(1.0, abs(m["mean"])):  # not floating-point noise
             return f"{m['mean']:,.{digits}f} ± {m['sd']:,.{digits}f}"
         return f"{m['mean']:,.{digits}f}"
     return f"{m:,.{digits}f}"
