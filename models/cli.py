@@ -78,7 +78,7 @@ def train(
         help="issue steps drawn per epoch (default: all training steps)")] = None,
     budget_minutes: Annotated[Optional[float], typer.Option(
         help="train each learned model (the tower, LightGBM) for at most this many minutes; stops cleanly with"
-             " the best weights on validation")] = None,
+             " the best weights on validation (0: no limit, up to --epochs with early stopping)")] = 3.0,
     models: Annotated[Optional[str], typer.Option(
         help="comma-separated candidates (default: persistence, seasonal_naive, historical_average, ridge_unit,"
              " ridge_pooled, lightgbm, tower)")] = None,
@@ -97,7 +97,7 @@ def train(
 
     cfg = TrainConfig(history=history, horizons=horizons, hidden=hidden, epochs=epochs, batch_size=batch_size,
                       lr=lr, patience=patience, seed=seed, max_samples_per_epoch=max_samples,
-                      budget_minutes=budget_minutes, threads=threads, device=device)
+                      budget_minutes=budget_minutes or None, threads=threads, device=device)
     names = tuple(m.strip() for m in models.split(",") if m.strip()) if models else DEFAULT_MODELS
     with _twin() as twin:
         rep = train_on_twin(twin, cfg, target=target, models=names, levels=level or None, window_days=window_days)
