@@ -151,7 +151,8 @@ class TowerConfig:
     """Hyper-parameters of a :class:`Tower` (all explicit, all recorded with each run).
 
     The sizes (``units`` .. ``slots_per_day``) come from the data; the rest are
-    choices, and the ``use_*`` switches are the ablations of the benchmark.
+    the choices of :class:`models.train.TrainConfig` (their defaults live there),
+    and the ``use_*`` switches are the ablations of the benchmark.
     """
 
     levels: tuple[str, ...]
@@ -164,19 +165,19 @@ class TowerConfig:
     static: tuple[int, ...]
     external: int
     slots_per_day: int
-    hidden: int = 64
-    layers: int = 2
-    lstm_hidden: int = 16
-    lstm_window: int = 6
-    unit_embedding: int = 16
-    time_embedding: int = 8
-    dropout: float = 0.1
-    use_lstm: bool = True
-    use_unit_embedding: bool = True
-    use_time_embedding: bool = True
-    use_seasonal_lags: bool = True
-    top_down: bool = True
-    neighbours: bool = True
+    hidden: int
+    layers: int
+    lstm_hidden: int
+    lstm_window: int
+    unit_embedding: int
+    time_embedding: int
+    dropout: float
+    use_lstm: bool
+    use_unit_embedding: bool
+    use_time_embedding: bool
+    use_seasonal_lags: bool
+    top_down: bool
+    neighbours: bool
     nonnegative: bool = True
 
     def to_dict(self) -> dict[str, object]:

@@ -19,7 +19,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -103,18 +103,15 @@ def build_tower(inputs: Inputs, config: TrainConfig, *, levels: int | None = Non
     """A tower sized for ``inputs`` (its first ``levels`` levels; 1 = the bottom level alone)."""
     s = inputs.series
     n = inputs.n_levels if levels is None else levels
-    cfg = TowerConfig(
-        levels=tuple(s.level_names[:n]), units=tuple(lv.n for lv in s.levels[:n]), channels=inputs.channels,
-        history=config.history, horizons=config.horizons, lags=len(inputs.seasonal_days),
-        covariates=0 if inputs.cov is None else inputs.cov[0].shape[2],
-        static=tuple(lv.static.shape[1] for lv in s.levels[:n]), external=inputs.external.shape[1],
-        slots_per_day=s.steps_per_day, hidden=config.hidden, layers=config.layers,
-        lstm_hidden=config.lstm_hidden, lstm_window=min(config.lstm_window, config.history),
-        unit_embedding=config.unit_embedding, time_embedding=config.time_embedding, dropout=config.dropout,
-        use_lstm=config.use_lstm, use_unit_embedding=config.use_unit_embedding,
-        use_time_embedding=config.use_time_embedding, use_seasonal_lags=config.use_seasonal_lags,
-        top_down=config.top_down and n > 1, neighbours=config.neighbours,
-        nonnegative=bool(np.nanmin(s.values) >= 0) if np.isfinite(s.values).any() else True)
+    shared = {f.name: getattr(config, f.name) for f in fields(TowerConfig) if f.name in TrainConfig.__dataclass_fields__}
+    cfg = TowerConfig(**{
+        **shared, "levels": tuple(s.level_names[:n]), "units": tuple(lv.n for lv in s.levels[:n]),
+        "channels": inputs.channels, "lags": len(inputs.seasonal_days),
+        "covariates": 0 if inputs.cov is None else inputs.cov[0].shape[2],
+        "static": tuple(lv.static.shape[1] for lv in s.levels[:n]), "external": inputs.external.shape[1],
+        "slots_per_day": s.steps_per_day, "lstm_window": min(config.lstm_window, config.history),
+        "top_down": config.top_down and n > 1,
+        "nonnegative": bool(np.nanmin(s.values) >= 0) if np.isfinite(s.values).any() else True})
     return Tower(cfg)
 
 
