@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from models.baselines import Neural, roll_up
-from models.champion import BENCHMARK_MODELS, compete
+from models.champion import BENCHMARK_MODELS, compete, make
 from models.data import HierSeries, Split, chronological_split
 from models.graph import series_from_graph
 from models.runs import jsonable
@@ -265,9 +265,15 @@ def suite_ablation(profile: dict[str, Any], log=print) -> dict[str, Any]:
         rows[name] = jsonable(row)
         z = rows[name]["test"]["zone"]
         log(f"  zone RMSE h1..h3 arrivals {[round(z['rmse'][h][1], 2) for h in range(3)]}")
+    baselines = {}
+    for name in ("seasonal_naive", "historical_average", "ridge_unit"):  # the neighbours on the same inputs
+        model = make(name, cfg)
+        info = model.fit(inputs, split)
+        baselines[name] = jsonable({"seconds": info.get("seconds"), "test": level_metrics(
+            roll_up(model.predict(inputs, split.test), series), truth["test"], series.level_names, nonzero_only=True)})
     return {"protocol": "Manhattan bike, 70/10/20, 12 h in, h = 1..3, masked where truth == 0; one seed (0), the "
                         f"same time budget ({profile['ablation_minutes']} min) per variant", "config": cfg.to_dict(),
-            "variants": rows}
+            "variants": rows, "baselines": baselines}
 
 
 def _scale_worker(floors: int, model_kind: str) -> dict[str, Any]:
@@ -530,6 +536,10 @@ def render(results: dict[str, dict[str, Any]]) -> str:
             lines.append(f"| {name} | " + " | ".join(f"{z['rmse'][h][1]:.2f}" for h in range(3))
                          + f" | {d['rmse'][0][1]:.2f} | {row['best_val_loss']:.4f} | {row['epochs']} |"
                          f" {row['seconds'] / 60:.1f} |")
+        for name, row in r.get("baselines", {}).items():
+            z, d = row["test"]["zone"], row["test"]["district"]
+            lines.append(f"| {name} (same split) | " + " | ".join(f"{z['rmse'][h][1]:.2f}" for h in range(3))
+                         + f" | {d['rmse'][0][1]:.2f} | | | |")
         lines.append("")
     if "scale" in results:
         r = results["scale"]
