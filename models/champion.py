@@ -29,7 +29,8 @@ from models.baselines import (Forecaster, GradientBoosting, HistoricalAverage, N
 from models.data import ExternalScaler, HierSeries, Scaler, Split, fit_stop
 from models.inputs import Inputs
 from models.metrics import level_metrics, skill
-from models.probabilistic import ResidualBank, active_units, base_rates, distribution, scores, thresholds
+from models.probabilistic import (WINDOW, Calibration, ResidualBank, active_units, base_rates, distribution, rolling,
+                                  scores, thresholds)
 from models.train import TrainConfig
 
 #: what ``ciu train`` compares by default
@@ -151,6 +152,7 @@ class Competition:
     limits: list[np.ndarray]
     rates: list[np.ndarray]
     active: list[np.ndarray]
+    calibration: Calibration
     samples: int = 200
     test: dict[str, dict[str, Any]] | None = None
     probabilistic: dict[str, Any] = field(default_factory=dict)
@@ -181,7 +183,13 @@ class Competition:
             points["blend"] = sum(w * points[m] for m, w in self.blend.weights.items() if w > 0)
         for name, point in points.items():
             self.test[name] = level_metrics(roll_up(point, self.series), truth, names, **self.metric_kw)
-        dist = distribution(points[self.champion], self.bank, self.series, self.limits, samples=SCORING_SAMPLES)
+        # the bands of the first test steps are calibrated on the last validation steps before them
+        prior = self.split.val[-(WINDOW + self.inputs.horizons):]
+        steps = np.concatenate([prior, ts])
+        point = np.concatenate([self.forecaster().predict(self.inputs, prior), points[self.champion]])
+        known = [np.concatenate([a, b]) for a, b in zip(self.inputs.truth(prior), truth)]
+        dist = rolling(steps, point, known, len(prior), self.bank, self.series, self.limits, self.calibration,
+                       horizons=self.inputs.horizons, samples=SCORING_SAMPLES)
         self.probabilistic["test"] = scores(dist, truth, self.limits, self.rates, names, self.active)
         return self.test
 
@@ -274,8 +282,9 @@ def compete(series: HierSeries, split: Split, config: TrainConfig, *, models: Se
     limits = thresholds(series, stop=stop)
     rates = base_rates(series, limits, stop=stop)
     active = active_units(series, stop=stop)
-    comp = Competition(series, split, inputs, config, metric_kw, done, info, validation, scored, champion, mixed,
-                       bank, limits, rates, active, samples)
     dist = distribution(champ_val, bank, series, limits, samples=SCORING_SAMPLES)
-    comp.probabilistic["validation"] = scores(dist, truth, limits, rates, names, active)
+    calibration = Calibration.fit(dist, truth, limits, rates, active, nonnegative=bank.nonnegative)
+    comp = Competition(series, split, inputs, config, metric_kw, done, info, validation, scored, champion, mixed,
+                       bank, limits, rates, active, calibration, samples)
+    comp.probabilistic["validation"] = scores(calibration.apply(dist), truth, limits, rates, names, active)
     return comp

@@ -10,7 +10,10 @@ of the model gets a point forecast (bottom forecasts summed up, so children
 sum to their parent exactly), its 10th, 50th and 90th percentiles (from
 sample paths summed up the hierarchy) and its risk: the probability of
 exceeding its threshold (capacity where known, else a high quantile of its
-history).
+history). The bands are calibrated on the model's own forecasts of the last
+:data:`~models.probabilistic.WINDOW` issue steps before ``issued_at`` whose
+targets were observed by then, the risk as fitted on validation
+(:class:`~models.probabilistic.Calibration`).
 
 Overrides change the model inputs of the forecast steps:
 
@@ -39,7 +42,7 @@ from models.champion import load_forecaster
 from models.data import ExternalScaler, HierSeries, Scaler
 from models.graph import build_graph, series_from_graph
 from models.inputs import Inputs
-from models.probabilistic import ResidualBank, distribution
+from models.probabilistic import WINDOW, Calibration, ResidualBank, band_factors, distribution
 from models.runs import latest_run
 from models.train import TrainConfig
 
@@ -67,6 +70,8 @@ class ChampionForecaster:
         self.ext_scaler = ExternalScaler.from_state(checkpoint["ext_scaler"])
         self.bank = ResidualBank.from_state(checkpoint["bank"])
         self.thresholds = [np.asarray(t) for t in checkpoint["thresholds"]]
+        self.calibration = Calibration.from_state(checkpoint["calibration"])
+        self._factors: dict[pd.Timestamp, list[np.ndarray]] = {}  # band factors per issue step, overrides aside
         self.step = pd.Timedelta(checkpoint["step"])
         self.name = str(checkpoint["champion"])
 
@@ -83,7 +88,7 @@ class ChampionForecaster:
         """The champion of model run ``run_id`` (default: the newest trained run, of ``target`` when given)."""
         row = latest_run(twin, run_id, target=target)
         ckpt = torch.load(row["checkpoint"], map_location="cpu", weights_only=False)
-        if ckpt.get("version") != 2:
+        if ckpt.get("version") != 3:
             raise ValidationError(f"model run {int(row['id'])} was saved by an earlier version: train again with "
                                   "`ciu train`", field="run")
         return cls(load_forecaster(ckpt["forecaster"]), ckpt, run_id=int(row["id"]))
@@ -111,7 +116,7 @@ class ChampionForecaster:
             raise ValidationError(f"horizons must be 1..{self.horizons} for this model", field="horizons")
         ov = check_overrides(overrides)
         issued = self.issue_time(issued_at)
-        back = self.lookback()
+        back = self.lookback() + WINDOW + self.horizons  # the recent forecasts that calibrate the bands
         start = issued - back * self.step
         end = issued + (self.horizons + 1) * self.step
         series = series_from_graph(build_graph(twin, target=self.target, levels=list(self.checkpoint["levels"]),
@@ -125,14 +130,27 @@ class ChampionForecaster:
         if np.isnan(history).all():
             raise ValidationError(f"no observations of {self.target!r} in the {self.config.history} steps up to"
                                   f" {issued}", field="issued_at")
+        if issued not in self._factors:
+            self._factors = {issued: self._band_factors(series, t)}
         closed = self._apply(series, ov, t)
         inputs = Inputs.build(series, scaler=self.scaler, ext_scaler=self.ext_scaler, history=self.config.history,
                               horizons=self.horizons)
         point = self.model.predict(inputs, np.array([t]))
         if closed is not None:
             point[:, closed] = 0.0
-        dist = distribution(point, self.bank, series, self.thresholds, seed=self.run_id)
+        dist = self.calibration.apply(distribution(point, self.bank, series, self.thresholds, seed=self.run_id),
+                                      self._factors[issued])
         return self._frame(series, roll_up(point, series), dist.quantiles, dist.risk, issued, horizons)
+
+    def _band_factors(self, series: HierSeries, t: int) -> list[np.ndarray]:
+        """How far the model's bands must stretch to have held p10–p90 over its recent forecasts (before ``t``)."""
+        inputs = Inputs.build(series, scaler=self.scaler, ext_scaler=self.ext_scaler, history=self.config.history,
+                              horizons=self.horizons)
+        recent = np.arange(max(self.lookback(), t - self.horizons - WINDOW + 1), t - self.horizons + 1)
+        raw = distribution(self.model.predict(inputs, recent), self.bank, series, self.thresholds, samples=50,
+                           seed=self.run_id)
+        return band_factors(raw.quantiles, inputs.truth(recent), self.calibration.active,
+                            fallback=self.calibration.factors)
 
     # -- overrides ------------------------------------------------------------------
     def _bottom_below(self, series: HierSeries, code: str) -> np.ndarray:

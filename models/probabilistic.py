@@ -14,6 +14,16 @@ a level's quantiles are those of its summed paths, not sums of quantiles.
 
 Risk is the share of paths above the unit's threshold: its capacity where
 known (summed up the levels), else a high quantile of its training history.
+
+Both are then calibrated (:class:`Calibration`) with nothing but the past:
+
+- the p10–p90 band of every level and horizon is stretched or narrowed around
+  its p50 by the factor that made the same band hold 80 % of the truths of the
+  most recent :data:`WINDOW` issue steps whose targets were all observed by the
+  issue time (a rolling conformal correction: it follows a regime shift that the
+  validation residuals did not see, and the discreteness of small counts);
+- the risk is recalibrated per level by a logistic regression on the paths'
+  share and the unit's climatology, fitted on the validation steps.
 """
 
 from __future__ import annotations
@@ -30,6 +40,12 @@ from models.metrics import brier, coverage
 
 #: the quantiles every forecast carries
 QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
+#: the share of truths the p10–p90 band is calibrated to hold
+NOMINAL = 0.8
+#: recent issue steps whose realised coverage sets the band's width
+WINDOW = 168
+#: fewest scored truths per level and horizon before a band is stretched (else it is left as drawn)
+LEAST = 48
 
 
 @dataclass
@@ -160,3 +176,134 @@ def scores(dist: Distribution, truth: list[np.ndarray], limits: list[np.ndarray]
                      "brier": brier(r, event, seen), "brier_climatology": brier(clim, event, seen),
                      "event_rate": float(event[seen].mean()) if seen.any() else float("nan")}
     return out
+
+
+def band_factors(quantiles: list[np.ndarray], truth: list[np.ndarray], active: list[np.ndarray] | None = None, *,
+                 nominal: float = NOMINAL, least: int = LEAST,
+                 fallback: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    """Per level ``(H,)``: the factor by which each band, stretched around its p50, held ``nominal`` of ``truth``.
+
+    ``quantiles`` per level ``(B, N_l, H, C, Q)`` and ``truth`` ``(B, N_l, H, C)``
+    of past issue steps (NaN truth is not scored; nor are units not ``active``).
+    A truth's score is how far out it lies in units of its half-band, and the
+    factor is the ``nominal`` quantile of the scores. With fewer than ``least``
+    scored truths the factor is ``fallback``'s, else 1 (the band as drawn).
+    """
+    lo, mid, hi = QUANTILES.index(0.1), QUANTILES.index(0.5), QUANTILES.index(0.9)
+    out = []
+    for i, (q, t) in enumerate(zip(quantiles, truth)):
+        if active is not None:
+            t = np.where(active[i][None, :, None], t, np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            below = (q[..., mid] - t) / (q[..., mid] - q[..., lo])
+            above = (t - q[..., mid]) / (q[..., hi] - q[..., mid])
+        score = np.fmax(np.nan_to_num(below, nan=0.0, posinf=np.inf, neginf=-np.inf),
+                        np.nan_to_num(above, nan=0.0, posinf=np.inf, neginf=-np.inf))
+        factors = np.ones(q.shape[2]) if fallback is None else np.array(fallback[i], dtype=float)
+        for h in range(q.shape[2]):
+            kept = score[:, :, h][~np.isnan(t[:, :, h])]
+            if kept.size >= least:
+                factors[h] = float(np.clip(np.quantile(kept, nominal, method="higher"), 0.1, 20.0))
+        out.append(factors)
+    return out
+
+
+def widen(quantiles: list[np.ndarray], factors: list[np.ndarray], *, nonnegative: bool = True) -> list[np.ndarray]:
+    """Every quantile moved away from (or towards) the p50 by its level's factor per horizon; order is kept."""
+    mid = QUANTILES.index(0.5)
+    out = []
+    for q, f in zip(quantiles, factors):
+        m = q[..., mid:mid + 1]
+        w = m + f[None, None, :, None, None] * (q - m)
+        out.append(np.clip(w, 0.0, None) if nonnegative else w)
+    return out
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-3, 1 - 1e-3)
+    return np.log(p / (1 - p))
+
+
+@dataclass
+class Calibration:
+    """What corrects the paths' quantiles and risk (see the module's notes); fitted on the validation steps."""
+
+    coef: list[np.ndarray]  # per level (3,): intercept, weight of the paths' risk, weight of climatology (logits)
+    rates: list[np.ndarray]  # per level (N_l, C): climatology
+    active: list[np.ndarray]  # per level (N_l, C): units scored
+    factors: list[np.ndarray]  # per level (H,): the band factors of the validation steps (used without history)
+    nonnegative: bool = True
+
+    @classmethod
+    def fit(cls, dist: Distribution, truth: list[np.ndarray], limits: list[np.ndarray], rates: list[np.ndarray],
+            active: list[np.ndarray], *, nonnegative: bool = True) -> Calibration:
+        coef = []
+        for i, (r, t, thr, rate) in enumerate(zip(dist.risk, truth, limits, rates)):
+            keep = ~np.isnan(t) & active[i][None, :, None]
+            event = (np.nan_to_num(t) > thr[None, :, None])[keep].astype(float)
+            x = np.stack([np.ones(event.size), _logit(r[keep]),
+                          _logit(np.broadcast_to(rate[None, :, None], t.shape)[keep])], axis=1)
+            coef.append(_logistic(x, event) if min(event.sum(), event.size - event.sum()) >= 5
+                        else np.array([0.0, 1.0, 0.0]))
+        return cls(coef, rates, active, band_factors(dist.quantiles, truth, active), nonnegative)
+
+    def risk(self, risk: list[np.ndarray]) -> list[np.ndarray]:
+        """The paths' risk per level, recalibrated."""
+        out = []
+        for r, c, rate in zip(risk, self.coef, self.rates):
+            z = c[0] + c[1] * _logit(r) + c[2] * _logit(rate)[None, :, None]
+            out.append(1.0 / (1.0 + np.exp(-z)))
+        return out
+
+    def apply(self, dist: Distribution, factors: list[np.ndarray] | None = None) -> Distribution:
+        """Bands stretched by ``factors`` (default: the validation's) and risk recalibrated."""
+        return Distribution(widen(dist.quantiles, self.factors if factors is None else factors,
+                                  nonnegative=self.nonnegative), self.risk(dist.risk))
+
+    def to_state(self) -> dict[str, Any]:
+        return {"coef": self.coef, "rates": self.rates, "active": self.active, "factors": self.factors,
+                "nonnegative": self.nonnegative}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Calibration:
+        return cls(*[[np.asarray(a) for a in state[k]] for k in ("coef", "rates", "active", "factors")],
+                   bool(state["nonnegative"]))
+
+
+def _logistic(x: np.ndarray, y: np.ndarray, *, ridge: float = 1e-3, steps: int = 50) -> np.ndarray:
+    """Logistic regression by Newton's method (a small ridge keeps separable data finite)."""
+    w = np.zeros(x.shape[1])
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(x @ w)))
+        grad = x.T @ (p - y) + ridge * w
+        hess = (x * (p * (1 - p))[:, None]).T @ x + ridge * np.eye(x.shape[1])
+        delta = np.linalg.solve(hess, grad)
+        w -= delta
+        if np.max(np.abs(delta)) < 1e-8:
+            break
+    return w
+
+
+def rolling(ts: np.ndarray, point: np.ndarray, truth: list[np.ndarray], first: int, bank: ResidualBank,
+            series: HierSeries, limits: list[np.ndarray], calibration: Calibration, *, horizons: int,
+            window: int = WINDOW, every: int = 24, samples: int = 200, seed: int = 0) -> Distribution:
+    """Calibrated distributions of the issue steps ``ts[first:]``, bands read from the issues before each.
+
+    ``ts`` are sorted issue steps with their bottom point forecasts ``point``
+    and truths per level (``(B, N_l, H, C)``); those before ``first`` are history
+    only. Each block of ``every`` issue steps gets the band factors of the last
+    ``window`` issue steps whose targets all lie at or before the block's first
+    issue step (the validation's factors when there are too few).
+    """
+    raw = distribution(point, bank, series, limits, samples=samples, seed=seed)
+    quantiles, risk = [], []
+    for i in range(first, len(ts), every):
+        done = int(np.searchsorted(ts, ts[i] - horizons, side="right"))
+        past = slice(max(0, done - window), done)
+        factors = band_factors([q[past] for q in raw.quantiles], [t[past] for t in truth], calibration.active,
+                               fallback=calibration.factors)
+        block = slice(i, min(i + every, len(ts)))
+        quantiles.append(widen([q[block] for q in raw.quantiles], factors, nonnegative=calibration.nonnegative))
+        risk.append([r[block] for r in raw.risk])
+    return Distribution([np.concatenate([b[j] for b in quantiles]) for j in range(len(raw.quantiles))],
+                        calibration.risk([np.concatenate([b[j] for b in risk]) for j in range(len(raw.risk))]))

@@ -68,7 +68,7 @@ def save_checkpoint(path: Path, comp: Competition, *, target: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     s = comp.series
     torch.save({
-        "version": 2,
+        "version": 3,
         "champion": comp.champion,
         "forecaster": comp.forecaster().state(),
         "train": comp.config.to_dict(),
@@ -84,6 +84,7 @@ def save_checkpoint(path: Path, comp: Competition, *, target: str) -> None:
         "ext_scaler": comp.inputs.ext_scaler.to_state(),
         "bank": comp.bank.to_state(),
         "thresholds": comp.limits,
+        "calibration": comp.calibration.to_state(),
     }, path)
 
 

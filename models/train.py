@@ -252,11 +252,17 @@ class Plan:
     ``max_samples_per_epoch`` of them). With one, the run times its first
     steps and plans to fit: full passes while they fit, else shorter rounds
     (up to :data:`CHECKS` validation checks in the budget) over the same
-    shuffled stream of training windows.
+    shuffled stream of training windows. After every round it plans again on
+    what the steps and checks really took (the first steps are the slowest),
+    so the run ends close to its budget instead of early.
     """
 
     rounds: int
     steps: int
+    full: int = 0  # the steps of one full round
+
+    def __post_init__(self) -> None:
+        self.full = self.full or self.steps
 
     @property
     def total(self) -> int:
@@ -275,6 +281,13 @@ class Plan:
         if steps == self.steps:  # full passes fit more often than the minimum number of checks
             checks = max(1, int(left // (steps * per_step + per_check)))
         self.rounds, self.steps = max(1, min(self.rounds, checks)), steps
+
+    def stretch(self, left: float, rounds_left: int, per_step: float, per_check: float) -> None:
+        """Resize the ``rounds_left`` rounds still to run so that they take about ``left`` seconds."""
+        if rounds_left <= 0 or per_step <= 0:
+            return
+        steps = int((0.97 * left - rounds_left * per_check) / (rounds_left * per_step))
+        self.steps = max(1, min(self.full, steps))
 
 
 class _Stream:
@@ -324,11 +337,13 @@ def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower
     budget = None if config.budget_minutes is None else 60.0 * config.budget_minutes
     t0, c0 = time.perf_counter(), time.process_time()
     bad, done, round_ = 0, 0, 0
+    step_seconds = check_seconds = 0.0
     bar = progress_bar(plan.total, desc=name, unit="step", enabled=config.progress)
     try:
         while round_ < plan.rounds:
             model.train()
             run, steps = 0.0, 0
+            started = time.perf_counter()
             while steps < plan.steps:
                 ts = stream.take(bs)
                 opt.zero_grad(set_to_none=True)
@@ -351,7 +366,10 @@ def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower
                     bar.refresh()
                 if budget is not None and time.perf_counter() - t0 > budget:
                     break
+            checked = time.perf_counter()
+            step_seconds += checked - started
             val = validation_loss(model, tin, val_ts, config, weights)
+            check_seconds += time.perf_counter() - checked
             rec = {"epoch": round_, "steps": steps, "train_loss": run / max(steps, 1), "val_loss": val,
                    "lr": float(opt.param_groups[0]["lr"]), "seconds": time.perf_counter() - t0}
             result.history.append(rec)
@@ -371,6 +389,12 @@ def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower
             if bad >= config.patience:
                 result.stopped = "patience"
                 break
+            if budget is not None and plan.steps < plan.full and round_ < plan.rounds:
+                plan.stretch(budget - (time.perf_counter() - t0), plan.rounds - round_, step_seconds / done,
+                             check_seconds / round_)
+                schedule.total = max(done + (plan.rounds - round_) * plan.steps, done)
+                bar.total = done + (plan.rounds - round_) * plan.steps
+                bar.refresh()
         else:
             full = plan.rounds == config.epochs and plan.steps * bs >= per_epoch
             result.stopped = "epochs" if full else "budget"

@@ -15,7 +15,8 @@ from models.data import ExternalScaler, HierSeries, Level, Scaler, chronological
 from models.datasets import manhattan_districts, manhattan_flows, shared_data
 from models.graph import series_from_graph
 from models.inputs import Inputs
-from models.probabilistic import QUANTILES, distribution
+from models.metrics import coverage
+from models.probabilistic import QUANTILES, Calibration, _logistic, band_factors, distribution, rolling, widen
 from models.train import TrainConfig
 
 CONFIG = TrainConfig(history=6, horizons=2, hidden=8, lstm_hidden=4, epochs=2, threads=1, progress=False,
@@ -127,6 +128,41 @@ def test_quantiles_are_ordered_and_paths_coherent_at_every_level():
     scores = comp.score_test() and comp.probabilistic["test"]
     for level, p in scores.items():
         assert 0.0 <= p["coverage_p10_p90"] <= 1.0 and p["brier"] >= 0, level
+
+
+def test_bands_hold_their_share_and_are_calibrated_on_the_past_only():
+    s = toy_series(hours=24 * 24)
+    split, _ = inputs_of(s)
+    comp = compete(s, split, CONFIG, models=("persistence", "seasonal_naive", "ridge_unit"))
+    steps = np.concatenate([split.val, split.test])
+    point = comp.forecaster().predict(comp.inputs, steps)
+    truth = comp.inputs.truth(steps)
+    raw = distribution(point, comp.bank, s, comp.limits, samples=100)
+    # stretched by their factors, the bands hold at least 80 % of the truths they were read from, at every level
+    wide = widen(raw.quantiles, band_factors(raw.quantiles, truth))
+    for q, t in zip(wide, truth):
+        for h in range(CONFIG.horizons):
+            assert 0.8 <= coverage(q[:, :, h, :, 0], q[:, :, h, :, -1], t[:, :, h]) <= 0.9
+    # a block's bands read only the truths observed by its first issue step: spoiling later truths leaves them
+    first, cut, every = len(split.val), len(split.val) + 12, 6
+    a = rolling(steps, point, truth, first, comp.bank, s, comp.limits, comp.calibration, horizons=2, every=every)
+    spoiled = [t.copy() for t in truth]
+    for t in spoiled:
+        t[cut - CONFIG.horizons + 1:] = 1e6
+    b = rolling(steps, point, spoiled, first, comp.bank, s, comp.limits, comp.calibration, horizons=2, every=every)
+    kept = cut + every - first
+    for qa, qb in zip(a.quantiles, b.quantiles):
+        np.testing.assert_array_equal(qa[:kept], qb[:kept])
+        assert not np.array_equal(qa[kept:], qb[kept:])
+    back = Calibration.from_state(comp.calibration.to_state())
+    np.testing.assert_array_equal(back.risk(raw.risk)[0], comp.calibration.risk(raw.risk)[0])
+
+
+def test_risk_recalibration_recovers_known_odds():
+    rng = np.random.default_rng(3)
+    x = np.column_stack([np.ones(20_000), rng.normal(size=20_000), rng.normal(size=20_000)])
+    y = (rng.random(20_000) < 1 / (1 + np.exp(-(x @ np.array([-1.0, 2.0, 0.5]))))).astype(float)
+    np.testing.assert_allclose(_logistic(x, y), [-1.0, 2.0, 0.5], atol=0.1)
 
 
 def test_series_checks_its_hierarchy():
