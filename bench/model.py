@@ -431,7 +431,8 @@ def _models_note(res: dict[str, Any]) -> list[str]:
 
 def _prob_table(title: str, prob: dict[str, Any]) -> list[str]:
     lines = [f"Champion's probabilistic forecast, {title} (test): p10–p90 coverage and the risk's Brier score against"
-             " climatology's (each unit's training exceedance rate).", "",
+             " climatology's (each unit's training exceedance rate). Bands calibrated every 24 issue steps on the"
+             " 168 issue steps before them whose truths were known; risk recalibrated on validation.", "",
              "| level | p10–p90 coverage | Brier (risk) | Brier (climatology) | exceedances |", "|---|---|---|---|---|"]
     for level, p in (prob or {}).items():
         cov = p.get("coverage_p10_p90")
