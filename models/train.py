@@ -282,12 +282,21 @@ class Plan:
             checks = max(1, int(left // (steps * per_step + per_check)))
         self.rounds, self.steps = max(1, min(self.rounds, checks)), steps
 
-    def stretch(self, left: float, rounds_left: int, per_step: float, per_check: float) -> None:
-        """Resize the ``rounds_left`` rounds still to run so that they take about ``left`` seconds."""
-        if rounds_left <= 0 or per_step <= 0:
+    def stretch(self, left: float, done: int, most: int, per_step: float, per_check: float) -> None:
+        """Re-plan the rounds after the ``done`` first so that they take about ``left`` seconds.
+
+        Full rounds: as many as fit, up to ``most`` rounds in all; shortened
+        rounds: the same number, each as long as fits (at most a full one).
+        """
+        if per_step <= 0:
             return
-        steps = int((0.97 * left - rounds_left * per_check) / (rounds_left * per_step))
-        self.steps = max(1, min(self.full, steps))
+        left *= 0.97
+        if self.steps >= self.full:
+            self.rounds = done + max(0, min(most - done, int(left // (self.full * per_step + per_check))))
+        elif self.rounds > done:
+            rounds_left = self.rounds - done
+            steps = int((left - rounds_left * per_check) / (rounds_left * per_step))
+            self.steps = max(1, min(self.full, steps))
 
 
 class _Stream:
@@ -389,8 +398,8 @@ def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower
             if bad >= config.patience:
                 result.stopped = "patience"
                 break
-            if budget is not None and plan.steps < plan.full and round_ < plan.rounds:
-                plan.stretch(budget - (time.perf_counter() - t0), plan.rounds - round_, step_seconds / done,
+            if budget is not None:
+                plan.stretch(budget - (time.perf_counter() - t0), round_, config.epochs, step_seconds / done,
                              check_seconds / round_)
                 schedule.total = max(done + (plan.rounds - round_) * plan.steps, done)
                 bar.total = done + (plan.rounds - round_) * plan.steps

@@ -12,7 +12,7 @@ from models.baselines import Neural, roll_up
 from models.data import chronological_split, fit_stop
 from models.graph import build_graph, series_from_graph
 from models.inputs import Inputs
-from models.train import (TrainConfig, build_tower, fit, forward, loss_fn, predict, seed_everything, thin,
+from models.train import (Plan, TrainConfig, build_tower, fit, forward, loss_fn, predict, seed_everything, thin,
                           unit_weights, validation_loss)
 
 CONFIG = TrainConfig(history=6, horizons=3, hidden=16, lstm_hidden=8, epochs=4, batch_size=8, lr=5e-3, patience=10,
@@ -131,6 +131,24 @@ def test_short_training_lowers_validation_loss(setup):
     assert result.best_val < untrained
     assert 0 <= result.best_epoch < len(result.history) <= cfg.epochs
     assert result.cpu_seconds > 0 and result.samples_seen == len(result.history) * len(split.train)
+
+
+def test_a_budgeted_plan_uses_the_time_that_the_first_steps_misjudged():
+    # full rounds: after the slow first ones, as many more as fit, never more than the epochs
+    plan = Plan(rounds=5, steps=100)
+    plan.stretch(left=100.0, done=2, most=40, per_step=0.1, per_check=1.0)
+    assert (plan.rounds, plan.steps) == (2 + int(97.0 // 11.0), 100)
+    plan.stretch(left=1e6, done=3, most=40, per_step=0.1, per_check=1.0)
+    assert plan.rounds == 40
+    plan.stretch(left=5.0, done=4, most=40, per_step=0.1, per_check=1.0)
+    assert plan.rounds == 4  # no time for another full round: the run ends
+    # shortened rounds: the same number of checks, each round longer, at most a full pass
+    plan = Plan(rounds=10, steps=1000)
+    plan.fit_budget(60.0, 2.0, 0.1, 1.0)
+    rounds, steps = plan.rounds, plan.steps
+    assert steps < 1000
+    plan.stretch(left=80.0, done=1, most=40, per_step=0.05, per_check=1.0)
+    assert plan.rounds == rounds and steps < plan.steps <= 1000
 
 
 def test_a_time_budget_stops_cleanly_with_the_best_weights(setup, capsys):
