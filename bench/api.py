@@ -60,7 +60,7 @@ def build_database(url: str, *, buildings: int | None, weeks: int | None, horizo
     from ciu.api_store import ApiStore
     from ciu.forecast import HistoricalAverageForecaster
     from ciu.twin import Twin
-    from ingest.generator import SampleConfig, build_sample
+    from ciu.ingest.generator import SampleConfig, build_sample
 
     cfg = SampleConfig.from_toml(ROOT / "data" / "sample" / "city.toml", buildings=buildings, weeks=weeks)
     with Twin.connect(url) as twin:

@@ -22,7 +22,7 @@ from bench.common import Timer, bench_cluster, fresh_db, peak_rss_mb, run_child,
 
 
 def make_city(buildings: int, path: Path) -> dict:
-    from ingest.generator import generate_bulk_units
+    from ciu.ingest.generator import generate_bulk_units
 
     with Timer() as t:
         units = generate_bulk_units(buildings=buildings)

@@ -34,12 +34,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.baselines import Neural, roll_up
-from models.champion import BENCHMARK_MODELS, compete, make
-from models.data import HierSeries, Split, chronological_split
-from models.graph import series_from_graph
-from models.runs import jsonable
-from models.train import TrainConfig, predict
+from ciu.models.baselines import Neural, roll_up
+from ciu.models.champion import BENCHMARK_MODELS, compete, make
+from ciu.models.data import HierSeries, Split, chronological_split
+from ciu.models.graph import series_from_graph
+from ciu.models.runs import jsonable
+from ciu.models.train import TrainConfig, predict
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -152,8 +152,8 @@ def run_harness(series: HierSeries, split: Split, config: TrainConfig, *, seeds:
 
 def compete_inputs(series: HierSeries, split: Split, config: TrainConfig):
     """The inputs :func:`models.champion.compete` builds (scalers fitted on the training steps)."""
-    from models.data import ExternalScaler, Scaler, fit_stop
-    from models.inputs import Inputs
+    from ciu.models.data import ExternalScaler, Scaler, fit_stop
+    from ciu.models.inputs import Inputs
 
     stop = fit_stop(split, config.horizons)
     return Inputs.build(series, scaler=Scaler.fit(series, stop=stop),
@@ -169,7 +169,7 @@ def _config(profile: dict[str, Any], suite: str, **kw: Any) -> TrainConfig:
 # -- suites ------------------------------------------------------------------------------------
 def suite_manhattan(profile: dict[str, Any], log=print, *, modes: tuple[str, ...] = ("bike", "taxi")) -> dict[str, Any]:
     """Bike and taxi flows, 70/10/20, 12 hours in, horizons 1–3, scalers on train only, masked where truth ≠ 0."""
-    from models.datasets import manhattan_flows
+    from ciu.models.datasets import manhattan_flows
 
     out: dict[str, Any] = {"protocol": {
         "split": "70/10/20 chronological over 2019-01-01..2020-12-31 hourly", "history": 12, "horizons": [1, 2, 3],
@@ -190,7 +190,7 @@ def suite_manhattan(profile: dict[str, Any], log=print, *, modes: tuple[str, ...
 
 def suite_taxinyc(profile: dict[str, Any], log=print) -> dict[str, Any]:
     """TaxiNYC 16×8, test = last 28 days (672 h), one hour ahead, RMSE on the original scale."""
-    from models.datasets import TAXINYC_TEST, taxinyc_grid
+    from ciu.models.datasets import TAXINYC_TEST, taxinyc_grid
 
     log("taxinyc 16x8")
     series = series_from_graph(taxinyc_grid())
@@ -213,8 +213,8 @@ def suite_taxinyc(profile: dict[str, Any], log=print) -> dict[str, Any]:
 
 def suite_synthetic(profile: dict[str, Any], log=print) -> dict[str, Any]:
     """The sample city of ``make demo`` (``data/sample/city.toml``): every level, floors included."""
-    from ingest.generator import SampleConfig
-    from models.datasets import sample_city_graph
+    from ciu.ingest.generator import SampleConfig
+    from ciu.models.datasets import sample_city_graph
 
     log("sample city")
     cfg_city = SampleConfig.from_toml(ROOT / "data" / "sample" / "city.toml")
@@ -241,8 +241,8 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 
 def suite_ablation(profile: dict[str, Any], log=print) -> dict[str, Any]:
     """Manhattan bike: the tower with one part at a time left out, and the bottom level alone; one seed, same budget."""
-    from models.datasets import manhattan_flows
-    from models.metrics import level_metrics
+    from ciu.models.datasets import manhattan_flows
+    from ciu.models.metrics import level_metrics
 
     series = series_from_graph(manhattan_flows(mode="bike"))
     cfg = replace(_config(profile, "manhattan_bike", history=12, horizons=3), budget_minutes=profile["ablation_minutes"])
@@ -280,9 +280,9 @@ def _scale_worker(floors: int, model_kind: str) -> dict[str, Any]:
     """One all-level inference over a synthetic tree of ``floors`` floors (runs in its own process)."""
     import pandas as pd
 
-    from models.data import ExternalScaler, Level, Scaler
-    from models.inputs import Inputs
-    from models.train import build_tower, use_threads
+    from ciu.models.data import ExternalScaler, Level, Scaler
+    from ciu.models.inputs import Inputs
+    from ciu.models.train import build_tower, use_threads
 
     threads = use_threads(None)
     rng = np.random.default_rng(0)

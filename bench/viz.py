@@ -91,8 +91,8 @@ def serving_directory(directory: Path) -> Iterator[str]:
 
 def city(buildings: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Footprints (closed, counter-clockwise), heights and colours of the synthetic city's buildings."""
-    from ingest.generator import generate_bulk_units
-    from viz.deck import ramp_colors
+    from ciu.ingest.generator import generate_bulk_units
+    from ciu.viz.deck import ramp_colors
 
     units = generate_bulk_units(buildings=buildings, floors_mean=3.0, seed=3)
     b = units[units["level"] == "building"]

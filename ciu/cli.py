@@ -10,9 +10,9 @@ import typer
 
 from ciu.api import cli as api_cli
 from ciu.errors import CiuError
-from ingest import cli as ingest_cli
-from viz import cli as viz_cli
-from models import cli as models_cli
+from ciu.ingest import cli as ingest_cli
+from ciu.viz import cli as viz_cli
+from ciu.models import cli as models_cli
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="CIU Twin: a city as a hierarchy of units in PostGIS.")
 db_app = typer.Typer(no_args_is_help=True, help="The twin's PostGIS database.")
@@ -120,7 +120,7 @@ def sample_build(
 
     from tqdm import tqdm
 
-    from ingest.generator import SampleConfig, build_sample
+    from ciu.ingest.generator import SampleConfig, build_sample
 
     cfg = SampleConfig.from_toml(config, buildings=buildings, weeks=weeks, seed=seed)
     t0 = time.perf_counter()
@@ -177,7 +177,7 @@ def view(
     time: Annotated[Optional[str], typer.Option(help="hour to show (default: the busiest hour)")] = None,
 ) -> None:
     """Write an offline 3D HTML view: buildings extruded, coloured by people count."""
-    from viz.deck import write_buildings_view
+    from ciu.viz.deck import write_buildings_view
 
     with _twin() as twin:
         path, shown = write_buildings_view(twin, out, time=time)

@@ -20,6 +20,12 @@ of each (weekday, hour) in the city's local time, scaled by a rain/temperature
 sensitivity fitted by least squares, rolled up to every level above by the
 variable's roll-up rule so that children sum to their parent.
 
+Trained models answer through the same interface: :func:`load_forecaster`
+loads the newest trained run of a variable with the class registered for its
+kind under the entry-point group :data:`FORECASTER_GROUP` (the tower's
+champion registers itself from ``ciu.models``), so this module never imports
+a model library.
+
 >>> from ciu.forecast import HistoricalAverageForecaster     # doctest: +SKIP
 >>> frame = HistoricalAverageForecaster().forecast(twin, issued_at=t0, horizons=6)  # doctest: +SKIP
 """
@@ -28,12 +34,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from ciu.errors import UnknownUnit, ValidationError
+from ciu.errors import ConfigError, UnknownUnit, ValidationError
 
 if TYPE_CHECKING:
     from ciu.twin import Twin
@@ -316,22 +323,39 @@ def forecast_variable(twin: Twin) -> str:
     return twin.store.newest_target() or "people"
 
 
+#: the entry-point group where forecasters of trained model runs register, one name per run kind
+FORECASTER_GROUP = "ciu.forecasters"
+
+
+def registered_forecaster(kind: str) -> Any:
+    """The class that loads model runs of ``kind`` (registered in :data:`FORECASTER_GROUP`).
+
+    Its ``load(twin, run_id)`` returns an object with this module's
+    :class:`Forecaster` interface.
+    """
+    found = entry_points(group=FORECASTER_GROUP, name=kind)
+    if not found:
+        raise ConfigError(f"no forecaster is installed for model runs of kind {kind!r}: "
+                          "install the model extra (pip install 'ciu-twin[model]')")
+    try:
+        return next(iter(found)).load()
+    except ImportError as exc:
+        raise ConfigError(f"the forecaster of {kind!r} model runs cannot be imported ({exc}): "
+                          "install the model extra (pip install 'ciu-twin[model]')") from exc
+
+
 def load_forecaster(twin: Twin, variable: str | None = None) -> tuple[Any, str]:
-    """The newest trained tower model of ``variable`` when one exists, else the historical-average forecaster.
+    """The newest trained model of ``variable`` when one exists, else the historical-average forecaster.
 
     ``variable`` defaults to :func:`forecast_variable`. Returns the forecaster
-    and the name of the model that answers.
+    and the name of the model that answers. A trained run that cannot be
+    loaded (checkpoint missing or unreadable, saved by an earlier version, its
+    forecaster not installed) is an error, not a reason to answer with another model.
     """
     variable = variable or forecast_variable(twin)
-    baseline = HistoricalAverageForecaster(variable=variable)
-    try:
-        from models.forecaster import ChampionForecaster  # type: ignore[import-not-found]
-    except ImportError:
+    run = twin.store.newest_run(target=variable)
+    if run is None:
+        baseline = HistoricalAverageForecaster(variable=variable)
         return baseline, baseline.name
-    try:
-        model = ChampionForecaster.load(twin, target=variable)
-    except (LookupError, FileNotFoundError, ValueError, RuntimeError):
-        return baseline, baseline.name
-    if model is None:
-        return baseline, baseline.name
-    return model, str(getattr(model, "name", "tower"))
+    model = registered_forecaster(str(run["kind"])).load(twin, int(run["id"]))
+    return model, str(getattr(model, "name", run["kind"]))

@@ -45,6 +45,7 @@ from ciu.errors import (
     ValidationError,
 )
 from ciu.rollup import Hierarchy
+from ciu.skill import FORECAST_KINDS
 
 CODE_SEGMENT = re.compile(r"^[a-z0-9_]+$")
 CODE = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+)*$")
@@ -929,12 +930,23 @@ class Store:
              run_id),
         )
 
-    def newest_target(self, kinds: Sequence[str] = ("champion", "tower")) -> str | None:
-        """The target variable of the newest trained model run of one of ``kinds`` that names one."""
+    def newest_run(self, *, target: str | None = None, kinds: Sequence[str] = FORECAST_KINDS) -> dict[str, Any] | None:
+        """The newest trained model run of one of ``kinds`` with a checkpoint, of ``target`` when given.
+
+        The one rule for "the newest run" (``id, kind, target, checkpoint``);
+        runs recorded before targets were stored forecast ``people``.
+        """
         row = self.conn.execute(
-            "SELECT params->>'target' FROM ciu.model_run WHERE kind = ANY(%s) AND status = 'trained'"
-            " AND params->>'target' <> '' ORDER BY id DESC LIMIT 1", (list(kinds),)).fetchone()
-        return row[0] if row else None
+            "SELECT id, kind, coalesce(nullif(params->>'target', ''), 'people'), checkpoint FROM ciu.model_run"
+            " WHERE kind = ANY(%(kinds)s) AND status = 'trained' AND checkpoint IS NOT NULL"
+            " AND (%(target)s::text IS NULL OR coalesce(nullif(params->>'target', ''), 'people') = %(target)s)"
+            " ORDER BY id DESC LIMIT 1", {"kinds": list(kinds), "target": target}).fetchone()
+        return None if row is None else dict(zip(("id", "kind", "target", "checkpoint"), row))
+
+    def newest_target(self) -> str | None:
+        """The target variable of the newest trained model run (:meth:`newest_run`), if any."""
+        run = self.newest_run()
+        return None if run is None else str(run["target"])
 
     def model_runs(self) -> pd.DataFrame:
         rows = self.conn.execute(

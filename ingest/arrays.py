@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ciu.errors import ValidationError
-from ingest.base import Loader, Series, check_exists
+from ciu.ingest.base import Loader, Series, check_exists
 
 VERSION = "1"
 

@@ -7,7 +7,7 @@ A loader reads one format family. It says whether it can open a path
 Loaders are registered only when the library they need imports, so a
 missing optional dependency removes a format instead of breaking the rest.
 
->>> from ingest.base import registered
+>>> from ciu.ingest.base import registered
 >>> "timeseries" in {loader.name for loader in registered()}
 True
 """
@@ -29,10 +29,10 @@ from ciu.errors import ValidationError
 
 #: loader modules and the library each one needs
 LOADER_MODULES: tuple[tuple[str, str], ...] = (
-    ("ingest.vector", "pyogrio"),
-    ("ingest.cityjson", "json"),
-    ("ingest.timeseries", "pandas"),
-    ("ingest.arrays", "xarray"),
+    ("ciu.ingest.vector", "pyogrio"),
+    ("ciu.ingest.cityjson", "json"),
+    ("ciu.ingest.timeseries", "pandas"),
+    ("ciu.ingest.arrays", "xarray"),
 )
 
 

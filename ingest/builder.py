@@ -21,7 +21,7 @@ import pandas as pd
 import shapely
 
 from ciu.errors import HierarchyError, ValidationError
-from ingest.hierarchy import assign_by_overlap, assign_by_point, code_key, floors_from_buildings, h3_cells
+from ciu.ingest.hierarchy import assign_by_overlap, assign_by_point, code_key, floors_from_buildings, h3_cells
 
 Rule = Literal["point", "overlap"]
 
@@ -127,7 +127,7 @@ def assign(layer: LevelLayer, parents: gpd.GeoDataFrame) -> tuple[pd.Series, lis
 
 def assign_nearest(layer: LevelLayer, parents: gpd.GeoDataFrame, parent: pd.Series) -> pd.Series:
     """Fill the missing parents with the nearest parent (distance in a metric CRS)."""
-    from ingest.hierarchy import local_crs
+    from ciu.ingest.hierarchy import local_crs
 
     missing = parent.isna().to_numpy()
     crs = local_crs(parents)

@@ -22,8 +22,8 @@ import shapely
 from pyproj import CRS
 
 from ciu.errors import ValidationError
-from ingest.base import Layer, Loader, check_exists
-from ingest.vector import finish_layer
+from ciu.ingest.base import Layer, Loader, check_exists
+from ciu.ingest.vector import finish_layer
 
 VERSION = "1"
 _EPSG = re.compile(r"EPSG(?:/\d+/|::?)(\d+)", re.IGNORECASE)
@@ -88,7 +88,7 @@ class CityJSONLoader(Loader):
         if super().can_open(path):
             return True
         if str(path).lower().endswith(".json"):
-            from ingest.vector import _sniff
+            from ciu.ingest.vector import _sniff
 
             return _sniff(Path(path), b'"CityJSON"')
         return False

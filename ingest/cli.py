@@ -55,8 +55,8 @@ def ingest_command(
     OnConflict.error,
 ) -> None:
     """Load a vector layer, CityJSON, time series or NetCDF file into the twin (idempotent)."""
-    from ingest.base import loader_for, loader_named
-    from ingest.generic import ingest_file
+    from ciu.ingest.base import loader_for, loader_named
+    from ciu.ingest.generic import ingest_file
 
     chosen = loader_named(loader) if loader else loader_for(path)
     t0 = time.perf_counter()
@@ -84,7 +84,7 @@ def build_nyc_command(
 ) -> None:
     """Build Manhattan: borough, community districts, taxi zones, buildings, floors and their series."""
     from ciu.errors import ValidationError
-    from ingest.nyc import build_nyc, default_data_dir
+    from ciu.ingest.nyc import build_nyc, default_data_dir
 
     data = data or default_data_dir()
     if data is None:

@@ -8,7 +8,7 @@ counts per floor with daily and weekly rhythms by land use, weather
 People are generated per floor only; every level above gets its ground truth
 by the roll-up rules, so the truth is consistent at every level.
 
->>> from ingest.generator import SampleConfig, generate
+>>> from ciu.ingest.generator import SampleConfig, generate
 >>> city = generate(SampleConfig(buildings=12, weeks=1, districts=2))
 >>> sorted(city.units["level"].unique())
 ['building', 'city', 'district', 'floor', 'grid']
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from ciu.errors import ConfigError, ValidationError
 from ciu.store import Variable
-from ingest.hierarchy import assign_by_overlap, assign_by_point, code_key, floors_from_buildings, h3_cells
+from ciu.ingest.hierarchy import assign_by_overlap, assign_by_point, code_key, floors_from_buildings, h3_cells
 
 if TYPE_CHECKING:
     from ciu.store import LoadReport

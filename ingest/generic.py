@@ -16,9 +16,9 @@ import pandas as pd
 
 from ciu.errors import ValidationError
 from ciu.store import LoadReport
-from ingest.base import Layer, Loader, Series, file_sha256
-from ingest.builder import LevelLayer, build_hierarchy, floor_units
-from ingest.pipeline import SourceInfo, load_series, load_unit_frame
+from ciu.ingest.base import Layer, Loader, Series, file_sha256
+from ciu.ingest.builder import LevelLayer, build_hierarchy, floor_units
+from ciu.ingest.pipeline import SourceInfo, load_series, load_unit_frame
 
 if TYPE_CHECKING:
     from ciu.twin import Twin
@@ -54,7 +54,7 @@ def ingest_file(twin: Twin, path: Path | str, *, loader: Loader, level: str | No
             raise ValidationError("an array file on the command line must be NetCDF with --variable and --unit-dim"
                                   " (npz and HDF5 need a mapping: use ingest.arrays.ArrayMapping)", source=str(path),
                                   field="unit_dim")
-        from ingest.arrays import netcdf_mapping
+        from ciu.ingest.arrays import netcdf_mapping
 
         options["mapping"] = netcdf_mapping(path, variable, unit_dim=unit_dim, tz=tz)
     series = loader.read(path, **options)

@@ -38,12 +38,12 @@ import shapely
 
 from ciu.errors import ValidationError
 from ciu.store import LoadReport, Variable
-from ingest.arrays import ArrayLoader, ArrayMapping
-from ingest.base import file_sha256
-from ingest.builder import LevelLayer, build_hierarchy, floor_units
-from ingest.hierarchy import assign_by_overlap, assign_by_point
-from ingest.pipeline import SourceInfo, load_series, load_unit_frame
-from ingest.vector import VectorLoader
+from ciu.ingest.arrays import ArrayLoader, ArrayMapping
+from ciu.ingest.base import file_sha256
+from ciu.ingest.builder import LevelLayer, build_hierarchy, floor_units
+from ciu.ingest.hierarchy import assign_by_overlap, assign_by_point
+from ciu.ingest.pipeline import SourceInfo, load_series, load_unit_frame
+from ciu.ingest.vector import VectorLoader
 
 if TYPE_CHECKING:
     from ciu.twin import Twin
@@ -365,7 +365,7 @@ def load_flows(twin: Twin, path: Path, codes: list[str], channels: dict[int, str
                                   source=str(path), field="arr_0")
         data, times = data[:hours], times[:hours]
     mapping = ArrayMapping(key="arr_0", units=codes, times=times, channels=channels, tz=TZ)
-    from ingest.arrays import series_from_array
+    from ciu.ingest.arrays import series_from_array
 
     series = series_from_array(data, mapping, source=str(path), loader=f"{LOADER}.flows")
     return load_series(twin, series, info, codes=series.frame["key"])
@@ -409,7 +409,7 @@ def _daily(values: pd.Series, dates: pd.Series, variable: str, rows: np.ndarray)
 
 
 def _load_crash_weather(twin: Twin, files: NycFiles, report: BuildReport) -> None:
-    from ingest.base import Series
+    from ciu.ingest.base import Series
 
     path = files.crash_weather
     try:
@@ -449,7 +449,7 @@ def _load_holidays(twin: Twin, report: BuildReport, *, years: tuple[int, ...] = 
 
     import holidays as holidays_lib
 
-    from ingest.base import Series
+    from ciu.ingest.base import Series
 
     calendar = holidays_lib.country_holidays("US", subdiv="NY", years=list(years))
     days = pd.date_range(f"{years[0]}-01-01", f"{years[-1]}-12-31", freq="D")
@@ -465,7 +465,7 @@ def _load_holidays(twin: Twin, report: BuildReport, *, years: tuple[int, ...] = 
 
 
 def _load_collisions(twin: Twin, files: NycFiles, zones: gpd.GeoDataFrame, report: BuildReport) -> None:
-    from ingest.base import Series
+    from ciu.ingest.base import Series
 
     path = files.injury_collisions
     points = VectorLoader().read(path, columns=("NUMBER OF PERSONS INJURED",)).frame

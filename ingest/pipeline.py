@@ -20,7 +20,7 @@ import pandas as pd
 
 from ciu.errors import ValidationError
 from ciu.store import LoadReport
-from ingest.base import Series
+from ciu.ingest.base import Series
 
 if TYPE_CHECKING:
     from ciu.twin import Twin

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ciu.errors import DuplicateError, ValidationError
-from ingest.base import Loader, Series, check_exists
+from ciu.ingest.base import Loader, Series, check_exists
 
 VERSION = "1"
 
@@ -77,7 +77,7 @@ class TimeSeriesLoader(Loader):
 
     def can_open(self, path: Path | str) -> bool:
         if str(path).lower().endswith(".parquet"):
-            from ingest.vector import _is_geoparquet
+            from ciu.ingest.vector import _is_geoparquet
 
             return not _is_geoparquet(Path(path))
         return super().can_open(path)

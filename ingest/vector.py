@@ -22,7 +22,7 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 
 from ciu.errors import DuplicateError, ValidationError
-from ingest.base import Layer, Loader, check_exists
+from ciu.ingest.base import Layer, Loader, check_exists
 
 VERSION = "1"
 

@@ -28,10 +28,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from models.data import HierSeries, Scaler, Split
-from models.inputs import Inputs
-from models.train import FitResult, TrainConfig, fit, pick_device, predict, progress_bar, thin
-from models.tower import Tower, TowerConfig
+from ciu.models.data import HierSeries, Scaler, Split
+from ciu.models.inputs import Inputs
+from ciu.models.train import FitResult, TrainConfig, fit, pick_device, predict, progress_bar, thin
+from ciu.models.tower import Tower, TowerConfig
 
 
 class Forecaster(Protocol):
@@ -263,7 +263,7 @@ class Ridge:
 
     @_timed
     def fit(self, inputs: Inputs, split: Split) -> dict[str, Any]:
-        from models.data import fit_stop
+        from ciu.models.data import fit_stop
 
         val = thin(split.val, 512)
         truth = inputs.truth(val)[0]

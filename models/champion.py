@@ -24,14 +24,14 @@ import numpy as np
 from scipy.optimize import nnls
 
 from ciu.errors import ValidationError
-from models.baselines import (Forecaster, GradientBoosting, HistoricalAverage, Neural, Persistence, Ridge,
+from ciu.models.baselines import (Forecaster, GradientBoosting, HistoricalAverage, Neural, Persistence, Ridge,
                               SeasonalNaive, from_state, roll_up)
-from models.data import ExternalScaler, HierSeries, Scaler, Split, fit_stop
-from models.inputs import Inputs
-from models.metrics import level_metrics, skill
-from models.probabilistic import (WINDOW, Calibration, ResidualBank, active_units, base_rates, distribution, rolling,
+from ciu.models.data import ExternalScaler, HierSeries, Scaler, Split, fit_stop
+from ciu.models.inputs import Inputs
+from ciu.models.metrics import level_metrics, skill
+from ciu.models.probabilistic import (WINDOW, Calibration, ResidualBank, active_units, base_rates, distribution, rolling,
                                   scores, thresholds)
-from models.train import TrainConfig
+from ciu.models.train import TrainConfig
 
 #: what ``ciu train`` compares by default
 DEFAULT_MODELS: tuple[str, ...] = ("persistence", "seasonal_naive", "historical_average", "ridge_unit",

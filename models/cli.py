@@ -21,7 +21,7 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 def echo_skill(metrics: dict[str, Any], *, split: str = "test", models: list[str] | None = None) -> None:
     """Print the skill table of a run: per level and horizon, RMSE / MAE / MAPE and the % gain over seasonal naive."""
-    from models.runs import skill_table
+    from ciu.models.runs import skill_table
 
     table = skill_table(metrics, split=split)
     if models is not None:
@@ -91,9 +91,9 @@ def train(
         help="train on the last N days of the target only (default: all of them)")] = None,
 ) -> None:
     """Fit the tower and its baselines, publish the champion on validation, record the comparison."""
-    from models.champion import DEFAULT_MODELS
-    from models.runs import train_on_twin
-    from models.train import TrainConfig
+    from ciu.models.champion import DEFAULT_MODELS
+    from ciu.models.runs import train_on_twin
+    from ciu.models.train import TrainConfig
 
     cfg = TrainConfig(history=history, horizons=horizons, hidden=hidden, epochs=epochs, batch_size=batch_size,
                       lr=lr, patience=patience, seed=seed, max_samples_per_epoch=max_samples,
@@ -120,7 +120,7 @@ def evaluate(
 ) -> None:
     """Print the skill table of a model run: the champion and every baseline, per level and horizon."""
     from ciu.errors import ValidationError
-    from models.runs import latest_run
+    from ciu.models.forecaster import latest_run
 
     if split not in ("validation", "test"):
         raise ValidationError(f"split must be 'validation' or 'test', not {split!r}", field="split")
@@ -141,7 +141,7 @@ def predict(
     horizons: Annotated[Optional[int], typer.Option(help="forecast steps (default: the model's)")] = None,
 ) -> None:
     """Forecast every unit at every level of the model, store the forecasts and raise alerts."""
-    from models.runs import predict_to_store
+    from ciu.models.runs import predict_to_store
 
     with _twin() as twin:
         run_id, n, k = predict_to_store(twin, issued_at=issued_at, horizons=horizons, run_id=run, target=target)

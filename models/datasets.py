@@ -16,8 +16,8 @@ import torch
 from torch_geometric.data import HeteroData
 
 from ciu.errors import ValidationError
-from models.data import calendar_features
-from models.graph import graph_from_arrays
+from ciu.models.data import calendar_features
+from ciu.models.graph import graph_from_arrays
 
 
 def shared_data() -> Path:
@@ -36,7 +36,7 @@ def manhattan_districts(root: Path | None = None) -> pd.DataFrame:
 
     Zones that overlap no district (harbour islands) go to the nearest one.
     """
-    from ingest.hierarchy import assign_by_overlap
+    from ciu.ingest.hierarchy import assign_by_overlap
 
     root = root or shared_data()
     zones = gpd.read_file(_need(root / "nyc" / "zones" / "taxi_zones.shp"))
@@ -153,9 +153,9 @@ def sample_city_graph(config: object | None = None) -> HeteroData:
     Used by the benchmarks; :func:`models.graph.build_graph` gives the same graph
     from a twin that holds the city.
     """
-    from ingest.generator import SampleConfig, generate
-    from ingest.hierarchy import local_crs
-    from models.graph import adjacency, static_features
+    from ciu.ingest.generator import SampleConfig, generate
+    from ciu.ingest.hierarchy import local_crs
+    from ciu.models.graph import adjacency, static_features
 
     cfg = config if isinstance(config, SampleConfig) else SampleConfig()
     city = generate(cfg)

@@ -28,23 +28,24 @@ Overrides change the model inputs of the forecast steps:
 from __future__ import annotations
 
 import math
+import pickle
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ciu.errors import ValidationError
+from ciu.errors import NotFound, ValidationError
 from ciu.forecast import check_overrides
-from models.baselines import Forecaster, roll_up
-from models.champion import load_forecaster
-from models.data import ExternalScaler, HierSeries, Scaler
-from models.graph import build_graph, series_from_graph
-from models.inputs import Inputs
-from models.probabilistic import WINDOW, Calibration, ResidualBank, band_factors, distribution
-from models.runs import latest_run
-from models.train import TrainConfig
+from ciu.models.baselines import Forecaster, roll_up
+from ciu.models.champion import load_forecaster
+from ciu.models.data import ExternalScaler, HierSeries, Scaler
+from ciu.models.graph import build_graph, series_from_graph
+from ciu.models.inputs import Inputs
+from ciu.models.probabilistic import WINDOW, Calibration, ResidualBank, band_factors, distribution
+from ciu.models.train import TrainConfig
 
 if TYPE_CHECKING:
     from ciu.twin import Twin
@@ -85,9 +86,16 @@ class ChampionForecaster:
 
     @classmethod
     def load(cls, twin: Twin, run_id: int | None = None, *, target: str | None = None) -> ChampionForecaster:
-        """The champion of model run ``run_id`` (default: the newest trained run, of ``target`` when given)."""
+        """The champion of model run ``run_id`` (default: the newest trained run, of ``target`` when given).
+
+        A missing or unreadable checkpoint, or one saved by an earlier version, is an error.
+        """
         row = latest_run(twin, run_id, target=target)
-        ckpt = torch.load(row["checkpoint"], map_location="cpu", weights_only=False)
+        try:
+            ckpt = torch.load(row["checkpoint"], map_location="cpu", weights_only=False)
+        except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as exc:
+            raise ValidationError(f"checkpoint of model run {int(row['id'])} cannot be read ({exc}): train again "
+                                  "with `ciu train`", source=str(row["checkpoint"]), field="run") from exc
         if ckpt.get("version") != 3:
             raise ValidationError(f"model run {int(row['id'])} was saved by an earlier version: train again with "
                                   "`ciu train`", field="run")
@@ -205,3 +213,21 @@ class ChampionForecaster:
                 "q90": q[..., 2].ravel().astype(float), "risk": r.ravel().astype(float),
             }))
         return pd.concat(frames, ignore_index=True)[FORECAST_COLUMNS]
+
+
+def latest_run(twin: Twin, run_id: int | None = None, *, target: str | None = None) -> pd.Series:
+    """The model run ``run_id``, or the newest trained run with a checkpoint (of ``target`` when given)."""
+    if run_id is None:
+        newest = twin.store.newest_run(target=target)
+        if newest is None:
+            wanted = "" if target is None else f" of {target!r}"
+            raise NotFound(f"no trained model run{wanted}: run `ciu train` first")
+        run_id = int(newest["id"])
+    runs = twin.store.model_runs()
+    rows = runs[runs["id"] == run_id]
+    if rows.empty:
+        raise NotFound(f"no model run with id {run_id}")
+    row = rows.iloc[-1]
+    if not row["checkpoint"] or not Path(row["checkpoint"]).is_file():
+        raise NotFound(f"checkpoint of model run {int(row['id'])} not found: {row['checkpoint']}")
+    return row

@@ -1,6 +1,6 @@
 """The twin as a torch-geometric ``HeteroData``: one node type per level.
 
->>> from models.graph import build_graph                      # doctest: +SKIP
+>>> from ciu.models.graph import build_graph                      # doctest: +SKIP
 >>> data = build_graph(twin, target="people")                 # doctest: +SKIP
 >>> data["floor"].series.shape                                # (N, T, C)  # doctest: +SKIP
 >>> data["floor", "in", "building"].edge_index                # child → parent  # doctest: +SKIP
@@ -28,7 +28,7 @@ from pandas.tseries.frequencies import to_offset
 from torch_geometric.data import HeteroData
 
 from ciu.errors import ValidationError
-from models.data import HierSeries, Level, calendar_features, infer_step
+from ciu.models.data import HierSeries, Level, calendar_features, infer_step
 
 if TYPE_CHECKING:
     from ciu.twin import Twin

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.data import (HOLIDAY_CLASS, ExternalScaler, HierSeries, Scaler, forward_filled, target_index,
+from ciu.models.data import (HOLIDAY_CLASS, ExternalScaler, HierSeries, Scaler, forward_filled, target_index,
                          window_index)
 
 #: day classes (Monday .. Sunday, holiday)

@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from models.baselines import roll_up
-from models.data import HierSeries
-from models.metrics import brier, coverage
+from ciu.models.baselines import roll_up
+from ciu.models.data import HierSeries
+from ciu.models.metrics import brier, coverage
 
 #: the quantiles every forecast carries
 QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)

@@ -15,13 +15,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ciu.alerts import AlertRule
 from ciu.errors import NotFound, ValidationError
 from ciu.skill import FORECAST_KINDS, skill_rows
-from models.champion import DEFAULT_MODELS, Competition, compete
-from models.data import chronological_split
-from models.graph import build_graph, series_from_graph, target_step
-from models.settings import ModelSettings
-from models.train import TrainConfig
+from ciu.models.champion import DEFAULT_MODELS, Competition, compete
+from ciu.models.data import chronological_split
+from ciu.models.forecaster import ChampionForecaster
+from ciu.models.graph import build_graph, series_from_graph, target_step
+from ciu.models.settings import ModelSettings
+from ciu.models.train import TrainConfig
 
 if TYPE_CHECKING:
     from ciu.twin import Twin
@@ -170,55 +172,18 @@ def run_target(params: Any) -> str:
     return str(params.get("target", "people"))
 
 
-def latest_run(twin: Twin, run_id: int | None = None, *, target: str | None = None) -> pd.Series:
-    """The model run ``run_id``, or the newest trained run with a checkpoint (of ``target`` when given)."""
-    runs = twin.store.model_runs()
-    if run_id is not None:
-        rows = runs[runs["id"] == run_id]
-        if rows.empty:
-            raise NotFound(f"no model run with id {run_id}")
-    else:
-        rows = runs[runs["kind"].isin(RUN_KINDS) & (runs["status"] == "trained") & runs["checkpoint"].notna()]
-        if target is not None:
-            rows = rows[rows["params"].map(run_target) == target]
-        if rows.empty:
-            wanted = "" if target is None else f" of {target!r}"
-            raise NotFound(f"no trained model run{wanted}: run `ciu train` first")
-    row = rows.iloc[-1]
-    if not row["checkpoint"] or not Path(row["checkpoint"]).is_file():
-        raise NotFound(f"checkpoint of model run {int(row['id'])} not found: {row['checkpoint']}")
-    return row
-
-
-def alerts_from_forecast(frame: pd.DataFrame, *, threshold: float, critical: float) -> pd.DataFrame:
-    """One alert per unit and hour where the risk reaches ``threshold`` (the highest-risk horizon wins)."""
-    hot = frame[frame["risk"] >= threshold]
-    if hot.empty:
-        return pd.DataFrame(columns=["code", "kind", "severity", "time", "risk", "threshold", "message"])
-    hot = hot.sort_values("risk", ascending=False).drop_duplicates(["code", "time"])
-    return pd.DataFrame({
-        "code": hot["code"].to_numpy(), "kind": "crowding",
-        "severity": np.where(hot["risk"] >= critical, "critical", "warning"),
-        "time": pd.to_datetime(hot["time"], utc=True).dt.to_pydatetime(), "risk": hot["risk"].to_numpy(),
-        "threshold": threshold,
-        "message": [f"{r.level} {r.code}: {r.variable} forecast {r.value:.0f} (risk {r.risk:.2f}) at horizon "
-                    f"{r.horizon}" for r in hot.itertuples()],
-    })
-
-
 def predict_to_store(twin: Twin, *, issued_at: datetime | None = None, horizons: int | None = None,
                      run_id: int | None = None, target: str | None = None,
-                     settings: ModelSettings | None = None) -> tuple[int, int, int]:
+                     rule: AlertRule | None = None) -> tuple[int, int, int]:
     """Forecast every unit at every level of a model run, store it, raise alerts.
 
     The run is ``run_id``, else the newest trained run of ``target`` (of any
     target when ``None``); ``issued_at`` defaults to the last observed step of
     the run's target (the forecast contract: horizon ``h`` is ``issued_at + h``
-    steps). Returns ``(run_id, forecasts, alerts)``.
+    steps). Alerts follow ``rule`` (default: :meth:`ciu.alerts.AlertRule.configured`).
+    Returns ``(run_id, forecasts, alerts)``.
     """
-    from models.forecaster import ChampionForecaster
-
-    settings = settings or ModelSettings()
+    rule = rule or AlertRule.configured()
     fc = ChampionForecaster.load(twin, run_id, target=target)
     issued = pd.Timestamp(issued_at if issued_at is not None else last_observed(twin, fc.target))
     issued = issued.tz_localize("UTC") if issued.tzinfo is None else issued.tz_convert("UTC")
@@ -226,8 +191,7 @@ def predict_to_store(twin: Twin, *, issued_at: datetime | None = None, horizons:
     if frame.empty:
         raise ValidationError("the forecast is empty", field="issued_at")
     n = twin.store.write_predictions(frame.assign(issued_at=fc.issue_time(issued)), run_id=fc.run_id)
-    alerts = alerts_from_forecast(frame, threshold=settings.alert_threshold, critical=settings.critical_threshold)
-    k = twin.store.write_alerts(alerts, run_id=fc.run_id)
+    k = twin.store.write_alerts(rule.alerts(frame), run_id=fc.run_id)
     return fc.run_id, n, k
 
 

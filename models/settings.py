@@ -11,10 +11,8 @@ from ciu.settings import default_home
 
 
 class ModelSettings(BaseSettings):
-    """Where checkpoints go and when a forecast raises an alert."""
+    """Where checkpoints go (when a forecast raises an alert is :class:`ciu.alerts.AlertSettings`)."""
 
     model_config = SettingsConfigDict(env_prefix="CIU_MODEL_", extra="ignore")
 
     dir: Path = Field(default_factory=lambda: default_home() / "models", description="checkpoint directory")
-    alert_threshold: float = Field(0.8, ge=0, le=1, description="risk at or above which an alert is raised")
-    critical_threshold: float = Field(0.95, ge=0, le=1, description="risk at or above which an alert is critical")

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
-from models.inputs import DAY_CLASSES, Batch
+from ciu.models.inputs import DAY_CLASSES, Batch
 
 
 class TemporalEncoder(nn.Module):

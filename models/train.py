@@ -28,9 +28,9 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ciu.errors import ValidationError
-from models.data import Split
-from models.inputs import Inputs, TorchInputs
-from models.tower import Tower, TowerConfig
+from ciu.models.data import Split
+from ciu.models.inputs import Inputs, TorchInputs
+from ciu.models.tower import Tower, TowerConfig
 
 
 @dataclass

@@ -21,7 +21,7 @@ from psycopg import sql
 from ciu.cluster import Cluster
 from ciu.migrate import migrate
 from ciu.twin import Twin
-from ingest.generator import SampleConfig, build_sample
+from ciu.ingest.generator import SampleConfig, build_sample
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

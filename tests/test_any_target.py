@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from ciu.alerts import AlertRule
 from ciu.api.app import create_app
 from ciu.api.settings import ApiSettings
 from ciu.api_store import ApiStore
@@ -24,12 +25,12 @@ from ciu.errors import ValidationError
 from ciu.forecast import HistoricalAverageForecaster, forecast_variable, load_forecaster
 from ciu.store import Variable
 from ciu.twin import Twin
-from models.graph import build_graph, target_levels
-from models.runs import last_observed, predict_to_store, train_on_twin, training_window
-from models.settings import ModelSettings
-from models.train import TrainConfig
-from viz.data import DashboardData, publish_forecast
-from viz.settings import DashboardSettings
+from ciu.models.graph import build_graph, target_levels
+from ciu.models.runs import last_observed, predict_to_store, train_on_twin, training_window
+from ciu.models.settings import ModelSettings
+from ciu.models.train import TrainConfig
+from ciu.viz.data import DashboardData, publish_forecast
+from ciu.viz.settings import DashboardSettings
 
 TRIPS = Variable("trips", "trips", "social", "sum", "sum", description="trips ending in the cell")
 CONFIG = TrainConfig(history=6, horizons=3, hidden=8, lstm_hidden=4, epochs=2, max_val_samples=16, seed=1, threads=1,
@@ -85,7 +86,7 @@ def test_historical_average_forecasts_any_count(trips_city: Twin) -> None:
 
 def test_trips_train_predict_api_dashboard(trips_city: Twin, city_url: str, tmp_path) -> None:
     twin = trips_city
-    settings = ModelSettings(dir=tmp_path, alert_threshold=0.5)
+    settings = ModelSettings(dir=tmp_path)
     report = train_on_twin(twin, CONFIG, target="trips", models=MODELS, settings=settings, window_days=14)
     run = twin.store.model_runs().set_index("id").loc[report.run_id]
     assert run["params"]["target"] == "trips" and run["params"]["levels"] == UPPER
@@ -97,7 +98,7 @@ def test_trips_train_predict_api_dashboard(trips_city: Twin, city_url: str, tmp_
     assert load_forecaster(twin, "people")[1] == "historical_average"  # no model of people
 
     # predict: issued at the last observation of trips (horizon h is h hours later), every unit of the model's levels
-    run_id, n, _ = predict_to_store(twin, target="trips", settings=settings)
+    run_id, n, _ = predict_to_store(twin, target="trips", rule=AlertRule(threshold=0.5))
     counts = twin.store.count_units()
     assert run_id == report.run_id and n == CONFIG.horizons * sum(counts[lv] for lv in UPPER)
     stored = twin.store.predictions(variable="trips")

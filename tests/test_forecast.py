@@ -116,7 +116,7 @@ def test_bad_overrides_are_named(fitted) -> None:
 
 
 def test_empty_twin_cannot_be_fitted(twin: Twin) -> None:
-    from ingest.generator import VARIABLES
+    from ciu.ingest.generator import VARIABLES
 
     twin.store.register_variables(VARIABLES)
     with pytest.raises(ValidationError, match="no observations"):
@@ -124,11 +124,28 @@ def test_empty_twin_cannot_be_fitted(twin: Twin) -> None:
 
 
 def test_load_forecaster_says_which_model(city: Twin) -> None:
-    import importlib.util
-
-    model, name = load_forecaster(city)
-    if importlib.util.find_spec("models.forecaster") is None:
-        assert name == "historical_average" and isinstance(model, HistoricalAverageForecaster)
-    else:  # no trained run in a fresh city: the tower model declines and the baseline answers
-        assert name in ("historical_average", "tower")
+    model, name = load_forecaster(city)  # no trained run in a fresh city: the baseline answers
+    assert name == "historical_average" and isinstance(model, HistoricalAverageForecaster)
     assert callable(model.forecast)
+
+
+def test_a_trained_run_that_cannot_be_loaded_is_an_error_not_a_fallback(city: Twin, tmp_path) -> None:
+    from ciu.errors import NotFound
+
+    missing = tmp_path / "run-gone.pt"
+    run = city.store.add_model_run(name="gone", kind="champion", params={"target": "people"}, checkpoint=str(missing))
+    try:
+        with pytest.raises(NotFound, match=f"checkpoint of model run {run} not found"):
+            load_forecaster(city, "people")
+        broken = tmp_path / "run-broken.pt"
+        broken.write_bytes(b"not a checkpoint")
+        city.store.update_model_run(run, checkpoint=str(broken))
+        with pytest.raises(ValidationError, match=f"checkpoint of model run {run} cannot be read"):
+            load_forecaster(city, "people")
+        other = city.store.add_model_run(name="other", kind="unknown-kind", params={"target": "people"},
+                                         checkpoint=str(broken))
+        assert city.store.newest_run(target="people")["id"] == run  # kinds that do not forecast are not runs to load
+        city.store.conn.execute("DELETE FROM ciu.model_run WHERE id = %s", (other,))
+    finally:
+        city.store.conn.execute("DELETE FROM ciu.model_run WHERE id = %s", (run,))
+    assert load_forecaster(city, "people")[1] == "historical_average"

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ciu.errors import ConfigError
-from ingest.generator import SampleConfig, build_sample, generate
+from ciu.ingest.generator import SampleConfig, build_sample, generate
 from tests.conftest import TINY_CITY, fingerprint
 
 

@@ -12,10 +12,10 @@ import pytest
 import shapely
 
 from ciu.errors import CiuError, DuplicateError, ValidationError
-from ingest.arrays import ArrayLoader, ArrayMapping
-from ingest.base import loader_for
-from ingest.generic import ingest_file
-from ingest.pipeline import SourceInfo, load_series
+from ciu.ingest.arrays import ArrayLoader, ArrayMapping
+from ciu.ingest.base import loader_for
+from ciu.ingest.generic import ingest_file
+from ciu.ingest.pipeline import SourceInfo, load_series
 from tests.conftest import fingerprint
 from tests.ingest_files import footprints, write_vector
 

@@ -8,7 +8,7 @@ import pytest
 import shapely
 
 from ciu.errors import HierarchyError
-from ingest.builder import LevelLayer, build_hierarchy, floor_units, h3_layer
+from ciu.ingest.builder import LevelLayer, build_hierarchy, floor_units, h3_layer
 
 LEVELS = ("floor", "building", "grid", "district", "city")
 D = 0.01  # degrees

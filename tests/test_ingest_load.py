@@ -9,9 +9,9 @@ import shapely
 
 from ciu.errors import ConflictError
 from ciu.store import Variable
-from ingest.base import file_sha256, loader_for
-from ingest.cityjson import CityJSONLoader
-from ingest.generic import ingest_file, load_layer
+from ciu.ingest.base import file_sha256, loader_for
+from ciu.ingest.cityjson import CityJSONLoader
+from ciu.ingest.generic import ingest_file, load_layer
 from tests.conftest import fingerprint
 from tests.ingest_files import cityjson_doc, footprints, long_series, write_json, write_vector
 

@@ -11,11 +11,11 @@ import xarray as xr
 from pyproj import Transformer
 
 from ciu.errors import ValidationError
-from ingest.arrays import ArrayLoader, ArrayMapping, localize_wall_clock, netcdf_mapping
-from ingest.base import file_sha256, loader_for, registered
-from ingest.cityjson import CityJSONLoader
-from ingest.timeseries import TimeSeriesLoader
-from ingest.vector import VectorLoader
+from ciu.ingest.arrays import ArrayLoader, ArrayMapping, localize_wall_clock, netcdf_mapping
+from ciu.ingest.base import file_sha256, loader_for, registered
+from ciu.ingest.cityjson import CityJSONLoader
+from ciu.ingest.timeseries import TimeSeriesLoader
+from ciu.ingest.vector import VectorLoader
 from tests.ingest_files import cityjson_doc, footprints, long_series, write_json, write_vector
 
 def _centroids(frame) -> np.ndarray:

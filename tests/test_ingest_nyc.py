@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from ciu.twin import Twin
-from ingest.nyc import FLOW_HOURS, TZ, NycFiles, build_nyc, check_against_files, load_flows
+from ciu.ingest.nyc import FLOW_HOURS, TZ, NycFiles, build_nyc, check_against_files, load_flows
 from tests.conftest import SHARED_DATA, fingerprint
 
 NYC = SHARED_DATA / "nyc"

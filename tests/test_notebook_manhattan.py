@@ -8,7 +8,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from ciu.twin import Twin
-from ingest.nyc import build_nyc
+from ciu.ingest.nyc import build_nyc
 from tests.conftest import SHARED_DATA
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_manhattan.ipynb"

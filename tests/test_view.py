@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tests.browser import SCREENSHOTS, browser_page, painted_fraction
-from viz.deck import floor_records, ramp_colors, write_buildings_view
+from ciu.viz.deck import floor_records, ramp_colors, write_buildings_view
 
 
 def test_ramp_colours_are_ordered():

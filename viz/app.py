@@ -1,6 +1,6 @@
 """The dashboard: a Dash multi-page app over the twin, served with its JavaScript, offline.
 
->>> from viz.app import create_dashboard        # doctest: +SKIP
+>>> from ciu.viz.app import create_dashboard        # doctest: +SKIP
 >>> create_dashboard().run(port=8050)           # doctest: +SKIP
 
 deck.gl, maplibre and Cesium come from the npm packages installed at set-up
@@ -20,9 +20,9 @@ from dash import Dash, dcc, html
 from flask import abort, send_file
 
 from ciu.errors import ConfigError
-from viz.data import DashboardData
-from viz.ids import Id
-from viz.settings import DashboardSettings
+from ciu.viz.data import DashboardData
+from ciu.viz.ids import Id
+from ciu.viz.settings import DashboardSettings
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -73,7 +73,7 @@ def add_vendor_route(server: Flask, js_dir: Path) -> None:
 def shell(app: Dash, data: DashboardData) -> html.Div:
     """The frame around every page: title, page links, the refresh clock."""
     links = [dcc.Link(page["name"], href=page["relative_path"], className="nav-link")
-             for page in dash.page_registry.values() if page["module"].startswith("viz.pages.")]
+             for page in dash.page_registry.values() if page["module"].startswith("ciu.viz.pages.")]
     return html.Div(className="app", children=[
         html.Header(className="header", children=[html.Span("CIU Twin", className="brand"), *links,
                                                   html.Span(f"role: {data.role().name}", className="role")]),
@@ -101,13 +101,13 @@ def create_dashboard(settings: DashboardSettings | None = None, *, twin: Twin | 
     data = DashboardData(twin, settings)
     data.role()  # an unknown key fails here, not on the first page view
     app = Dash(
-        "viz.app", use_pages=True, pages_folder="", assets_folder=str(ASSETS), serve_locally=True,
+        "ciu.viz.app", use_pages=True, pages_folder="", assets_folder=str(ASSETS), serve_locally=True,
         title="CIU Twin", update_title=None, suppress_callback_exceptions=True,
         external_scripts=["/vendor/maplibre-gl/maplibre-gl.js", "/vendor/deck.gl/dist.min.js"],
         external_stylesheets=["/vendor/maplibre-gl/maplibre-gl.css"],
     )
     add_vendor_route(app.server, settings.js_dir)
-    from viz.pages import operations, planner
+    from ciu.viz.pages import operations, planner
 
     operations.register(app, data)
     planner.register(app, data)

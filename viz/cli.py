@@ -23,16 +23,15 @@ def serve(
     publish: Annotated[bool, typer.Option(help="issue and store a forecast first when none is stored")] = True,
 ) -> None:
     """Serve the dashboard (operations at /, planner at /planner)."""
-    from viz.app import create_dashboard
-    from viz.data import publish_forecast
-    from viz.settings import DashboardSettings
+    from ciu.viz.app import create_dashboard
+    from ciu.viz.data import publish_forecast
+    from ciu.viz.settings import DashboardSettings
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = DashboardSettings(**overrides)
     twin = _twin()
     if publish and twin.store.predictions(variable=settings.variable, limit=1).empty:
-        done = publish_forecast(twin, horizons=settings.horizons, threshold=settings.alert_threshold,
-                                variable=settings.variable)
+        done = publish_forecast(twin, horizons=settings.horizons, variable=settings.variable)
         typer.echo(f"published {done['predictions']:,} forecasts and {done['alerts']} alerts ({done['model']})")
     app = create_dashboard(settings, twin=twin)
     typer.echo(f"dashboard: http://{settings.host}:{settings.port}/  (planner: /planner)")
@@ -42,15 +41,16 @@ def serve(
 @dashboard_app.command("publish")
 def publish(
     horizons: Annotated[int, typer.Option(min=1, max=168, help="forecast hours")] = 12,
-    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="risk that raises an alert")] = 0.8,
+    threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="risk that raises an alert "
+                                                                            "(default CIU_ALERT_THRESHOLD, 0.8)")] = None,
     variable: Annotated[Optional[str], typer.Option(help="variable forecast (default CIU_DASHBOARD_VARIABLE)")] = None,
 ) -> None:
     """Issue a forecast from the latest observed hour, store it and raise its alerts."""
-    from viz.settings import DashboardSettings
+    from ciu.viz.settings import DashboardSettings
 
     twin = _twin()
     try:
-        from viz.data import publish_forecast
+        from ciu.viz.data import publish_forecast
 
         done = publish_forecast(twin, horizons=horizons, threshold=threshold,
                                 variable=variable or DashboardSettings().variable)
@@ -69,7 +69,7 @@ Time = Annotated[Optional[str], typer.Option(help="hour shown (UTC); default the
 @export_app.command("geoparquet")
 def export_geoparquet(out: OutDir = Path("out/export/geoparquet"), restricted: Restricted = False) -> None:
     """One GeoParquet file per level."""
-    from viz import export
+    from ciu.viz import export
 
     with _twin() as twin:
         paths = export.export_geoparquet(twin, out, include_restricted=restricted)
@@ -81,7 +81,7 @@ def export_geoparquet(out: OutDir = Path("out/export/geoparquet"), restricted: R
 def export_cityjson(out: Annotated[Path, typer.Option("--out")] = Path("out/export/city.city.json"),
                     restricted: Restricted = False) -> None:
     """Buildings with their storeys as CityJSON 2.0 (LoD1)."""
-    from viz import export
+    from ciu.viz import export
 
     with _twin() as twin:
         path = export.export_cityjson(twin, out, include_restricted=restricted)
@@ -92,7 +92,7 @@ def export_cityjson(out: Annotated[Path, typer.Option("--out")] = Path("out/expo
 def export_cesium(out: OutDir = Path("out/export/cesium"), time: Time = None,
                   copy: Annotated[bool, typer.Option(help="copy Cesium's build instead of linking it")] = False) -> None:
     """Floors as extruded CZML polygons and an offline Cesium viewer page."""
-    from viz import export
+    from ciu.viz import export
 
     with _twin() as twin:
         page = export.export_cesium(twin, out, time=time, copy=copy)
@@ -105,7 +105,7 @@ def export_kepler(out: OutDir = Path("out/export/kepler"),
                   copy: Annotated[bool, typer.Option(help="copy kepler.gl's files instead of linking them")] = False
                   ) -> None:
     """A kepler.gl map file (config and data) of one level and an offline kepler.gl page that opens it."""
-    from viz import export
+    from ciu.viz import export
 
     with _twin() as twin:
         page = export.export_kepler(twin, out, level=level, time=time, copy=copy)

@@ -35,9 +35,10 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from ciu.alerts import AlertRule
 from ciu.errors import ConfigError, Forbidden, NotFound, ValidationError
 from ciu.forecast import HistoricalAverageForecaster, load_forecaster
-from viz.settings import DashboardSettings
+from ciu.viz.settings import DashboardSettings
 
 if TYPE_CHECKING:
     from ciu.api_store import Role
@@ -87,36 +88,31 @@ def latest_hour(twin: Twin, variable: str) -> pd.Timestamp:
     return hour
 
 
-def publish_forecast(twin: Twin, *, variable: str, horizons: int = 12, threshold: float = 0.8,
+def publish_forecast(twin: Twin, *, variable: str, horizons: int = 12, threshold: float | None = None,
                      issued_at: datetime | None = None) -> dict[str, Any]:
-    """Forecast ``variable`` for every unit from its latest observed hour, store it and raise alerts above ``threshold``.
+    """Forecast ``variable`` for every unit from its latest observed hour, store it and raise its alerts.
 
     The forecaster is the champion of the newest trained model run of
     ``variable``, else the historical-average baseline. A trained champion
     forecasts no further than the horizons it was trained for, so ``horizons``
-    is cut to those. The forecast's model run names the trained run it came
-    from (``params["model_run"]``). Returns the run id, the model's name, the
+    is cut to those. Alerts follow the one alert rule
+    (:meth:`ciu.alerts.AlertRule.configured`, at ``threshold`` when given).
+    The forecast's model run names the trained run it came from
+    (``params["model_run"]``). Returns the run id, the model's name, the
     issue time and how many predictions and alerts were written.
     """
+    rule = AlertRule.configured(threshold)
     forecaster, name = load_forecaster(twin, variable)
     horizons = min(horizons, int(getattr(forecaster, "horizons", horizons)))
     issued = pd.Timestamp(issued_at) if issued_at is not None else latest_hour(twin, variable)
     frame = forecaster.forecast(twin, issued_at=issued.to_pydatetime(), horizons=horizons)
     frame = frame[frame["variable"] == variable]
-    params = {"horizons": horizons, "threshold": threshold, "variable": variable,
+    params = {"horizons": horizons, "threshold": rule.threshold, "critical": rule.critical, "variable": variable,
               "model_run": getattr(forecaster, "run_id", None)}
     run = twin.store.add_model_run(name=name, kind="forecast", params=params, data_hash=twin.store.data_hash(),
                                    status="trained")
     n_pred = twin.store.write_predictions(frame.assign(issued_at=issued), run_id=run)
-    hot = frame[(frame["risk"] >= threshold) & (frame["level"] != twin.levels[-1])]
-    alerts = pd.DataFrame({
-        "code": hot["code"], "kind": "crowding",
-        "severity": np.where(hot["risk"] >= min(1.0, threshold + 0.15), "critical", "warning"),
-        "time": hot["time"], "risk": hot["risk"], "threshold": threshold,
-        "message": [f"{variable} risk {r:.0%} expected in {lv} {c}" for r, lv, c in
-                    zip(hot["risk"], hot["level"], hot["code"])],
-    })
-    n_alerts = twin.store.write_alerts(alerts, run_id=run)
+    n_alerts = twin.store.write_alerts(rule.alerts(frame), run_id=run)
     return {"run_id": run, "model": name, "issued_at": issued, "predictions": n_pred, "alerts": n_alerts}
 
 
@@ -318,7 +314,7 @@ class DashboardData:
     # -- the model behind the forecasts --------------------------------------------------------
     def _trained_runs(self, runs: pd.DataFrame) -> pd.DataFrame:
         """The trained runs of the shown variable among ``runs``, oldest first."""
-        from models.runs import RUN_KINDS, run_target
+        from ciu.models.runs import RUN_KINDS, run_target
 
         trained = runs[runs["kind"].isin(RUN_KINDS) & (runs["status"] == "trained")]
         return trained[trained["params"].map(run_target) == self.settings.variable]
@@ -333,7 +329,7 @@ class DashboardData:
         traced to the newest trained run before them). With no forecasts stored
         it is the newest trained run, which would forecast next.
         """
-        from models.runs import RUN_KINDS
+        from ciu.models.runs import RUN_KINDS
 
         runs = self.twin.store.model_runs().set_index("id", drop=False)
         trained = self._trained_runs(runs)

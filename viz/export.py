@@ -21,8 +21,8 @@ import pandas as pd
 import shapely
 
 from ciu.errors import ConfigError, ValidationError
-from viz.deck import ramp_colors
-from viz.settings import default_js_dir
+from ciu.viz.deck import ramp_colors
+from ciu.viz.settings import default_js_dir
 
 if TYPE_CHECKING:
     from ciu.twin import Twin
@@ -41,7 +41,7 @@ def _when(twin: Twin, time: str | datetime | None) -> pd.Timestamp | None:
     if time is not None:
         ts = pd.Timestamp(time)
         return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    from viz.deck import busiest_hour
+    from ciu.viz.deck import busiest_hour
 
     try:
         return pd.Timestamp(busiest_hour(twin))

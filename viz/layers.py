@@ -13,7 +13,7 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
-from viz.deck import RAMP, ramp_colors
+from ciu.viz.deck import RAMP, ramp_colors
 
 #: a diverging ramp for differences (blue: fewer, grey: same, red: more)
 DIVERGING = np.array([[33, 102, 172], [103, 169, 207], [209, 229, 240], [200, 200, 200],

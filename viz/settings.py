@@ -31,6 +31,5 @@ class DashboardSettings(BaseSettings):
     horizons: int = Field(12, ge=1, le=168, description="forecast hours for scenarios")
     refresh_s: float = Field(30.0, gt=0, description="how often the pages reload data without a page reload")
     play_ms: int = Field(900, ge=100, description="time between steps of the playback")
-    alert_threshold: float = Field(0.8, gt=0, le=1, description="risk at which a forecast raises an alert")
     operator: str = Field("dashboard", description="name recorded when an alert is acknowledged")
     js_dir: Path = Field(default_factory=default_js_dir, description="node_modules with deck.gl, maplibre, cesium")

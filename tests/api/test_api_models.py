@@ -17,9 +17,9 @@ from ciu.api.app import create_app
 from ciu.api.settings import ApiSettings
 from ciu.api_store import ApiStore
 from ciu.twin import Twin
-from models.runs import predict_to_store, skill_table, train_on_twin
-from models.settings import ModelSettings
-from models.train import TrainConfig
+from ciu.models.runs import predict_to_store, skill_table, train_on_twin
+from ciu.models.settings import ModelSettings
+from ciu.models.train import TrainConfig
 
 MODELS = ("persistence", "seasonal_naive", "historical_average", "ridge_unit", "tower")
 K = 5
@@ -58,7 +58,7 @@ def trained(pg_server, city_template, tmp_path_factory) -> Iterator[TrainedWorld
             config = TrainConfig(history=6, horizons=3, hidden=8, epochs=1, max_val_samples=16, threads=1,
                                  progress=False)
             report = train_on_twin(twin, config, models=MODELS, settings=settings)
-            predict_to_store(twin, settings=settings)
+            predict_to_store(twin)
             _, token = ApiStore(twin.store.conn).create_key(name="viewer", role="viewer")
         yield TrainedWorld(url, report.run_id, legacy, other, report.metrics, {"X-API-Key": token})
     finally:

@@ -8,16 +8,16 @@ import pytest
 import torch
 
 from ciu.errors import ValidationError
-from models.baselines import (GradientBoosting, HistoricalAverage, Neural, Persistence, Ridge, SeasonalNaive,
+from ciu.models.baselines import (GradientBoosting, HistoricalAverage, Neural, Persistence, Ridge, SeasonalNaive,
                               from_state, roll_up)
-from models.champion import compete, load_forecaster
-from models.data import ExternalScaler, HierSeries, Level, Scaler, chronological_split, fit_stop
-from models.datasets import manhattan_districts, manhattan_flows, shared_data
-from models.graph import series_from_graph
-from models.inputs import Inputs
-from models.metrics import coverage
-from models.probabilistic import QUANTILES, Calibration, _logistic, band_factors, distribution, rolling, widen
-from models.train import TrainConfig
+from ciu.models.champion import compete, load_forecaster
+from ciu.models.data import ExternalScaler, HierSeries, Level, Scaler, chronological_split, fit_stop
+from ciu.models.datasets import manhattan_districts, manhattan_flows, shared_data
+from ciu.models.graph import series_from_graph
+from ciu.models.inputs import Inputs
+from ciu.models.metrics import coverage
+from ciu.models.probabilistic import QUANTILES, Calibration, _logistic, band_factors, distribution, rolling, widen
+from ciu.models.train import TrainConfig
 
 CONFIG = TrainConfig(history=6, horizons=2, hidden=8, lstm_hidden=4, epochs=2, threads=1, progress=False,
                      max_val_samples=32)

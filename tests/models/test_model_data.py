@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from ciu.errors import ValidationError
-from models.data import (HOLIDAY_CLASS, ExternalScaler, HierSeries, Level, Scaler, chronological_split, fit_stop,
+from ciu.models.data import (HOLIDAY_CLASS, ExternalScaler, HierSeries, Level, Scaler, chronological_split, fit_stop,
                          forward_filled, infer_step, issue_steps, target_index, window_index)
-from models.inputs import Inputs
-from models.metrics import metrics
-from models.train import TrainConfig, build_tower, loss_fn, unit_weights
+from ciu.models.inputs import Inputs
+from ciu.models.metrics import metrics
+from ciu.models.train import TrainConfig, build_tower, loss_fn, unit_weights
 
 
 def series_of(times: pd.DatetimeIndex, values: np.ndarray, *, timezone: str | None = None,

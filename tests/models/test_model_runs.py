@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from ciu.alerts import AlertRule
 from ciu.errors import NotFound, ValidationError
-from models.forecaster import FORECAST_COLUMNS, ChampionForecaster
-from models.runs import last_observed, predict_to_store, skill_table, train_on_twin
-from models.settings import ModelSettings
-from models.train import TrainConfig
+from ciu.models.forecaster import FORECAST_COLUMNS, ChampionForecaster
+from ciu.models.runs import last_observed, predict_to_store, skill_table, train_on_twin
+from ciu.models.settings import ModelSettings
+from ciu.models.train import TrainConfig
 
 CONFIG = TrainConfig(history=6, horizons=3, hidden=16, epochs=2, max_val_samples=16, seed=1, threads=1,
                      progress=False)
@@ -101,11 +102,11 @@ def test_overrides_change_the_inputs(city, trained):
 
 
 def test_predictions_quantiles_and_alerts_land_in_postgis(city, trained):
-    report, settings = trained
+    report, _ = trained
     frame = ChampionForecaster.load(city).forecast(city, issued_at=ISSUED, horizons=3)
     threshold = float(np.quantile(frame["risk"], 0.9))
-    settings = ModelSettings(dir=settings.dir, alert_threshold=max(threshold, 1e-6), critical_threshold=1.0)
-    run_id, n, k = predict_to_store(city, issued_at=ISSUED, settings=settings)
+    rule = AlertRule(threshold=max(threshold, 1e-6), critical=1.0)
+    run_id, n, k = predict_to_store(city, issued_at=ISSUED, rule=rule)
     assert run_id == report.run_id and n == len(frame)
     stored = city.store.predictions(run_id=run_id)
     assert len(stored) == len(frame) and set(stored["level"]) == set(city.levels)
@@ -113,17 +114,16 @@ def test_predictions_quantiles_and_alerts_land_in_postgis(city, trained):
     merged = stored.merge(frame, on=["code", "horizon"], suffixes=("", "_fc"))
     for column in ("value", "q10", "q50", "q90", "risk"):
         np.testing.assert_allclose(merged[column], merged[f"{column}_fc"], rtol=1e-6, atol=1e-9)
-    hot = frame[frame["risk"] >= settings.alert_threshold]
+    hot = frame[frame["risk"] >= rule.threshold]
     alerts = city.store.alerts()
     assert k == len(alerts) == len(hot.drop_duplicates(["code", "time"]))
     # idempotent: the same forecast again adds no alert and replaces the forecasts
-    assert predict_to_store(city, issued_at=ISSUED, settings=settings)[2] == 0
+    assert predict_to_store(city, issued_at=ISSUED, rule=rule)[2] == 0
     assert len(city.store.predictions(run_id=run_id)) == len(frame)
 
 
 def test_default_issue_time_is_the_last_observation(city, trained):
-    _, settings = trained
-    run_id, _, _ = predict_to_store(city, settings=settings)
+    run_id, _, _ = predict_to_store(city)
     stored = city.store.predictions(run_id=run_id)
     assert (stored["issued_at"] == last_observed(city, "people")).all()
     assert (stored["time"] == stored["issued_at"] + pd.to_timedelta(stored["horizon"], unit="h")).all()

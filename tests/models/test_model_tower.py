@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from ciu.errors import UnknownVariable
-from models.baselines import Neural, roll_up
-from models.data import chronological_split, fit_stop
-from models.graph import build_graph, series_from_graph
-from models.inputs import Inputs
-from models.train import (Plan, TrainConfig, build_tower, fit, forward, loss_fn, predict, seed_everything, thin,
+from ciu.models.baselines import Neural, roll_up
+from ciu.models.data import chronological_split, fit_stop
+from ciu.models.graph import build_graph, series_from_graph
+from ciu.models.inputs import Inputs
+from ciu.models.train import (Plan, TrainConfig, build_tower, fit, forward, loss_fn, predict, seed_everything, thin,
                           unit_weights, validation_loss)
 
 CONFIG = TrainConfig(history=6, horizons=3, hidden=16, lstm_hidden=8, epochs=4, batch_size=8, lr=5e-3, patience=10,
@@ -26,7 +26,7 @@ def series(city):
 
 @pytest.fixture
 def setup(series):
-    from models.data import ExternalScaler, Scaler
+    from ciu.models.data import ExternalScaler, Scaler
 
     split = chronological_split(series, history=CONFIG.history, horizons=CONFIG.horizons)
     stop = fit_stop(split, CONFIG.horizons)

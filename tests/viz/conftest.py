@@ -11,7 +11,7 @@ import pytest
 
 from bench.common import in_background
 from ciu.twin import Twin
-from viz.data import publish_forecast
+from ciu.viz.data import publish_forecast
 
 #: low enough that the tiny city raises alerts in its forecast hours
 THRESHOLD = 0.3
@@ -30,15 +30,15 @@ def quick_training(twin: Twin, folder: Path, *, predict: bool) -> int:
 
     Returns the training run's id.
     """
-    from models.runs import predict_to_store, train_on_twin
-    from models.settings import ModelSettings
-    from models.train import TrainConfig
+    from ciu.models.runs import predict_to_store, train_on_twin
+    from ciu.models.settings import ModelSettings
+    from ciu.models.train import TrainConfig
 
     settings = ModelSettings(dir=folder)
     config = TrainConfig(history=6, horizons=3, hidden=8, epochs=1, max_val_samples=16, threads=1, progress=False)
     report = train_on_twin(twin, config, models=MODELS, settings=settings)
     if predict:
-        predict_to_store(twin, run_id=report.run_id, settings=settings)
+        predict_to_store(twin, run_id=report.run_id)
     return report.run_id
 
 

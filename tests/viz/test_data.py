@@ -9,8 +9,8 @@ import pytest
 from ciu.api_store import ApiStore
 from ciu.errors import ConfigError, Forbidden
 from tests.viz.conftest import quick_training
-from viz.data import DashboardData, latest_hour, publish_forecast
-from viz.settings import DashboardSettings
+from ciu.viz.data import DashboardData, latest_hour, publish_forecast
+from ciu.viz.settings import DashboardSettings
 
 
 def test_published_forecast_follows_history(city, published):

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from viz.data import run_skill
-from viz.figures import card_rows, forecast_band, kpis, scenario_numbers, scenario_overrides, series_figure, skill_rows
-from viz.layers import NO_CAPACITY, density_colors, difference_colors, floor_layer, frame_payload, unit_layer, view_of
+from ciu.viz.data import run_skill
+from ciu.viz.figures import card_rows, forecast_band, kpis, scenario_numbers, scenario_overrides, series_figure, skill_rows
+from ciu.viz.layers import NO_CAPACITY, density_colors, difference_colors, floor_layer, frame_payload, unit_layer, view_of
 
 
 def test_floors_sit_at_their_height(city):

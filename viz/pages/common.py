@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from dash import dcc, html
 
-from viz.data import DashboardData, LevelFrame
-from viz.layers import base_layers, floor_layer, frame_payload, ramp_css, unit_layer, view_of
+from ciu.viz.data import DashboardData, LevelFrame
+from ciu.viz.layers import base_layers, floor_layer, frame_payload, ramp_css, unit_layer, view_of
 
 
 def time_label(times: list[str], n_history: int, step: int | None) -> str:

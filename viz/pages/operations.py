@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
-from viz.data import DashboardData
-from viz.figures import kpis, series_figure, skill_rows
-from viz.ids import Id
-from viz.pages.common import (as_matrix, base_map, kpi_cards, level_payload, map_panel, register_playback,
+from ciu.viz.data import DashboardData
+from ciu.viz.figures import kpis, series_figure, skill_rows
+from ciu.viz.ids import Id
+from ciu.viz.pages.common import (as_matrix, base_map, kpi_cards, level_payload, map_panel, register_playback,
                               rows_table, slider_marks, time_controls, time_label)
 
 PATH = "/"
@@ -87,7 +87,7 @@ def _alert_rows(frame: pd.DataFrame) -> list[html.Div] | html.Div:
 
 def register(app: Dash, data: DashboardData) -> None:
     """Register the page and its callbacks on ``app``."""
-    dash.register_page("viz.pages.operations", path=PATH, name="Operations", title="CIU Twin · operations",
+    dash.register_page("ciu.viz.pages.operations", path=PATH, name="Operations", title="CIU Twin · operations",
                        order=0, layout=lambda **kw: layout(data, **kw))
 
     @app.callback(Output(Id.OPS_LEVEL, "value"), Output(Id.OPS_WITHIN, "data"),

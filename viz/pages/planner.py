@@ -10,11 +10,11 @@ import pandas as pd
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from ciu.errors import CiuError
-from viz.data import DashboardData
-from viz.figures import card_rows, scenario_numbers, scenario_overrides, skill_rows
-from viz.ids import Id
-from viz.layers import difference_payload, floor_layer, view_of
-from viz.pages.common import (base_map, level_payload, map_panel, register_playback, rows_table, slider_marks,
+from ciu.viz.data import DashboardData
+from ciu.viz.figures import card_rows, scenario_numbers, scenario_overrides, skill_rows
+from ciu.viz.ids import Id
+from ciu.viz.layers import difference_payload, floor_layer, view_of
+from ciu.viz.pages.common import (base_map, level_payload, map_panel, register_playback, rows_table, slider_marks,
                               time_controls, time_label)
 
 PATH = "/planner"
@@ -104,7 +104,7 @@ def numbers_table(nums: dict[str, Any], *, model: str, variable: str, unit: str)
 
 def register(app: Dash, data: DashboardData) -> None:
     """Register the page and its callbacks on ``app``."""
-    dash.register_page("viz.pages.planner", path=PATH, name="Planner", title="CIU Twin · planner", order=1,
+    dash.register_page("ciu.viz.pages.planner", path=PATH, name="Planner", title="CIU Twin · planner", order=1,
                        layout=lambda **kw: layout(data, **kw))
     bottom = data.bottom_level
 
