@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from ciu.clock import utc
 from ciu.errors import ConfigError, UnknownUnit, ValidationError
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def check_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
             raise ValidationError("people must be a finite number ≥ 0", field="event.people")
         if hours < 1:
             raise ValidationError("hours must be ≥ 1", field="event.hours")
-        out["event"] = {"code": str(ev["code"]), "time": _utc(ev["time"]), "people": people, "hours": hours}
+        out["event"] = {"code": str(ev["code"]), "time": utc(ev["time"]), "people": people, "hours": hours}
     if out.get("closure") is not None:
         if "code" not in out["closure"]:
             raise ValidationError("closure needs 'code'", field="closure.code")
@@ -95,11 +96,6 @@ def check_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
                           "rain": None if rain is None else float(rain)}
     out["holiday"] = bool(out.get("holiday") or False)
     return out
-
-
-def _utc(value: Any) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 @dataclass
@@ -214,7 +210,7 @@ class HistoricalAverageForecaster:
             self.fit(twin)
         fit = self._fit
         assert fit is not None
-        issued = _utc(issued_at).floor("h")
+        issued = utc(issued_at).floor("h")
         times = pd.DatetimeIndex([issued + pd.Timedelta(hours=h) for h in range(1, horizons + 1)])
         local = times.tz_convert(fit["tz"])
         holiday = np.array([d in fit["holidays"] for d in local.date])

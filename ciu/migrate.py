@@ -2,6 +2,10 @@
 
 Migrations live in ``ciu/migrations/NNN_name.sql`` and are applied in order,
 each in its own transaction, under an advisory lock. Re-running is a no-op.
+They are the history; the current schema, one file per concern, is in
+``ciu/schema/*.sql`` (units and the tree rule, observations, forecasts, access),
+and a test checks that a fresh migration builds exactly that schema: a new
+migration changes the sources in the same commit.
 """
 
 from __future__ import annotations

@@ -20,9 +20,11 @@ import pandas as pd
 import shapely
 import xarray as xr
 
+from ciu.clock import utc
 from ciu.errors import ValidationError
 from ciu.settings import DatabaseSettings
-from ciu.store import LoadReport, SourceRecord, Store, Variable
+from ciu.domain import LoadReport, SourceRecord, Variable
+from ciu.store import Store
 
 
 @dataclass
@@ -67,10 +69,7 @@ class Unit:
 def _to_datetime(value: datetime | str | None) -> datetime | None:
     if value is None:
         return None
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is None:
-        ts = ts.tz_localize("UTC")
-    return ts.to_pydatetime()
+    return utc(value).to_pydatetime()
 
 
 class Twin:

@@ -34,11 +34,11 @@ from pyproj import CRS
 from typing import TYPE_CHECKING
 
 from ciu.errors import ConfigError, ValidationError
-from ciu.store import Variable
+from ciu.domain import Variable
 from ciu.ingest.hierarchy import assign_by_overlap, assign_by_point, code_key, floors_from_buildings, h3_cells
 
 if TYPE_CHECKING:
-    from ciu.store import LoadReport
+    from ciu.domain import LoadReport
     from ciu.twin import Twin
 
 GENERATOR_VERSION = "1"
@@ -379,7 +379,7 @@ def build_sample(
     Loading the same configuration twice is a no-op: the source (config hash
     plus generator version) is recognised and nothing is written again.
     """
-    from ciu.store import LoadReport
+    from ciu.domain import LoadReport
 
     store = twin.store
     sha = cfg.sha256()

@@ -15,7 +15,7 @@ import geopandas as gpd
 import pandas as pd
 
 from ciu.errors import ValidationError
-from ciu.store import LoadReport
+from ciu.domain import LoadReport
 from ciu.ingest.base import Layer, Loader, Series, file_sha256
 from ciu.ingest.builder import LevelLayer, build_hierarchy, floor_units
 from ciu.ingest.pipeline import SourceInfo, load_series, load_unit_frame

@@ -37,7 +37,7 @@ import pandas as pd
 import shapely
 
 from ciu.errors import ValidationError
-from ciu.store import LoadReport, Variable
+from ciu.domain import LoadReport, Variable
 from ciu.ingest.arrays import ArrayLoader, ArrayMapping
 from ciu.ingest.base import file_sha256
 from ciu.ingest.builder import LevelLayer, build_hierarchy, floor_units

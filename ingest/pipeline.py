@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ciu.errors import ValidationError
-from ciu.store import LoadReport
+from ciu.domain import LoadReport
 from ciu.ingest.base import Series
 
 if TYPE_CHECKING:

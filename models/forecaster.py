@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ciu.clock import utc
 from ciu.errors import NotFound, ValidationError
 from ciu.forecast import check_overrides
 from ciu.models.baselines import Forecaster, roll_up
@@ -52,11 +53,6 @@ if TYPE_CHECKING:
 
 #: the columns of a forecast frame
 FORECAST_COLUMNS = ["code", "level", "variable", "horizon", "time", "value", "q10", "q50", "q90", "risk"]
-
-
-def _utc(value: datetime | str | pd.Timestamp) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 class ChampionForecaster:
@@ -103,7 +99,7 @@ class ChampionForecaster:
 
     def issue_time(self, issued_at: datetime | str | pd.Timestamp) -> pd.Timestamp:
         """``issued_at`` in UTC, on the model's step."""
-        return _utc(issued_at).floor(self.step)
+        return utc(issued_at).floor(self.step)
 
     def lookback(self) -> int:
         """Steps before the issue step that the inputs reach (input window and seasonal lags)."""

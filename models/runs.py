@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from ciu.alerts import AlertRule
+from ciu.clock import utc
 from ciu.errors import NotFound, ValidationError
 from ciu.skill import FORECAST_KINDS, skill_rows
 from ciu.models.champion import DEFAULT_MODELS, Competition, compete
@@ -185,8 +186,7 @@ def predict_to_store(twin: Twin, *, issued_at: datetime | None = None, horizons:
     """
     rule = rule or AlertRule.configured()
     fc = ChampionForecaster.load(twin, run_id, target=target)
-    issued = pd.Timestamp(issued_at if issued_at is not None else last_observed(twin, fc.target))
-    issued = issued.tz_localize("UTC") if issued.tzinfo is None else issued.tz_convert("UTC")
+    issued = utc(issued_at if issued_at is not None else last_observed(twin, fc.target))
     frame = fc.forecast(twin, issued_at=issued.to_pydatetime(), horizons=horizons or fc.horizons)
     if frame.empty:
         raise ValidationError("the forecast is empty", field="issued_at")

@@ -23,7 +23,7 @@ from ciu.api.settings import ApiSettings
 from ciu.api_store import ApiStore
 from ciu.errors import ValidationError
 from ciu.forecast import HistoricalAverageForecaster, forecast_variable, load_forecaster
-from ciu.store import Variable
+from ciu.domain import Variable
 from ciu.twin import Twin
 from ciu.models.graph import build_graph, target_levels
 from ciu.models.runs import last_observed, predict_to_store, train_on_twin, training_window

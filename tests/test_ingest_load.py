@@ -8,7 +8,7 @@ import pytest
 import shapely
 
 from ciu.errors import ConflictError
-from ciu.store import Variable
+from ciu.domain import Variable
 from ciu.ingest.base import file_sha256, loader_for
 from ciu.ingest.cityjson import CityJSONLoader
 from ciu.ingest.generic import ingest_file, load_layer

@@ -13,7 +13,7 @@ import shapely
 
 from ciu.errors import CiuError, ConflictError, DuplicateError, HierarchyError, UnknownLevel, ValidationError
 from ciu.migrate import applied, available, migrate
-from ciu.store import Variable
+from ciu.domain import Variable
 from tests.conftest import fingerprint
 
 SQUARE = shapely.box(5.0, 52.0, 5.01, 52.01)

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ciu.alerts import AlertRule
+from ciu.clock import utc
 from ciu.errors import ConfigError, Forbidden, NotFound, ValidationError
 from ciu.forecast import HistoricalAverageForecaster, load_forecaster
 from ciu.viz.settings import DashboardSettings
@@ -389,8 +390,7 @@ class DashboardData:
         if "building" in levels:
             while building.parent_code is not None and levels.index(building.level) < levels.index("building"):
                 building = self.twin.unit(building.parent_code, include_restricted=bool(role.restricted_attrs))
-        when = pd.Timestamp(time) if time is not None else self.now()
-        when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+        when = utc(time if time is not None else self.now())
         restricted = building.restricted or {}
         visible = {k: v for k, v in restricted.items() if role.allows(k)}
         battrs = building.attrs or {}

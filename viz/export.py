@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from ciu.clock import utc
 from ciu.errors import ConfigError, ValidationError
 from ciu.viz.deck import ramp_colors
 from ciu.viz.settings import default_js_dir
@@ -39,8 +40,7 @@ def _people_at(twin: Twin, level: str, when: pd.Timestamp | None, variable: str 
 
 def _when(twin: Twin, time: str | datetime | None) -> pd.Timestamp | None:
     if time is not None:
-        ts = pd.Timestamp(time)
-        return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        return utc(time)
     from ciu.viz.deck import busiest_hour
 
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ciu.store import Variable
+from ciu.domain import Variable
 
 
 def is_count(var: Variable) -> bool:

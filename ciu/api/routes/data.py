@@ -15,6 +15,7 @@ from ciu.api.deps import VARIABLE_DEFAULT, Ctx
 from ciu.api.features import check_level
 from ciu.api.privacy import is_count, public_counts, public_forecasts
 from ciu.api.schemas import Alert, PredictionPage, Risk, Series
+from ciu.clock import utc_or_none
 from ciu.errors import NotFound, ValidationError
 from ciu.forecast import forecast_variable
 from ciu.store import QUANTILE_COLUMNS
@@ -22,13 +23,6 @@ from ciu.store import QUANTILE_COLUMNS
 router = APIRouter()
 
 MAX_POINTS = 20_000
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    ts = pd.Timestamp(value)
-    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
 
 
 @router.get("/units/{code:path}/series", response_model=Series, tags=["series"],
@@ -45,7 +39,7 @@ def series(
     unit = ctx.store.unit_row(code)
     variable = variable or forecast_variable(ctx.twin)
     var = ctx.store.variable(variable)
-    start, end = _utc(start), _utc(end)
+    start, end = utc_or_none(start), utc_or_none(end)
     if start is not None and end is not None and start >= end:
         raise ValidationError("start must be before end", field="start")
     if source == "observed":
@@ -99,7 +93,7 @@ def predictions(
         if variable is not None:
             ctx.store.variable(variable)
         return ctx.api.predictions_json(variable=variable, codes=code, level=level, run_id=run_id, horizon=horizon,
-                                        issued_at=_utc(issued_at), scenario=scenario, limit=limit, offset=offset,
+                                        issued_at=utc_or_none(issued_at), scenario=scenario, limit=limit, offset=offset,
                                         **privacy)
 
     # stored forecasts change when a run writes them, not per call: the same question within
@@ -180,9 +174,7 @@ def alerts(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[dict]:
     check_level(ctx, level)
-    frame = ctx.store.alerts(open_only=open, codes=code, level=level, limit=limit if severity is None else 10_000)
-    if severity is not None:
-        frame = frame[frame["severity"] == severity].head(limit)
+    frame = ctx.store.alerts(open_only=open, codes=code, level=level, severity=severity, limit=limit)
     rows = _alert_rows(frame)
     ctx.audit(units=len(rows))
     return rows
@@ -193,8 +185,7 @@ def alerts(
 def acknowledge(ctx: Ctx, alert_id: Annotated[int, Path(ge=1, le=2**62)]) -> dict:
     ctx.who.require("acknowledge")
     ctx.store.acknowledge_alert(alert_id, by=ctx.who.label)
-    frame = ctx.store.alerts(limit=1_000_000)
-    frame = frame[frame["id"] == alert_id]
+    frame = ctx.store.alerts(ids=[alert_id], limit=1)
     if frame.empty:
         raise NotFound(f"no alert with id {alert_id}")
     ctx.audit(units=1)

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from ciu.api.deps import Ctx
 from ciu.api.privacy import is_count, public_counts
 from ciu.api.schemas import ScenarioRequest, ScenarioResult
+from ciu.clock import utc
 from ciu.errors import TimeLimitExceeded, ValidationError
 from ciu.forecast import HistoricalAverageForecaster, forecast_variable, load_forecaster
 from ciu.store import Store
@@ -75,8 +76,7 @@ class ScenarioRunner:
 
 def _issued_at(twin: Twin, req: ScenarioRequest, variable: str) -> pd.Timestamp:
     if req.issued_at is not None:
-        ts = pd.Timestamp(req.issued_at)
-        return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).floor("h")
+        return utc(req.issued_at).floor("h")
     hour = twin.last_observed_hour(variable)
     if hour is None:
         raise ValidationError(f"the twin holds no observations of {variable!r} to forecast from", field="issued_at")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-import pandas as pd
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 from ciu.api.deps import VARIABLE_DEFAULT, Ctx
+from ciu.clock import utc_or_none
 from ciu.errors import ValidationError
 from ciu.forecast import forecast_variable
 
@@ -35,9 +35,7 @@ def tile(
 ) -> Response:
     if x >= 2**z or y >= 2**z:
         raise ValidationError(f"tile {z}/{x}/{y} does not exist (x and y must be below {2**z})", field="x")
-    if time is not None:
-        ts = pd.Timestamp(time)
-        time = (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+    time = utc_or_none(time)
     allowed = list(ctx.who.role.restricted_attrs)
     variable = variable or ctx.reused(("variable",), lambda: forecast_variable(ctx.twin))
     context = ctx.reused(("context", level, variable),

@@ -1,0 +1,229 @@
+"""Forecasts: model runs, stored predictions and alerts.
+
+The only module that writes the SQL of these tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from psycopg import sql
+
+from ciu import pgcopy
+from ciu.errors import NotFound, ValidationError
+from ciu.skill import FORECAST_KINDS
+from ciu.store.base import PREDICTION_COLUMNS, QUANTILE_COLUMNS, StoreBase, _frame, _json_default, pg_micros
+
+
+class Forecasts(StoreBase):
+    """Forecasts: model runs, stored predictions and alerts."""
+
+    def add_model_run(
+        self, *, name: str, kind: str = "tower", params: dict[str, Any] | None = None, data_hash: str | None = None,
+        code_version: str | None = None, metrics: dict[str, Any] | None = None, checkpoint: str | None = None,
+        status: str = "trained",
+    ) -> int:
+        """Record a model run (hyper-parameters, data hash, metrics, code version); returns its id."""
+        row = self.conn.execute(
+            "INSERT INTO ciu.model_run (name, kind, params, data_hash, code_version, metrics, checkpoint, status)"
+            " VALUES (%s, %s, %s::jsonb, %s, %s, %s::jsonb, %s, %s) RETURNING id",
+            (name, kind, json.dumps(params or {}, default=_json_default), data_hash, code_version,
+             json.dumps(metrics or {}, default=_json_default), checkpoint, status),
+        ).fetchone()
+        return int(row[0])  # type: ignore[index]
+
+    def update_model_run(self, run_id: int, *, metrics: dict[str, Any] | None = None, checkpoint: str | None = None,
+                         status: str | None = None, name: str | None = None) -> None:
+        self.conn.execute(
+            "UPDATE ciu.model_run SET metrics = coalesce(%s::jsonb, metrics), checkpoint = coalesce(%s, checkpoint),"
+            " status = coalesce(%s, status), name = coalesce(%s, name) WHERE id = %s",
+            (json.dumps(metrics, default=_json_default) if metrics is not None else None, checkpoint, status, name,
+             run_id),
+        )
+
+    def newest_run(self, *, target: str | None = None, kinds: Sequence[str] = FORECAST_KINDS) -> dict[str, Any] | None:
+        """The newest trained model run of one of ``kinds`` with a checkpoint, of ``target`` when given.
+
+        The one rule for "the newest run" (``id, kind, target, checkpoint``);
+        runs recorded before targets were stored forecast ``people``.
+        """
+        row = self.conn.execute(
+            "SELECT id, kind, coalesce(nullif(params->>'target', ''), 'people'), checkpoint FROM ciu.model_run"
+            " WHERE kind = ANY(%(kinds)s) AND status = 'trained' AND checkpoint IS NOT NULL"
+            " AND (%(target)s::text IS NULL OR coalesce(nullif(params->>'target', ''), 'people') = %(target)s)"
+            " ORDER BY id DESC LIMIT 1", {"kinds": list(kinds), "target": target}).fetchone()
+        return None if row is None else dict(zip(("id", "kind", "target", "checkpoint"), row))
+
+    def newest_target(self) -> str | None:
+        """The target variable of the newest trained model run (:meth:`newest_run`), if any."""
+        run = self.newest_run()
+        return None if run is None else str(run["target"])
+
+    def model_runs(self) -> pd.DataFrame:
+        rows = self.conn.execute(
+            "SELECT id, name, kind, created_at, status, params, data_hash, code_version, metrics, checkpoint"
+            " FROM ciu.model_run ORDER BY id").fetchall()
+        return pd.DataFrame(rows, columns=["id", "name", "kind", "created_at", "status", "params", "data_hash",
+                                           "code_version", "metrics", "checkpoint"])
+
+    def write_predictions(self, frame: pd.DataFrame, *, run_id: int, scenario: str = "baseline") -> int:
+        """Store forecasts (columns ``code, variable, issued_at, horizon, time, value`` and optional ``risk``).
+
+        One transaction; a forecast already stored for the same run, scenario,
+        unit, variable, issue time and horizon is replaced.
+        """
+        need = ["code", "variable", "issued_at", "horizon", "time", "value"]
+        missing = [c for c in need if c not in frame.columns]
+        if missing:
+            raise ValidationError(f"missing columns {missing}", field=missing[0])
+        if frame.empty:
+            return 0
+        values = frame["value"].to_numpy(dtype=float)
+        if not np.isfinite(values).all():
+            i = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise ValidationError("forecast value is not finite", row=i, field="value")
+        risk = frame["risk"].to_numpy(dtype=float) if "risk" in frame.columns else np.full(len(frame), np.nan)
+        quantiles = {q: frame[q].to_numpy(dtype=float) if q in frame.columns else np.full(len(frame), np.nan)
+                     for q in QUANTILE_COLUMNS}
+        ids = self.unit_ids(pd.unique(frame["code"].astype(str)))
+        unit_id = frame["code"].astype(str).map(ids)
+        if unit_id.isna().any():
+            i = int(np.flatnonzero(unit_id.isna().to_numpy())[0])
+            raise ValidationError(f"unit {frame['code'].iloc[i]!r} is not in the twin", row=i, field="code")
+        var_ids = {v: self._variable_id(v) for v in pd.unique(frame["variable"])}
+        columns = [
+            pgcopy.fixed(unit_id.to_numpy(dtype=np.int64), "int8"),
+            pgcopy.fixed(frame["variable"].map(var_ids).to_numpy(dtype=np.int16), "int2"),
+            pgcopy.fixed(pg_micros(frame["issued_at"]), "timestamptz"),
+            pgcopy.fixed(frame["horizon"].to_numpy(dtype=np.int32), "int4"),
+            pgcopy.fixed(pg_micros(frame["time"]), "timestamptz"),
+            pgcopy.fixed(values, "float8"),
+            pgcopy.fixed(risk, "float8", null=np.isnan(risk)),
+            *(pgcopy.fixed(q, "float8", null=np.isnan(q)) for q in quantiles.values()),
+        ]
+        with self.transaction():
+            self.conn.execute(
+                "CREATE TEMP TABLE pred_stage (unit_id bigint, variable_id smallint, issued_at timestamptz,"
+                " horizon int, time timestamptz, value float8, risk float8, q10 float8, q50 float8, q90 float8)"
+                " ON COMMIT DROP")
+            pgcopy.copy_in(self.conn, "COPY pred_stage FROM STDIN (FORMAT BINARY)", [columns])
+            cur = self.conn.execute(
+                "INSERT INTO ciu.prediction (run_id, scenario, unit_id, variable_id, issued_at, horizon, time, value,"
+                " risk, q10, q50, q90)"
+                " SELECT %(run)s, %(scenario)s, unit_id, variable_id, issued_at, horizon, time, value, risk, q10, q50,"
+                " q90 FROM pred_stage"
+                " ON CONFLICT (run_id, scenario, variable_id, unit_id, issued_at, horizon)"
+                " DO UPDATE SET value = excluded.value, risk = excluded.risk, time = excluded.time,"
+                " q10 = excluded.q10, q50 = excluded.q50, q90 = excluded.q90",
+                {"run": run_id, "scenario": scenario},
+            )
+        return cur.rowcount
+
+    def predictions(
+        self, *, variable: str | None = None, codes: Sequence[str] | None = None, level: str | None = None,
+        run_id: int | None = None, horizon: int | None = None, issued_at: datetime | None = None,
+        start: datetime | None = None, end: datetime | None = None, scenario: str = "baseline",
+        limit: int | None = None, offset: int = 0,
+    ) -> pd.DataFrame:
+        """Stored forecasts as ``run_id, code, level, variable, issued_at, horizon, time, value, risk, q10, q50, q90``.
+
+        Without ``run_id`` the newest run with forecasts (of ``variable`` when
+        given) is used; without ``issued_at`` its latest issue time.
+        """
+        if run_id is None:
+            vid = self._variable_id(variable) if variable is not None else None
+            row = self.conn.execute(
+                "SELECT max(run_id) FROM ciu.prediction WHERE scenario = %s"
+                " AND (%s::smallint IS NULL OR variable_id = %s::smallint)", (scenario, vid, vid)).fetchone()
+            run_id = row[0] if row else None  # type: ignore[index]
+            if run_id is None:
+                return pd.DataFrame(columns=PREDICTION_COLUMNS)
+        where = [sql.SQL("p.run_id = %(run)s"), sql.SQL("p.scenario = %(scenario)s")]
+        params: dict[str, Any] = {"run": run_id, "scenario": scenario, "offset": int(offset)}
+        if issued_at is None:
+            where.append(sql.SQL("p.issued_at = (SELECT max(issued_at) FROM ciu.prediction"
+                                 " WHERE run_id = %(run)s AND scenario = %(scenario)s)"))
+        else:
+            where.append(sql.SQL("p.issued_at = %(issued)s"))
+            params["issued"] = issued_at
+        if variable is not None:
+            where.append(sql.SQL("p.variable_id = %(vid)s"))
+            params["vid"] = self._variable_id(variable)
+        if horizon is not None:
+            where.append(sql.SQL("p.horizon = %(h)s"))
+            params["h"] = int(horizon)
+        more, more_params = self._unit_time_filters("p", level=level, codes=codes, start=start, end=end)
+        where += more
+        params.update(more_params)
+        query = sql.SQL(
+            "SELECT p.run_id, u.code, u.level, v.name, p.issued_at, p.horizon, p.time, p.value, p.risk, p.q10, p.q50,"
+            " p.q90 FROM ciu.prediction p JOIN ciu.unit u ON u.id = p.unit_id JOIN ciu.variable v ON v.id = p.variable_id"
+            " WHERE {} ORDER BY u.code, v.name, p.horizon {} OFFSET %(offset)s"
+        ).format(sql.SQL(" AND ").join(where), sql.SQL("LIMIT %(limit)s") if limit is not None else sql.SQL(""))
+        if limit is not None:
+            params["limit"] = int(limit)
+        frame = _frame(self.conn, query, params, PREDICTION_COLUMNS)
+        frame["issued_at"] = pd.to_datetime(frame["issued_at"], utc=True)
+        return frame
+
+    def write_alerts(self, frame: pd.DataFrame, *, run_id: int | None) -> int:
+        """Raise alerts (columns ``code, kind, severity, time, risk, threshold, message``); repeats are ignored."""
+        if frame.empty:
+            return 0
+        ids = self.unit_ids(pd.unique(frame["code"].astype(str)))
+        n = 0
+        with self.transaction():
+            for r in frame.itertuples(index=False):
+                if r.code not in ids:
+                    raise ValidationError(f"unit {r.code!r} is not in the twin", row=r.code, field="code")
+                cur = self.conn.execute(
+                    "INSERT INTO ciu.alert (run_id, unit_id, kind, severity, time, risk, threshold, message)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, unit_id, kind, time) DO NOTHING",
+                    (run_id, ids[r.code], r.kind, r.severity, r.time, float(r.risk), float(r.threshold), r.message),
+                )
+                n += cur.rowcount
+        return n
+
+    def alerts(self, *, open_only: bool = False, codes: Sequence[str] | None = None, level: str | None = None,
+               severity: str | None = None, ids: Sequence[int] | None = None, limit: int = 1000) -> pd.DataFrame:
+        """Alerts, newest first, filtered in SQL (open only, units, level, severity, alert ids)."""
+        where = [sql.SQL("TRUE")]
+        params: dict[str, Any] = {"limit": int(limit)}
+        if open_only:
+            where.append(sql.SQL("a.acknowledged_at IS NULL"))
+        if severity is not None:
+            where.append(sql.SQL("a.severity = %(severity)s"))
+            params["severity"] = severity
+        if ids is not None:
+            where.append(sql.SQL("a.id = ANY(%(ids)s)"))
+            params["ids"] = [int(i) for i in ids]
+        if codes is not None:
+            where.append(sql.SQL("u.code = ANY(%(codes)s)"))
+            params["codes"] = list(codes)
+        if level is not None:
+            self.rank(level)
+            where.append(sql.SQL("u.level = %(level)s"))
+            params["level"] = level
+        query = sql.SQL(
+            "SELECT a.id, a.run_id, u.code, u.level, a.kind, a.severity, a.time, a.issued_at, a.risk, a.threshold,"
+            " a.message, a.acknowledged_at, a.acknowledged_by FROM ciu.alert a JOIN ciu.unit u ON u.id = a.unit_id"
+            " WHERE {} ORDER BY a.time DESC, a.risk DESC NULLS LAST, a.id LIMIT %(limit)s"
+        ).format(sql.SQL(" AND ").join(where))
+        rows = self.conn.execute(query, params).fetchall()
+        return pd.DataFrame(rows, columns=["id", "run_id", "code", "level", "kind", "severity", "time", "issued_at",
+                                           "risk", "threshold", "message", "acknowledged_at", "acknowledged_by"])
+
+    def acknowledge_alert(self, alert_id: int, *, by: str) -> None:
+        """Mark an alert acknowledged (idempotent: the first acknowledgement is kept)."""
+        with self.transaction():
+            row = self.conn.execute(
+                "UPDATE ciu.alert SET acknowledged_at = coalesce(acknowledged_at, now()),"
+                " acknowledged_by = coalesce(acknowledged_by, %s) WHERE id = %s RETURNING id", (by, alert_id)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no alert with id {alert_id}")
