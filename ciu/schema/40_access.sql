@@ -57,13 +57,9 @@ CREATE TABLE ciu.api_usage (
 );
 COMMENT ON TABLE ciu.api_usage IS 'Calls per key, endpoint (route template) and day.';
 
--- Published counts are computed on every forecast and tile read. The function of
--- 003 drew its noise in a sub-select, which keeps the planner from inlining it:
--- each call ran through the SQL-function executor (tens of microseconds a row).
--- The noise now comes from its own function, reached only when noise applies, so
--- api_public_count is a plain CASE expression the planner inlines into the query.
--- Same rules as before: counts above 0 and below k withheld, Laplace noise of
--- scale 1/epsilon otherwise (clipped at 0), exact values for exact roles.
+-- Laplace noise of scale ``scale``, in its own function so that api_public_count
+-- stays a plain CASE expression the planner inlines into every forecast and
+-- tile query (the noise is drawn only where it applies).
 CREATE FUNCTION ciu.laplace_noise(scale double precision)
 RETURNS double precision LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
     SELECT -scale * sign(u) * ln(greatest(1e-12, 1.0 - 2.0 * abs(u))) FROM (SELECT random() - 0.5 AS u) AS draw
@@ -72,6 +68,7 @@ $$;
 -- Privacy of published counts: for callers without exact access, counts above 0
 -- and below k are withheld (NULL) and the rest get Laplace noise of scale
 -- 1/epsilon (a count has sensitivity 1), clipped at 0. epsilon NULL or <= 0: no noise.
+-- The SQL twin of ciu.api.privacy.public_counts; a test holds the two together.
 CREATE FUNCTION ciu.api_public_count(v double precision, exact boolean, k double precision,
                                                 epsilon double precision)
 RETURNS double precision LANGUAGE sql VOLATILE PARALLEL SAFE AS $$

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.test_notebooks import NOTEBOOKS, run_notebook
+from tests.notebooks.test_notebooks import NOTEBOOKS, run_notebook
 
 
 def test_views_notebook(city_url, city, monkeypatch):

@@ -11,7 +11,7 @@ from ciu.twin import Twin
 from ciu.ingest.nyc import build_nyc
 from tests.conftest import SHARED_DATA
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_manhattan.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "02_manhattan.ipynb"
 
 
 def test_manhattan_notebook_executes(db_url, monkeypatch, tmp_path):

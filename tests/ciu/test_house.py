@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: where each part of the namespace lives in the checkout
 FOLDERS = {"ciu": "ciu", "ciu.ingest": "ingest", "ciu.models": "models", "ciu.viz": "viz"}
 #: (height, layer, module prefixes); the longest matching prefix decides

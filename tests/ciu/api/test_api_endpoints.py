@@ -7,7 +7,7 @@ import time
 import mapbox_vector_tile
 import pandas as pd
 import shapely
-from tests.api.conftest import ApiWorld, as_role, tile_of
+from tests.ciu.api.conftest import ApiWorld, as_role, tile_of
 
 from ciu.twin import Twin
 

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def run_notebook(path: Path, env_url: str, monkeypatch: pytest.MonkeyPatch, *, timeout: int = 300) -> nbformat.NotebookNode:

@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 import schemathesis
-from tests.api.conftest import ApiWorld, as_role
+from tests.ciu.api.conftest import ApiWorld, as_role
 from hypothesis import HealthCheck, settings
 
 EXAMPLES_PER_OPERATION = 30

@@ -12,7 +12,7 @@ from ciu.cli import app
 from ciu.cluster import Cluster
 from ciu.settings import DatabaseSettings
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "city.toml"
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "city.toml"
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import mapbox_vector_tile
 import numpy as np
 import pytest
 import shapely
-from tests.api.conftest import RESTRICTED, ROLES, ApiWorld, as_role, fingerprint, tile_of
+from tests.ciu.api.conftest import RESTRICTED, ROLES, ApiWorld, as_role, fingerprint, tile_of
 from fastapi.testclient import TestClient
 
 from ciu.api.app import create_app
