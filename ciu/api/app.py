@@ -21,6 +21,7 @@ from ciu.api import problems
 from ciu.api.deps import check_connection
 from ciu.api.recorder import Metrics, Recorder, RecordingMiddleware
 from ciu.api.routes import data, models, ogc, ops, scenarios, tiles, units
+from ciu.api.scenarios import ScenarioRunner
 from ciu.api.security import Authenticator
 from ciu.api.settings import ApiSettings
 
@@ -76,7 +77,7 @@ def create_app(settings: ApiSettings | None = None, *, database_url: str | None 
         app.state.pool = pool
         app.state.recorder = Recorder(pool, metrics, settings)
         app.state.recorder.start()
-        app.state.scenarios = scenarios.ScenarioRunner(pool, timeout_s=settings.scenario_timeout_s)
+        app.state.scenarios = ScenarioRunner(pool, timeout_s=settings.scenario_timeout_s)
         try:
             yield
         finally:

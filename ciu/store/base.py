@@ -123,6 +123,15 @@ class StoreBase:
         self.conn.close()
 
     @contextmanager
+    def statement_timeout(self, seconds: float) -> Iterator[None]:
+        """Every statement inside is cancelled by the database after ``seconds`` (reset to none after)."""
+        self.conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(int(seconds * 1000)),))
+        try:
+            yield
+        finally:
+            self.conn.execute("SELECT set_config('statement_timeout', '0', false)")
+
+    @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:
         """One transaction; on any error the database is left as it was."""
         with self.conn.transaction():

@@ -21,7 +21,7 @@ LAYERS: list[tuple[int, str, tuple[str, ...]]] = [
                   "ciu.migrations", "ciu.sql")),
     (2, "twin", ("ciu.twin", "ciu")),
     (3, "ingest", ("ciu.ingest",)),
-    (3, "forecasting", ("ciu.forecast",)),
+    (3, "forecasting", ("ciu.forecast", "ciu.scenarios")),
     (4, "models", ("ciu.models",)),
     (5, "api", ("ciu.api",)),
     (5, "viz", ("ciu.viz",)),

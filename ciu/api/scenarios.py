@@ -1,0 +1,69 @@
+"""The API's scenario service: scenarios run on a small thread pool with their own connections, bounded in time."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError as FutureTimeout
+from typing import Any
+
+import pandas as pd
+
+from ciu.errors import TimeLimitExceeded
+from ciu.forecast import HistoricalAverageForecaster, forecast_variable, load_forecaster
+from ciu.scenarios import issue_time
+from ciu.store import Store
+from ciu.twin import Twin
+
+
+class ScenarioRunner:
+    """Runs scenarios on a small thread pool with their own connections; remembers fitted models.
+
+    Each run gets the database's statement timeout of ``timeout_s`` and the
+    caller waits at most as long (:class:`ciu.errors.TimeLimitExceeded`).
+    """
+
+    def __init__(self, pool: Any, *, workers: int = 1, timeout_s: float) -> None:
+        self.pool = pool
+        self.timeout_s = timeout_s
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ciu-scenario")
+        self._models: dict[tuple[str, str], tuple[Any, str]] = {}
+        self._lock = threading.Lock()
+
+    def run(self, variable: str | None, issued_at: Any | None, horizons: int,
+            overrides: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str, pd.Timestamp]:
+        """The baseline and the scenario forecasts, the model's name and the issue time."""
+        future: Future = self.executor.submit(self._run, variable, issued_at, horizons, overrides)
+        try:
+            return future.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            future.cancel()
+            raise TimeLimitExceeded(f"the scenario did not finish within {self.timeout_s:g} s") from None
+
+    def _run(self, variable: str | None, issued_at: Any | None, horizons: int,
+             overrides: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str, pd.Timestamp]:
+        with self.pool.connection() as conn:
+            store = Store(conn)
+            with store.statement_timeout(self.timeout_s):
+                twin = Twin(store)
+                variable = variable or forecast_variable(twin)
+                model, name = self._model(twin, variable)
+                issued = issue_time(twin, variable, issued_at)
+                base = model.forecast(twin, issued_at=issued.to_pydatetime(), horizons=horizons)
+                what = model.forecast(twin, issued_at=issued.to_pydatetime(), horizons=horizons, overrides=overrides)
+        return base, what, name, issued
+
+    def _model(self, twin: Twin, variable: str) -> tuple[Any, str]:
+        runs = twin.store.model_runs()
+        version = f"{twin.store.data_hash()}:{int(runs['id'].max()) if len(runs) else 0}"
+        key = (version, variable)
+        with self._lock:
+            if key not in self._models:
+                self._models = {k: v for k, v in self._models.items() if k[0] == version}
+                model, name = load_forecaster(twin, variable)
+                if isinstance(model, HistoricalAverageForecaster):
+                    model.fit(twin)  # once per data version, not per call
+                self._models[key] = (model, name)
+            return self._models[key]
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
