@@ -321,13 +321,9 @@ class ApiStore:
     def latest_issue(self, *, scenario: str = "baseline", variable_id: int | None = None
                      ) -> tuple[int, datetime] | None:
         """The newest run with stored forecasts (of the variable ``variable_id`` when given) and its latest issue time."""
-        row = self.conn.execute(
-            "SELECT run_id, max(issued_at) FROM ciu.prediction WHERE scenario = %(s)s"
-            " AND run_id = (SELECT max(run_id) FROM ciu.prediction WHERE scenario = %(s)s"
-            " AND (%(v)s::smallint IS NULL OR variable_id = %(v)s::smallint)) GROUP BY run_id",
-            {"s": scenario, "v": variable_id},
-        ).fetchone()
-        return (int(row[0]), row[1]) if row else None
+        row = self.conn.execute("SELECT run_id, issued_at FROM ciu.newest_issue(%s, %s::smallint)",
+                                (scenario, variable_id)).fetchone()
+        return (int(row[0]), row[1]) if row and row[1] is not None else None
 
     def tile_context(self, store: Store, *, level: str, variable: str) -> dict[str, Any]:
         """What a tile of ``level`` showing ``variable`` needs besides its address (cacheable for seconds)."""

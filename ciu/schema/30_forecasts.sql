@@ -57,3 +57,14 @@ CREATE TABLE ciu.alert (
     UNIQUE (run_id, unit_id, kind, time)
 );
 CREATE INDEX alert_open ON ciu.alert (time) WHERE acknowledged_at IS NULL;
+
+-- The newest forecast issue of a scenario: the run given, else the newest run with
+-- stored forecasts (of the variable when given), and that run's latest issue time.
+-- The one definition of "the newest forecasts": the store and the API's queries call it.
+CREATE FUNCTION ciu.newest_issue(of_scenario text, of_variable smallint DEFAULT NULL, of_run bigint DEFAULT NULL)
+RETURNS TABLE (run_id bigint, issued_at timestamptz) LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT r.id, (SELECT max(p.issued_at) FROM ciu.prediction p WHERE p.run_id = r.id AND p.scenario = $1)
+      FROM (SELECT coalesce($3, (SELECT max(p.run_id) FROM ciu.prediction p
+                                  WHERE p.scenario = $1 AND ($2 IS NULL OR p.variable_id = $2))) AS id) AS r
+     WHERE r.id IS NOT NULL
+$$;

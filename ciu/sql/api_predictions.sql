@@ -4,18 +4,13 @@
 -- ciu.api_public_count for privacy; a quantile is withheld wherever its value is, so no
 -- quantile tells what a withheld count was. Noise is drawn for each quantile, which can cross
 -- them: the published ones are put back in order (what was withheld stays withheld).
-WITH run AS (
-    SELECT coalesce(%(run)s::bigint,
-                    (SELECT max(p.run_id) FROM ciu.prediction p
-                      WHERE p.scenario = %(scenario)s
-                        AND (%(variable)s::text IS NULL
-                             OR p.variable_id = (SELECT id FROM ciu.variable WHERE name = %(variable)s)))) AS id
-), issue AS (
-    SELECT r.id AS run_id,
-           coalesce(%(issued)s::timestamptz,
-                    (SELECT max(issued_at) FROM ciu.prediction p WHERE p.run_id = r.id AND p.scenario = %(scenario)s))
-               AS issued_at
-      FROM run r
+WITH issue AS (
+    -- an unknown variable name matches no run (-1), no name any run (NULL)
+    SELECT n.run_id, coalesce(%(issued)s::timestamptz, n.issued_at) AS issued_at
+      FROM ciu.newest_issue(%(scenario)s,
+                            CASE WHEN %(variable)s::text IS NOT NULL
+                                 THEN coalesce((SELECT id FROM ciu.variable WHERE name = %(variable)s), -1) END::smallint,
+                            %(run)s::bigint) AS n
 ), rows AS (
     SELECT p.run_id, u.code, u.level, v.name AS variable, p.issued_at, p.horizon, p.time, p.value, p.risk,
            p.q10, p.q50, p.q90, v.rollup = 'sum' AND v.space = 'social' AS counted

@@ -133,24 +133,18 @@ class Forecasts(StoreBase):
         """Stored forecasts as ``run_id, code, level, variable, issued_at, horizon, time, value, risk, q10, q50, q90``.
 
         Without ``run_id`` the newest run with forecasts (of ``variable`` when
-        given) is used; without ``issued_at`` its latest issue time.
+        given) is used; without ``issued_at`` its latest issue time (both by the
+        one rule, the SQL function ``ciu.newest_issue``).
         """
-        if run_id is None:
-            vid = self._variable_id(variable) if variable is not None else None
-            row = self.conn.execute(
-                "SELECT max(run_id) FROM ciu.prediction WHERE scenario = %s"
-                " AND (%s::smallint IS NULL OR variable_id = %s::smallint)", (scenario, vid, vid)).fetchone()
-            run_id = row[0] if row else None  # type: ignore[index]
-            if run_id is None:
-                return pd.DataFrame(columns=PREDICTION_COLUMNS)
-        where = [sql.SQL("p.run_id = %(run)s"), sql.SQL("p.scenario = %(scenario)s")]
-        params: dict[str, Any] = {"run": run_id, "scenario": scenario, "offset": int(offset)}
-        if issued_at is None:
-            where.append(sql.SQL("p.issued_at = (SELECT max(issued_at) FROM ciu.prediction"
-                                 " WHERE run_id = %(run)s AND scenario = %(scenario)s)"))
-        else:
-            where.append(sql.SQL("p.issued_at = %(issued)s"))
-            params["issued"] = issued_at
+        vid = self._variable_id(variable) if variable is not None else None
+        newest = self.conn.execute("SELECT run_id, issued_at FROM ciu.newest_issue(%s, %s::smallint, %s::bigint)",
+                                   (scenario, vid, run_id)).fetchone()
+        if newest is None or (issued_at is None and newest[1] is None):
+            return pd.DataFrame(columns=PREDICTION_COLUMNS)
+        where = [sql.SQL("p.run_id = %(run)s"), sql.SQL("p.scenario = %(scenario)s"),
+                 sql.SQL("p.issued_at = %(issued)s")]
+        params: dict[str, Any] = {"run": newest[0], "scenario": scenario, "offset": int(offset),
+                                  "issued": newest[1] if issued_at is None else issued_at}
         if variable is not None:
             where.append(sql.SQL("p.variable_id = %(vid)s"))
             params["vid"] = self._variable_id(variable)
