@@ -30,6 +30,11 @@ from ciu.store import Store, load_sql, pg_micros, subtree_pattern
 TOKEN_PREFIX = "ciu_"
 
 
+#: roll-up rules for which a parent's value from all its base descendants at once equals the value
+#: combined level by level (the rule of ciu.rollup), so one SQL step may compute it
+ONE_STEP_EXACT = ("sum", "max", "min")
+
+
 class ArrayLiteral(str):
     """A PostgreSQL array in its text form, sent as it is (the query casts it).
 
@@ -342,7 +347,8 @@ class ApiStore:
         vid = self.conn.execute("SELECT id FROM ciu.variable WHERE name = %s", (variable,)).fetchone()
         latest = self.latest_issue(variable_id=vid[0] if vid else None)  # type: ignore[index]
         run, issued = latest if latest else (None, None)
-        return {"level": level, "rule": var.rollup, "base": base, "vid": vid[0] if vid else None,  # type: ignore[index]
+        return {"level": level, "variable": variable, "rule": var.rollup, "base": base,
+                "vid": vid[0] if vid else None,  # type: ignore[index]
                 "latest_time": latest_time, "run": run, "issued": issued}
 
     def current_values(self, context: dict[str, Any], *, time: datetime | None) -> tuple[ArrayLiteral, ArrayLiteral]:
@@ -353,10 +359,16 @@ class ApiStore:
         """
         if context["base"] is None:
             return ArrayLiteral("{}"), ArrayLiteral("{}")
+        at = time or context["latest_time"]
+        if context["rule"] not in ONE_STEP_EXACT and context["base"] != context["level"] and at is not None:
+            # a mean of means is not the mean of all the leaves: level by level, as every roll-up
+            ids, values = Store(self.conn).values_at(context["variable"], level=context["level"], time=at)
+            return (ArrayLiteral("{" + ",".join(str(int(i)) for i in ids) + "}"),
+                    ArrayLiteral("{" + ",".join(repr(float(v)) for v in values) + "}"))
         subtree = TILE_SAME_UNIT if context["base"] == context["level"] else TILE_SUBTREE
         row = self.conn.execute(_query("api_current", subtree=subtree), {
             "rule": context["rule"], "base": context["base"], "vid": context["vid"],
-            "t": time or context["latest_time"], "level": context["level"]}).fetchone()
+            "t": at, "level": context["level"]}).fetchone()
         return ArrayLiteral(row[0]), ArrayLiteral(row[1])  # type: ignore[index]
 
     def forecast_values(self, context: dict[str, Any], *, horizon: int) -> tuple[ArrayLiteral, ...]:

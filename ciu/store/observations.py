@@ -251,6 +251,26 @@ class Observations(StoreBase):
         arr = np.frombuffer(body, dtype=rec)
         return (arr["unit"].astype(np.int64), arr["time"].astype(np.int64), arr["value"].astype(np.float64))
 
+    def values_at(self, variable: str, *, level: str, time: datetime,
+                  tree: Hierarchy | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Unit ids and values of ``variable`` at exactly ``time`` for every unit of ``level`` that has one.
+
+        The observations of the lowest observed level at or below ``level``,
+        combined level by level by the variable's roll-up rule: the same rule
+        as :meth:`rollup`, without time buckets.
+        """
+        var = self.variable(variable)
+        target = self.rank(level)
+        below = [lv for lv in self.observed_levels(variable) if self.rank(lv) <= target]
+        if not below:
+            return np.array([], dtype=np.int64), np.array([], dtype=float)
+        tree = tree or self.hierarchy()
+        unit, t, v = self.series_arrays(variable, level=below[0], start=time,
+                                        end=pd.Timestamp(time) + pd.Timedelta(microseconds=1))
+        for _ in range(self.rank(below[0]), target):
+            unit, t, v = rollup_arrays.step_up(tree, unit, t, v, rule=var.rollup)
+        return unit, v
+
     def rollup(
         self,
         variable: str,
