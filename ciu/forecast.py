@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from ciu import rollup
 from ciu.clock import utc
 from ciu.errors import ConfigError, UnknownUnit, ValidationError
 
@@ -266,16 +267,15 @@ class HistoricalAverageForecaster:
         frames = []
         for up in [None, *levels[1:]]:
             if up is not None:
-                parents = units.loc[current.columns, "parent_code"]
+                parents = units.loc[current.columns, "parent_code"].to_numpy()
                 area = units.loc[current.columns, "area_m2"].to_numpy(dtype=float)
-                if rule == "sum":
-                    nxt = current.T.groupby(parents.to_numpy()).sum().T
-                elif rule in ("mean", "max", "min"):
-                    nxt = getattr(current.T.groupby(parents.to_numpy()), rule)().T
-                else:  # area-weighted mean
-                    weighted = current.mul(area, axis=1).T.groupby(parents.to_numpy()).sum().T
-                    nxt = weighted / pd.Series(area, index=current.columns).groupby(parents.to_numpy()).sum()
-                reference = reference.groupby(parents.to_numpy()).sum()
+                n_steps, n_units = current.shape
+                group, step, value = rollup.combine(
+                    (np.tile(parents, n_steps), np.repeat(np.arange(n_steps), n_units)), current.to_numpy().ravel(),
+                    rule, weights=np.tile(area, n_steps))
+                nxt = pd.DataFrame({"g": group, "t": step, "v": value}).pivot(index="t", columns="g", values="v")
+                nxt.index = current.index
+                reference = reference.groupby(parents).sum()
                 # units of this level with nothing below them still appear, with zero
                 members = units.index[units["level"] == up]
                 nxt = nxt.reindex(columns=members, fill_value=0.0)

@@ -53,8 +53,16 @@ def bucket(t_us: np.ndarray, step_us: int, origin_us: int) -> np.ndarray:
     return origin_us + np.floor_divide(t_us - origin_us, step_us) * step_us
 
 
-def _group(keys: tuple[np.ndarray, np.ndarray], values: np.ndarray, how: str,
-           weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def combine(keys: tuple[np.ndarray, np.ndarray], values: np.ndarray, how: str,
+            weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One value per (group, time) from the values of its members by the rule ``how``: the one roll-up rule.
+
+    ``keys`` are the members' groups (a parent: an id or a code) and times;
+    ``area_weighted_mean`` weighs each member by ``weights`` (its area).
+    Returns the groups, the times and the combined values, sorted.
+    """
+    if how not in SPATIAL:
+        raise ValueError(f"unknown roll-up rule {how!r}")
     frame = pd.DataFrame({"u": keys[0], "t": keys[1], "v": values})
     if how == "area_weighted_mean":
         w = np.asarray(weights, dtype=float)
@@ -75,7 +83,7 @@ def resample(unit: np.ndarray, t_us: np.ndarray, value: np.ndarray, *, step_us: 
     """Aggregate each unit's series into time buckets with the rule ``how``."""
     if how not in TEMPORAL:
         raise ValueError(f"unknown resample rule {how!r}")
-    return _group((unit, bucket(t_us, step_us, origin_us)), value, how)
+    return combine((unit, bucket(t_us, step_us, origin_us)), value, how)
 
 
 def step_up(tree: Hierarchy, unit: np.ndarray, t: np.ndarray, value: np.ndarray, *,
@@ -86,7 +94,7 @@ def step_up(tree: Hierarchy, unit: np.ndarray, t: np.ndarray, value: np.ndarray,
     parent = tree.parent_of(unit)
     keep = parent >= 0
     weights = tree.area_of(unit[keep]) if rule == "area_weighted_mean" else None
-    return _group((parent[keep], t[keep]), value[keep], rule, weights)
+    return combine((parent[keep], t[keep]), value[keep], rule, weights)
 
 
 def inherit_down(tree: Hierarchy, unit: np.ndarray, t: np.ndarray, value: np.ndarray, *,
