@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Literal
 
 import numpy as np
+import orjson
 import pandas as pd
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
@@ -100,17 +100,14 @@ def predictions(
     # reuse_s seconds gets the same answer without a database round trip
     body, n = ctx.reused(("predictions", str(ctx.request.url.query), tuple(privacy.items())), read)
     url = ctx.request.url
-    links = [f'{{"href":{_q(str(url))},"rel":"self","type":"application/json"}}']
+    links = [{"href": str(url), "rel": "self", "type": "application/json"}]
     if n == limit:
-        links.append(f'{{"href":{_q(str(url.include_query_params(offset=offset + limit, limit=limit)))},'
-                     f'"rel":"next","type":"application/json"}}')
+        links.append({"href": str(url.include_query_params(offset=offset + limit, limit=limit)), "rel": "next",
+                      "type": "application/json"})
     ctx.audit(units=n)
-    text = f'{{"predictions":{body},"numberReturned":{n},"links":[{",".join(links)}]}}'
-    return Response(text, media_type="application/json")
-
-
-def _q(text: str) -> str:
-    return json.dumps(text)
+    # the forecasts come serialised from the database; the page around them is PredictionPage's shape
+    page = {"predictions": orjson.Fragment(body), "numberReturned": n, "links": links}
+    return Response(orjson.dumps(page), media_type="application/json")
 
 
 @router.get("/risk", response_model=list[Risk], tags=["forecasts"],

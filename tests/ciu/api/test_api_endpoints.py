@@ -7,9 +7,10 @@ import time
 import mapbox_vector_tile
 import pandas as pd
 import shapely
-from tests.ciu.api.conftest import ApiWorld, as_role, tile_of
 
+from ciu.api.schemas import PredictionPage
 from ciu.twin import Twin
+from tests.ciu.api.conftest import ApiWorld, as_role, tile_of
 
 
 def test_landing_conformance_and_openapi(client, api_world: ApiWorld) -> None:
@@ -120,6 +121,7 @@ def test_predictions_filters(client, api_world: ApiWorld) -> None:
     assert later["predictions"] == []
     paged = client.get("/predictions", headers=h, params={"level": "floor", "limit": 4}).json()
     assert paged["numberReturned"] == 4
+    assert PredictionPage.model_validate(paged).model_dump(mode="json", exclude_none=True)["links"] == paged["links"]
     nxt = [link["href"] for link in paged["links"] if link["rel"] == "next"][0]
     second = client.get(nxt, headers=h).json()["predictions"]
     floors = stored[stored["level"] == "floor"]
