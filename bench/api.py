@@ -57,10 +57,10 @@ def tiles_covering(bounds: tuple[float, float, float, float], z: int) -> list[tu
 
 def build_database(url: str, *, buildings: int | None, weeks: int | None, horizons: int) -> dict:
     """The sample city, forecasts of every unit and a key; returns what the benchmark needs."""
-    from ciu.api_store import ApiStore
     from ciu.forecast import HistoricalAverageForecaster
-    from ciu.twin import Twin
     from ciu.ingest.generator import SampleConfig, build_sample
+    from ciu.store import ApiStore
+    from ciu.twin import Twin
 
     cfg = SampleConfig.from_toml(ROOT / "data" / "sample" / "city.toml", buildings=buildings, weeks=weeks)
     with Twin.connect(url) as twin:

@@ -38,12 +38,12 @@ import shapely
 from psycopg import sql
 
 from bench.common import bench_cluster, server_floor
-from ciu.migrate import migrate
-from ciu.twin import Twin
 from ciu.ingest.base import file_sha256
 from ciu.ingest.builder import LevelLayer, build_hierarchy, h3_layer
 from ciu.ingest.pipeline import SourceInfo, load_unit_frame
 from ciu.ingest.vector import VectorLoader
+from ciu.migrate import migrate
+from ciu.twin import Twin
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CENTRE = (-73.97, 40.76)

@@ -11,8 +11,8 @@ import typer
 from ciu.api import cli as api_cli
 from ciu.errors import CiuError
 from ciu.ingest import cli as ingest_cli
-from ciu.viz import cli as viz_cli
 from ciu.models import cli as models_cli
+from ciu.viz import cli as viz_cli
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="CIU Twin: a city as a hierarchy of units in PostGIS.")
 db_app = typer.Typer(no_args_is_help=True, help="The twin's PostGIS database.")

@@ -27,6 +27,7 @@ ROLLUPS = ("sum", "mean", "area_weighted_mean", "max", "min")
 
 RESAMPLES = ("sum", "mean", "max", "min")
 
+
 @dataclass(frozen=True)
 class Variable:
     """A registered variable: what it measures and how it rolls up the hierarchy.
@@ -53,6 +54,7 @@ class Variable:
                     f"{getattr(self, fname)!r} is not one of {allowed}", row=self.name, field=fname
                 )
 
+
 @dataclass
 class LoadReport:
     """What a load did."""
@@ -63,6 +65,7 @@ class LoadReport:
     source_id: int | None = None
     skipped_source: bool = False
     notes: list[str] = field(default_factory=list)
+
 
 @dataclass(frozen=True)
 class SourceRecord:
@@ -76,6 +79,7 @@ class SourceRecord:
     loaded_at: datetime
     rows: int
     params: dict[str, Any]
+
 
 def interval_of(freq: str) -> pd.Timedelta:
     """A pandas-style frequency (``h``, ``D``, ``W``, ``15min``) as a fixed interval."""

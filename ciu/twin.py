@@ -21,9 +21,9 @@ import shapely
 import xarray as xr
 
 from ciu.clock import utc
+from ciu.domain import LoadReport, SourceRecord, Variable
 from ciu.errors import ValidationError
 from ciu.settings import DatabaseSettings
-from ciu.domain import LoadReport, SourceRecord, Variable
 from ciu.store import Store
 
 

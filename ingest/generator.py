@@ -33,8 +33,8 @@ from pyproj import CRS
 
 from typing import TYPE_CHECKING
 
-from ciu.errors import ConfigError, ValidationError
 from ciu.domain import Variable
+from ciu.errors import ConfigError, ValidationError
 from ciu.ingest.hierarchy import assign_by_overlap, assign_by_point, code_key, floors_from_buildings, h3_cells
 
 if TYPE_CHECKING:

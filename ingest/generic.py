@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import geopandas as gpd
 import pandas as pd
 
-from ciu.errors import ValidationError
 from ciu.domain import LoadReport
+from ciu.errors import ValidationError
 from ciu.ingest.base import Layer, Loader, Series, file_sha256
 from ciu.ingest.builder import LevelLayer, build_hierarchy, floor_units
 from ciu.ingest.pipeline import SourceInfo, load_series, load_unit_frame

@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ciu.errors import ValidationError
 from ciu.domain import LoadReport, Variable
+from ciu.errors import ValidationError
 from ciu.ingest.arrays import ArrayLoader, ArrayMapping
 from ciu.ingest.base import file_sha256
 from ciu.ingest.builder import LevelLayer, build_hierarchy, floor_units

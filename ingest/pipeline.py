@@ -18,8 +18,8 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from ciu.errors import ValidationError
 from ciu.domain import LoadReport
+from ciu.errors import ValidationError
 from ciu.ingest.base import Series
 
 if TYPE_CHECKING:

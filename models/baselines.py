@@ -30,8 +30,8 @@ import torch
 
 from ciu.models.data import HierSeries, Scaler, Split
 from ciu.models.inputs import Inputs
-from ciu.models.train import FitResult, TrainConfig, fit, pick_device, predict, progress_bar, thin
 from ciu.models.tower import Tower, TowerConfig
+from ciu.models.train import FitResult, TrainConfig, fit, pick_device, predict, progress_bar, thin
 
 
 class Forecaster(Protocol):

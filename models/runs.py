@@ -18,13 +18,13 @@ import torch
 from ciu.alerts import AlertRule
 from ciu.clock import utc
 from ciu.errors import NotFound, ValidationError
-from ciu.skill import FORECAST_KINDS, skill_rows
 from ciu.models.champion import DEFAULT_MODELS, Competition, compete
 from ciu.models.data import chronological_split
 from ciu.models.forecaster import ChampionForecaster
 from ciu.models.graph import build_graph, series_from_graph, target_step
 from ciu.models.settings import ModelSettings
 from ciu.models.train import TrainConfig
+from ciu.skill import FORECAST_KINDS, skill_rows
 
 if TYPE_CHECKING:
     from ciu.twin import Twin

@@ -23,7 +23,7 @@ trained=$($PY - "$TARGET" <<'PY'
 import sys
 from ciu import Twin
 from ciu.errors import NotFound
-from ciu.models.runs import latest_run
+from ciu.models.forecaster import latest_run
 with Twin.connect() as twin:
     try:
         row = latest_run(twin, target=sys.argv[1])

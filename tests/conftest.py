@@ -19,9 +19,9 @@ import pytest
 from psycopg import sql
 
 from ciu.cluster import Cluster
+from ciu.ingest.generator import SampleConfig, build_sample
 from ciu.migrate import migrate
 from ciu.twin import Twin
-from ciu.ingest.generator import SampleConfig, build_sample
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

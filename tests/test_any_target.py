@@ -20,15 +20,15 @@ from fastapi.testclient import TestClient
 from ciu.alerts import AlertRule
 from ciu.api.app import create_app
 from ciu.api.settings import ApiSettings
-from ciu.api_store import ApiStore
+from ciu.domain import Variable
 from ciu.errors import ValidationError
 from ciu.forecast import HistoricalAverageForecaster, forecast_variable, load_forecaster
-from ciu.domain import Variable
-from ciu.twin import Twin
 from ciu.models.graph import build_graph, target_levels
 from ciu.models.runs import last_observed, predict_to_store, train_on_twin, training_window
 from ciu.models.settings import ModelSettings
 from ciu.models.train import TrainConfig
+from ciu.store import ApiStore
+from ciu.twin import Twin
 from ciu.viz.data import DashboardData, publish_forecast
 from ciu.viz.settings import DashboardSettings
 

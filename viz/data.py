@@ -42,7 +42,7 @@ from ciu.forecast import HistoricalAverageForecaster, load_forecaster
 from ciu.viz.settings import DashboardSettings
 
 if TYPE_CHECKING:
-    from ciu.api_store import Role
+    from ciu.store.access import Role
     from ciu.twin import Twin
 
 P = ParamSpec("P")
@@ -177,7 +177,7 @@ class DashboardData:
     def role(self) -> Role:
         """The role of the configured API key (the local operator role without one)."""
         if self._role is None:
-            from ciu.api_store import ApiStore
+            from ciu.store import ApiStore
 
             api = ApiStore(self.twin.store.conn)
             roles = api.roles()

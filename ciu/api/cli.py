@@ -12,9 +12,9 @@ keys_app = typer.Typer(no_args_is_help=True, help="API keys (stored hashed) and 
 def _api_store():
     import psycopg
 
-    from ciu.api_store import ApiStore
     from ciu.db import database_url
     from ciu.migrate import migrate
+    from ciu.store import ApiStore
 
     conn = psycopg.connect(database_url(), autocommit=True)
     migrate(conn)

@@ -15,9 +15,8 @@ from starlette.concurrency import run_in_threadpool
 
 from ciu.api.security import Authenticator, Principal
 from ciu.api.settings import ApiSettings
-from ciu.api_store import ApiStore
 from ciu.errors import DatabaseUnavailable
-from ciu.store import Store
+from ciu.store import ApiStore, Store
 from ciu.twin import Twin
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,

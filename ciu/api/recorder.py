@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from psycopg_pool import ConnectionPool
 
 from ciu.api.settings import ApiSettings
-from ciu.api_store import ApiStore, AuditRecord
+from ciu.store import ApiStore
+from ciu.store.access import AuditRecord
 
 MAX_BUFFER = 100_000
 

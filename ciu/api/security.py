@@ -10,8 +10,9 @@ from typing import Any
 import psycopg
 
 from ciu.api.settings import ApiSettings
-from ciu.api_store import ApiKey, ApiStore, Role, hash_token
 from ciu.errors import Forbidden, RateLimited, Unauthorized
+from ciu.store import ApiStore
+from ciu.store.access import ApiKey, Role, hash_token
 
 PUBLIC_ROLE = "public"
 

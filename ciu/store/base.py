@@ -45,14 +45,17 @@ JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 UNIT_COLUMNS = ("code", "parent_code", "level", "name", "geometry", "z_min", "z_max", "attrs", "restricted")
 
+
 def subtree_pattern(code: str) -> str:
     """A LIKE pattern for every unit below ``code`` (its code, a slash, anything)."""
     return code.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+
 
 @functools.cache
 def load_sql(name: str) -> str:
     """A query shipped in ``ciu/sql/NAME.sql`` (read once per process)."""
     return resources.files("ciu.sql").joinpath(f"{name}.sql").read_text(encoding="utf-8")
+
 
 def _translate(exc: psycopg.Error, *, what: str = "unit") -> Exception:
     """Turn a database error into the matching CiuError."""
@@ -76,6 +79,7 @@ def _translate(exc: psycopg.Error, *, what: str = "unit") -> Exception:
         return DatabaseUnavailable(str(exc))
     return ValidationError(f"{what} rejected by the database: {primary}")
 
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
@@ -87,6 +91,7 @@ def _json_default(value: Any) -> Any:
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
+
 def _frame(conn: psycopg.Connection, query: sql.Composable, params: dict[str, Any], columns: list[str]) -> pd.DataFrame:
     with conn.cursor() as cur:
         cur.execute(query, params)
@@ -97,6 +102,7 @@ def _frame(conn: psycopg.Connection, query: sql.Composable, params: dict[str, An
     if "value" in frame.columns:
         frame["value"] = frame["value"].astype(float)
     return frame
+
 
 def pg_micros(times: Any) -> np.ndarray:
     """Timestamps as int64 microseconds since PostgreSQL's epoch (binary ``timestamptz``)."""

@@ -35,9 +35,11 @@ def geodesic_area(geoms: np.ndarray) -> np.ndarray:
     projected = shapely.transform(geoms, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
     return shapely.area(projected)
 
+
 def _positions(values: pa.Array, among: pa.Array) -> np.ndarray:
     """For each value, its position in ``among`` (-1 where it is null or not there), by hashing."""
     return pc.index_in(values, value_set=among).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
 
 def _strings(values: pd.Series) -> pa.Array:
     """A column as an Arrow string array, missing values null (values that are not text as their ``str``)."""
@@ -46,6 +48,7 @@ def _strings(values: pd.Series) -> pa.Array:
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         arr = pa.array(values.where(values.isna(), values.astype(str)), type=pa.string(), from_pandas=True)
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
 
 def distinct_geometries(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct geometries of an array and, per element, its index among them.
@@ -67,11 +70,13 @@ def distinct_geometries(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             by_object = by_shape[by_object]
     return distinct, by_object
 
+
 def _first_positions(codes: np.ndarray, k: int) -> np.ndarray:
     """For codes 0..k-1, the first position where each occurs."""
     first = np.empty(k, dtype=np.int64)
     first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
     return first
+
 
 class UnitFields:
     """Columns of a unit frame as binary COPY fields, for one slice of rows at a time.
@@ -147,12 +152,14 @@ class UnitFields:
                 pgcopy.fixed(self._area[where], "float8"), self.number("z_min", rows), self.number("z_max", rows),
                 self.json("attrs", rows), self.json("restricted", rows)]
 
+
 def _finite_mappings(objects: list[Any]) -> bool:
     """Whether every object is a dict whose top-level numbers are all finite (the usual case, in one pass)."""
     if not all(o.__class__ is dict for o in objects):
         return False
     numbers = np.fromiter((x for d in objects for x in d.values() if isinstance(x, (float, np.floating))), dtype=float)
     return bool(np.isfinite(numbers).all())
+
 
 def _json_mapping(value: Any, *, row: Any, field: str, source: str | None) -> dict:
     """An attribute mapping, checked: a mapping (or JSON text of one; missing is empty) with no NaN or infinity."""
@@ -171,6 +178,7 @@ def _json_mapping(value: Any, *, row: Any, field: str, source: str | None) -> di
         if isinstance(item, (float, np.floating)) and not math.isfinite(item):
             raise ValidationError(f"attribute {key!r} is NaN or infinite", source=source, row=row, field=field)
     return value
+
 
 def _json_text(value: dict, *, row: Any, field: str, source: str | None) -> str:
     """A checked mapping as JSON text, naming the row when a value is not JSON."""

@@ -17,7 +17,7 @@ FOLDERS = {"ciu": "ciu", "ciu.ingest": "ingest", "ciu.models": "models", "ciu.vi
 #: (height, layer, module prefixes); the longest matching prefix decides
 LAYERS: list[tuple[int, str, tuple[str, ...]]] = [
     (0, "core", ("ciu.errors", "ciu.settings", "ciu.rollup", "ciu.skill", "ciu.alerts", "ciu.clock", "ciu.domain")),
-    (1, "store", ("ciu.store", "ciu.api_store", "ciu.pgcopy", "ciu.db", "ciu.cluster", "ciu.migrate",
+    (1, "store", ("ciu.store", "ciu.pgcopy", "ciu.db", "ciu.cluster", "ciu.migrate",
                   "ciu.migrations", "ciu.sql")),
     (2, "twin", ("ciu.twin", "ciu")),
     (3, "ingest", ("ciu.ingest",)),

@@ -11,9 +11,9 @@ import psycopg
 import pytest
 import shapely
 
+from ciu.domain import Variable
 from ciu.errors import CiuError, ConflictError, DuplicateError, HierarchyError, UnknownLevel, ValidationError
 from ciu.migrate import applied, available, migrate
-from ciu.domain import Variable
 from tests.conftest import fingerprint
 
 SQUARE = shapely.box(5.0, 52.0, 5.01, 52.01)

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import shapely
 
-from ciu.errors import ConflictError
 from ciu.domain import Variable
+from ciu.errors import ConflictError
 from ciu.ingest.base import file_sha256, loader_for
 from ciu.ingest.cityjson import CityJSONLoader
 from ciu.ingest.generic import ingest_file, load_layer

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ciu.twin import Twin
 from ciu.ingest.nyc import FLOW_HOURS, TZ, NycFiles, build_nyc, check_against_files, load_flows
+from ciu.twin import Twin
 from tests.conftest import SHARED_DATA, fingerprint
 
 NYC = SHARED_DATA / "nyc"

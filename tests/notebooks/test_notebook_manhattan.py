@@ -7,8 +7,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from ciu.twin import Twin
 from ciu.ingest.nyc import build_nyc
+from ciu.twin import Twin
 from tests.conftest import SHARED_DATA
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "02_manhattan.ipynb"

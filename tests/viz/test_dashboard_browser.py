@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from ciu.twin import Twin
-from tests.browser import SCREENSHOTS, browser_page, painted_fraction
-from tests.viz.conftest import serving
 from ciu.viz.app import create_dashboard
 from ciu.viz.data import DashboardData
 from ciu.viz.figures import skill_rows
 from ciu.viz.settings import DashboardSettings
+from tests.browser import SCREENSHOTS, browser_page, painted_fraction
+from tests.viz.conftest import serving
 
 
 def _pixels(png: bytes) -> np.ndarray:
@@ -194,8 +194,8 @@ def test_champion_forecast_shows_its_band_and_skill(city_url, city, champion):
 
 @pytest.mark.browser
 def test_dashboard_pages_for_a_variable_without_capacity(city_url):
-    from tests.test_any_target import add_trips
     from ciu.viz.data import publish_forecast
+    from tests.test_any_target import add_trips
 
     twin = Twin.connect(city_url, migrate=False)
     add_trips(twin)

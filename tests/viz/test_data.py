@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ciu.api_store import ApiStore
 from ciu.errors import ConfigError, Forbidden
-from tests.viz.conftest import quick_training
+from ciu.store import ApiStore
 from ciu.viz.data import DashboardData, latest_hour, publish_forecast
 from ciu.viz.settings import DashboardSettings
+from tests.viz.conftest import quick_training
 
 
 def test_published_forecast_follows_history(city, published):

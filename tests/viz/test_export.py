@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from bench.viz import serving_directory
-from tests.browser import SCREENSHOTS, browser_page, painted_fraction
 from ciu.viz.export import czml, export_cesium, export_cityjson, export_geoparquet, export_kepler, read_geoparquet
+from tests.browser import SCREENSHOTS, browser_page, painted_fraction
 
 
 def test_geoparquet_per_level_reads_back(city, tmp_path):

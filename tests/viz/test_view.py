@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.browser import SCREENSHOTS, browser_page, painted_fraction
 from ciu.viz.deck import floor_records, ramp_colors, write_buildings_view
+from tests.browser import SCREENSHOTS, browser_page, painted_fraction
 
 
 def test_ramp_colours_are_ordered():

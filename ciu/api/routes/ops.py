@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ciu.api.deps import Ctx
 from ciu.api.schemas import Health, Usage
-from ciu.api_store import ApiStore
+from ciu.store import ApiStore
 
 router = APIRouter(tags=["operations"])
 

@@ -39,7 +39,7 @@ def tile(
     allowed = list(ctx.who.role.restricted_attrs)
     variable = variable or ctx.reused(("variable",), lambda: forecast_variable(ctx.twin))
     context = ctx.reused(("context", level, variable),
-                         lambda: ctx.api.tile_context(ctx.store, level=level, variable=variable))
+                         lambda: ctx.api.tile_context(level=level, variable=variable))
     current = ctx.reused(("current", level, context["vid"], time or context["latest_time"]),
                          lambda: ctx.api.current_values(context, time=time))
     forecast = ctx.reused(("forecast", level, context["vid"], context["run"], context["issued"], horizon),

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from ciu.api.app import create_app
 from ciu.api.settings import ApiSettings
-from ciu.api_store import ApiStore
 from ciu.forecast import HistoricalAverageForecaster
+from ciu.store import ApiStore
 from ciu.twin import Twin
 from tests.conftest import fingerprint
 

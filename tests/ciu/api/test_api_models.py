@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 import ciu.skill
 from ciu.api.app import create_app
 from ciu.api.settings import ApiSettings
-from ciu.api_store import ApiStore
-from ciu.twin import Twin
 from ciu.models.runs import predict_to_store, skill_table, train_on_twin
 from ciu.models.settings import ModelSettings
 from ciu.models.train import TrainConfig
+from ciu.store import ApiStore
+from ciu.twin import Twin
 
 MODELS = ("persistence", "seasonal_naive", "historical_average", "ridge_unit", "tower")
 K = 5

@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 from ciu.api.app import create_app
 from ciu.api.privacy import public_forecasts
 from ciu.api.settings import ApiSettings
-from ciu.api_store import ApiStore, hash_token
+from ciu.store import ApiStore
+from ciu.store.access import hash_token
 from ciu.twin import Twin
 
 ALLOWED = {"public": set(), "viewer": set(), "operator": set(), "finance": {"tax_status", "assessed_value_eur"},

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ciu.api_store import ApiStore
 from ciu.domain import Variable
+from ciu.store import ApiStore
 from ciu.twin import Twin
 
 T0 = pd.Timestamp("2030-01-07 09:00", tz="UTC")
@@ -43,7 +43,7 @@ def test_tile_values_equal_the_roll_up_at_every_level_for_every_rule(measured) -
     differs = 0
     for name in rules:
         for level in twin.levels[1:]:
-            context = api.tile_context(twin.store, level=level, variable=name)
+            context = api.tile_context(level=level, variable=name)
             ids, values = api.current_values(context, time=T0.to_pydatetime())
             ids = [int(i) for i in ids.strip("{}").split(",") if i]
             got = pd.Series([float(v) for v in values.strip("{}").split(",") if v], index=codes.loc[ids].to_numpy())
