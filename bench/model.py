@@ -151,7 +151,7 @@ def run_harness(series: HierSeries, split: Split, config: TrainConfig, *, seeds:
 
 
 def compete_inputs(series: HierSeries, split: Split, config: TrainConfig):
-    """The inputs :func:`models.champion.compete` builds (scalers fitted on the training steps)."""
+    """The inputs :func:`ciu.models.champion.compete` builds (scalers fitted on the training steps)."""
     from ciu.models.data import ExternalScaler, Scaler, fit_stop
     from ciu.models.inputs import Inputs
 

@@ -2,7 +2,7 @@
 
 A run of ``ciu train`` (kind ``champion``) keeps in ``ciu.model_run.metrics`` the
 scores of every candidate model per split, level, horizon and channel, the
-champion, and how each model trained (see :func:`models.runs.train_on_twin`).
+champion, and how each model trained (see :func:`ciu.models.runs.train_on_twin`).
 Runs recorded before models were compared (kind ``tower``) scored one model:
 their scores sit directly under the level. These functions read both without
 the model packages, so that the API can answer from the stored JSON alone.
@@ -56,7 +56,7 @@ def split_scores(metrics: dict[str, Any], split: str) -> dict[str, dict[str, dic
 def skill_rows(metrics: dict[str, Any], *, split: str = "test", models: Sequence[str] = ()) -> list[dict[str, Any]]:
     """One row per model, level and horizon: RMSE, MAE, MAPE (means over channels) and % over seasonal naive.
 
-    The rows of :func:`models.runs.skill_table`, as plain dictionaries:
+    The rows of :func:`ciu.models.runs.skill_table`, as plain dictionaries:
     ``model, level, horizon, rmse, mae, mape, gain_over_seasonal_naive_pct,
     champion``. A score recorded as ``null`` (nothing to score, or MAPE where
     the truth is zero) stays ``None``; so does the gain where seasonal naive

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ciu.errors import ValidationError
-from ciu.ingest.base import Loader, Series, check_exists
+from ciu.ingest.base import FileOptions, Loader, Series, check_exists
 
 VERSION = "1"
 
@@ -131,6 +131,13 @@ class ArrayLoader(Loader):
     version = VERSION
     suffixes = (".npz", ".h5", ".hdf5", ".nc", ".nc4")
     kind = "series"
+
+    def read_options(self, path: Path, options: FileOptions, *, counts: bool = False) -> dict[str, Any]:
+        if options.unit_dim is None or options.variable is None:
+            raise ValidationError("an array file on the command line must be NetCDF with --variable and --unit-dim"
+                                  " (npz and HDF5 need a mapping: use ciu.ingest.arrays.ArrayMapping)",
+                                  source=str(path), field="unit_dim")
+        return {"mapping": netcdf_mapping(path, options.variable, unit_dim=options.unit_dim, tz=options.tz)}
 
     def read(self, path: Path | str, *, mapping: ArrayMapping | None = None, **_: Any) -> Series:
         path = check_exists(path)

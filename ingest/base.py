@@ -86,11 +86,40 @@ class Series:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class FileOptions:
+    """What a user says about one file (the options of ``ciu ingest``).
+
+    Every loader reads the ones of its format (:meth:`Loader.read_options`);
+    ``level``, ``key``, ``name`` and the floor options place units, ``level``
+    and ``on_conflict`` load observations.
+    """
+
+    level: str | None = None
+    #: ``"units"`` or ``"observations"``; default: what the loader reads
+    as_: str | None = None
+    key: str | None = None
+    name: str | None = None
+    crs: str | None = None
+    floors: bool = False
+    storey_height: float = 3.0
+    floors_column: str = "floors"
+    height_column: str = "height_m"
+    variable: str | None = None
+    layout: str | None = None
+    time_column: str = "time"
+    value_column: str = "value"
+    tz: str = "UTC"
+    unit_dim: str | None = None
+    on_conflict: str = "error"
+
+
 class Loader(ABC):
     """One format family.
 
-    Subclasses set ``name``, ``version`` and ``suffixes`` and implement
-    :meth:`read`.
+    Subclasses set ``name``, ``version`` and ``suffixes``, implement
+    :meth:`read`, and say with :meth:`read_options` which of a user's
+    :class:`FileOptions` their format takes.
     """
 
     name: str = ""
@@ -107,6 +136,10 @@ class Loader(ABC):
     @abstractmethod
     def read(self, path: Path | str, **options: Any) -> Layer | Series:
         """Read the file; raise :class:`~ciu.errors.ValidationError` naming file, row and field."""
+
+    def read_options(self, path: Path, options: FileOptions, *, counts: bool = False) -> dict[str, Any]:
+        """The keyword arguments of :meth:`read` for what the user asked (``counts``: the values are counts)."""
+        return {"crs": options.crs, "key": options.key}
 
 
 def check_exists(path: Path | str) -> Path:

@@ -2,7 +2,7 @@
 
 The user gives the layers they have, one per level (a layer may also be
 generated: :func:`h3_layer` for a grid, :func:`floor_units` for floors).
-Parents are assigned by the rules of DESIGN.md (``ingest.hierarchy``):
+Parents are assigned by the rules of DESIGN.md (``ciu.ingest.hierarchy``):
 building → grid by a point on the footprint's surface (points by
 themselves), every other area → area by the largest overlap. Units that fall
 outside every parent are left out of the tree and reported, by name and

@@ -55,18 +55,18 @@ def ingest_command(
     OnConflict.error,
 ) -> None:
     """Load a vector layer, CityJSON, time series or NetCDF file into the twin (idempotent)."""
-    from ciu.ingest.base import loader_for, loader_named
+    from ciu.ingest.base import FileOptions, loader_for, loader_named
     from ciu.ingest.generic import ingest_file
 
     chosen = loader_named(loader) if loader else loader_for(path)
+    options = FileOptions(
+        level=level, as_=as_.value if as_ else None, key=key, name=name, crs=crs, floors=floors,
+        storey_height=storey_height, floors_column=floors_column, height_column=height_column, variable=variable,
+        layout=layout, time_column=time_column, value_column=value_column, tz=tz, unit_dim=unit_dim,
+        on_conflict=on_conflict.value)
     t0 = time.perf_counter()
     with _twin() as twin:
-        report, lines = ingest_file(
-            twin, path, loader=chosen, level=level, as_=as_.value if as_ else None, key=key, name=name, crs=crs,
-            floors=floors, storey_height=storey_height, floors_column=floors_column, height_column=height_column,
-            variable=variable, layout=layout, time_column=time_column, value_column=value_column, tz=tz,
-            unit_dim=unit_dim, on_conflict=on_conflict.value,
-        )
+        report, lines = ingest_file(twin, path, loader=chosen, options=options)
     for line in lines:
         typer.echo(line)
     if report.skipped_source:

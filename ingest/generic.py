@@ -1,7 +1,7 @@
 """Loading any supported file into a twin: the engine behind ``ciu ingest``.
 
 A layer becomes units of one level: each feature gets its parent among the
-twin's units one level up (by the rules of :mod:`ingest.builder`), its code
+twin's units one level up (by the rules of :mod:`ciu.ingest.builder`), its code
 ``parent code / key``, and its attribute columns as attributes. A series
 becomes observations of the units its keys name.
 """
@@ -16,7 +16,7 @@ import pandas as pd
 
 from ciu.domain import LoadReport
 from ciu.errors import ValidationError
-from ciu.ingest.base import Layer, Loader, Series, file_sha256
+from ciu.ingest.base import FileOptions, Layer, Loader, Series, file_sha256
 from ciu.ingest.builder import LevelLayer, build_hierarchy, floor_units
 from ciu.ingest.pipeline import SourceInfo, load_series, load_unit_frame
 
@@ -24,47 +24,35 @@ if TYPE_CHECKING:
     from ciu.twin import Twin
 
 
-def ingest_file(twin: Twin, path: Path | str, *, loader: Loader, level: str | None = None, as_: str | None = None,
-                key: str | None = None, name: str | None = None, crs: str | None = None, floors: bool = False,
-                storey_height: float = 3.0, floors_column: str = "floors", height_column: str = "height_m",
-                variable: str | None = None, layout: str | None = None, time_column: str = "time",
-                value_column: str = "value", tz: str = "UTC", unit_dim: str | None = None,
-                on_conflict: str = "error") -> tuple[LoadReport, list[str]]:
-    """Load one file; returns the load report and lines worth telling the user."""
+def ingest_file(twin: Twin, path: Path | str, *, loader: Loader,
+                options: FileOptions = FileOptions()) -> tuple[LoadReport, list[str]]:
+    """Load one file with what the user said about it; returns the load report and lines worth telling the user.
+
+    The loader turns ``options`` into its own reading options (:meth:`Loader.read_options`).
+    """
     path = Path(path)
-    kind = as_ or ("units" if loader.kind == "layer" else "observations")
+    o = options
+    kind = o.as_ or ("units" if loader.kind == "layer" else "observations")
     if kind == "units":
         if loader.kind != "layer":
             raise ValidationError(f"the {loader.name} loader reads observations, not units", source=str(path))
-        if level is None:
+        if o.level is None:
             raise ValidationError("units need a level (--level)", source=str(path), field="level")
-        layer = loader.read(path, crs=crs, key=key)
+        layer = loader.read(path, **loader.read_options(path, o))
         assert isinstance(layer, Layer)
-        return load_layer(twin, layer, level=level, key=key, name=name, floors=floors, storey_height=storey_height,
-                          floors_column=floors_column, height_column=height_column,
-                          params={"crs": crs, "key": key, "name": name})
+        return load_layer(twin, layer, level=o.level, key=o.key, name=o.name, floors=o.floors,
+                          storey_height=o.storey_height, floors_column=o.floors_column, height_column=o.height_column,
+                          params={"crs": o.crs, "key": o.key, "name": o.name})
     if loader.kind == "layer":
         raise ValidationError(f"the {loader.name} loader reads units, not observations", source=str(path))
-    options: dict[str, Any] = {"variable": variable, "tz": tz}
-    if loader.name == "timeseries":
-        options.update(layout=layout, key=key or "code", time=time_column, value=value_column,
-                       nonnegative=_is_count(twin, variable))
-    elif loader.name == "arrays":
-        if unit_dim is None or variable is None:
-            raise ValidationError("an array file on the command line must be NetCDF with --variable and --unit-dim"
-                                  " (npz and HDF5 need a mapping: use ingest.arrays.ArrayMapping)", source=str(path),
-                                  field="unit_dim")
-        from ciu.ingest.arrays import netcdf_mapping
-
-        options["mapping"] = netcdf_mapping(path, variable, unit_dim=unit_dim, tz=tz)
-    series = loader.read(path, **options)
+    series = loader.read(path, **loader.read_options(path, o, counts=_is_count(twin, o.variable)))
     assert isinstance(series, Series)
-    series.params["key_field"] = key or "code"
+    series.params["key_field"] = o.key or "code"
     info = SourceInfo(uri=str(path), sha256=file_sha256(path), loader=series.loader,
                       loader_version=series.loader_version,
-                      params={k: v for k, v in {**series.params, "variable": variable, "level": level}.items()
+                      params={k: v for k, v in {**series.params, "variable": o.variable, "level": o.level}.items()
                               if v is not None and k != "key_field"})
-    report = load_series(twin, series, info, level=level, on_conflict=on_conflict)  # type: ignore[arg-type]
+    report = load_series(twin, series, info, level=o.level, on_conflict=o.on_conflict)  # type: ignore[arg-type]
     return report, list(report.notes)
 
 

@@ -17,7 +17,7 @@ directory with the same files):
 - floor: made from the estimated floor counts of the footprints.
 
 Observations (hours are NYC local wall-clock hours, stored as UTC instants;
-see :func:`ingest.arrays.localize_wall_clock`): Citi Bike departures
+see :func:`ciu.ingest.arrays.localize_wall_clock`): Citi Bike departures
 (channel 0) and arrivals (channel 1), taxi drop-offs (channel 0) and
 pick-ups (channel 1) per zone and hour 2019–2020; Central Park daily maximum
 temperature (°F converted to °C), daily crashes and injured persons for the

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ciu.errors import DuplicateError, ValidationError
-from ciu.ingest.base import Loader, Series, check_exists
+from ciu.ingest.base import FileOptions, Loader, Series, check_exists
 
 VERSION = "1"
 
@@ -81,6 +81,10 @@ class TimeSeriesLoader(Loader):
 
             return not _is_geoparquet(Path(path))
         return super().can_open(path)
+
+    def read_options(self, path: Path, options: FileOptions, *, counts: bool = False) -> dict[str, Any]:
+        return {"variable": options.variable, "tz": options.tz, "layout": options.layout, "key": options.key or "code",
+                "time": options.time_column, "value": options.value_column, "nonnegative": counts}
 
     def read(
         self, path: Path | str, *, layout: Literal["long", "wide"] | None = None, key: str = "code",

@@ -7,7 +7,7 @@ forecasts; its validation score is cross-fitted: each half of the validation
 steps is scored with weights fitted on the other half). The champion is the
 candidate whose validation RMSE, relative to seasonal naive's, is lowest on
 average over the levels. The residuals of its validation forecasts become the
-:class:`~models.probabilistic.ResidualBank` of its sample paths.
+:class:`~ciu.models.probabilistic.ResidualBank` of its sample paths.
 
 The test steps are not read until :meth:`Competition.score_test`, which
 scores every candidate once, after the champion is chosen.

@@ -150,7 +150,7 @@ def taxinyc_grid(root: Path | None = None, *, start: str = "2010-01-01") -> Hete
 def sample_city_graph(config: object | None = None) -> HeteroData:
     """The generated sample city as a graph, straight from the generator (no database).
 
-    Used by the benchmarks; :func:`models.graph.build_graph` gives the same graph
+    Used by the benchmarks; :func:`ciu.models.graph.build_graph` gives the same graph
     from a twin that holds the city.
     """
     from ciu.ingest.generator import SampleConfig, generate

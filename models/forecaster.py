@@ -11,9 +11,9 @@ sum to their parent exactly), its 10th, 50th and 90th percentiles (from
 sample paths summed up the hierarchy) and its risk: the probability of
 exceeding its threshold (capacity where known, else a high quantile of its
 history). The bands are calibrated on the model's own forecasts of the last
-:data:`~models.probabilistic.WINDOW` issue steps before ``issued_at`` whose
+:data:`~ciu.models.probabilistic.WINDOW` issue steps before ``issued_at`` whose
 targets were observed by then, the risk as fitted on validation
-(:class:`~models.probabilistic.Calibration`).
+(:class:`~ciu.models.probabilistic.Calibration`).
 
 Overrides change the model inputs of the forecast steps:
 

@@ -278,7 +278,7 @@ def _rolled(values: np.ndarray, data: HeteroData, levels: list[str], i: int) -> 
 
 
 def series_from_graph(data: HeteroData) -> HierSeries:
-    """The :class:`~models.data.HierSeries` of a graph made by :func:`build_graph` or :func:`graph_from_arrays`."""
+    """The :class:`~ciu.models.data.HierSeries` of a graph made by :func:`build_graph` or :func:`graph_from_arrays`."""
     levels = [t for t in data.node_types]
     # order bottom to top by the child → parent chain
     parents = {src: dst for (src, rel, dst) in data.edge_types if rel == "in"}

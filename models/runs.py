@@ -131,11 +131,11 @@ def train_on_twin(twin: Twin, config: TrainConfig, *, target: str = "people",
     target
         The count variable to forecast.
     models
-        The candidates (default :data:`models.champion.DEFAULT_MODELS`).
+        The candidates (default :data:`ciu.models.champion.DEFAULT_MODELS`).
     levels
         Consecutive levels, bottom to top (default: the lowest level where
         ``target`` is observed and every level above it, see
-        :func:`models.graph.target_levels`).
+        :func:`ciu.models.graph.target_levels`).
     window_days
         Train on the last ``window_days`` days of ``target`` only (default: all
         of them). The split fractions apply to the window.

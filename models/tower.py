@@ -151,7 +151,7 @@ class TowerConfig:
     """Hyper-parameters of a :class:`Tower` (all explicit, all recorded with each run).
 
     The sizes (``units`` .. ``slots_per_day``) come from the data; the rest are
-    the choices of :class:`models.train.TrainConfig` (their defaults live there),
+    the choices of :class:`ciu.models.train.TrainConfig` (their defaults live there),
     and the ``use_*`` switches are the ablations of the benchmark.
     """
 
@@ -324,7 +324,7 @@ class Tower(nn.Module):
         Parameters
         ----------
         batch
-            Windows of the issue steps (:meth:`models.inputs.TorchInputs.batch`).
+            Windows of the issue steps (:meth:`ciu.models.inputs.TorchInputs.batch`).
         static, parent, neighbours
             Per level: static features ``(N, S)``, child → parent index (every level
             but the top) and same-level ``edge_index``.

@@ -69,7 +69,7 @@ def _span(step: str | None, horizons: int | None) -> str:
 def skill_rows(skill: dict[str, Any]) -> list[tuple[str, str]]:
     """The model behind a forecast and its test scores at one level, as label–text pairs, in order.
 
-    ``skill`` is what :meth:`viz.data.DashboardData.skill` returns: ``model``,
+    ``skill`` is what :meth:`ciu.viz.data.DashboardData.skill` returns: ``model``,
     ``run_id``, ``trained``, ``scored``, ``level``, ``variable``, ``rmse``,
     ``gain_pct`` (per cent of RMSE below seasonal naive), ``coverage`` (share of
     test values between the 10th and 90th percentiles), ``step``, ``horizons``

@@ -13,7 +13,7 @@ import shapely
 
 from ciu.errors import CiuError, DuplicateError, ValidationError
 from ciu.ingest.arrays import ArrayLoader, ArrayMapping
-from ciu.ingest.base import loader_for
+from ciu.ingest.base import FileOptions, loader_for
 from ciu.ingest.generic import ingest_file
 from ciu.ingest.pipeline import SourceInfo, load_series
 from tests.conftest import fingerprint
@@ -153,7 +153,7 @@ def test_bad_file_one_clear_error_database_unchanged(city, tmp_path, make):
     loader = loader_for(path)
     kw = {"level": "building", "key": "bid"} if loader.kind == "layer" else {"variable": "people"}
     with pytest.raises(want.get("type", CiuError), match=want["match"]) as err:
-        ingest_file(city, path, loader=loader, **kw)
+        ingest_file(city, path, loader=loader, options=FileOptions(**kw))
     exc = err.value
     assert isinstance(exc, ValidationError)
     assert exc.source == str(path)

@@ -9,7 +9,7 @@ import shapely
 
 from ciu.domain import Variable
 from ciu.errors import ConflictError
-from ciu.ingest.base import file_sha256, loader_for
+from ciu.ingest.base import FileOptions, file_sha256, loader_for
 from ciu.ingest.cityjson import CityJSONLoader
 from ciu.ingest.generic import ingest_file, load_layer
 from tests.conftest import fingerprint
@@ -23,7 +23,7 @@ def _centres_in_cells(city, n: int) -> list[tuple[float, float]]:
 
 
 def _ingest(twin, path, **kw):
-    return ingest_file(twin, path, loader=loader_for(path), **kw)
+    return ingest_file(twin, path, loader=loader_for(path), options=FileOptions(**kw))
 
 
 def test_footprints_land_under_their_grid_cells_with_floors(city, tmp_path):

@@ -165,3 +165,23 @@ def test_wall_clock_gap_and_fold():
     fold = pd.date_range("2019-11-03 00:00", periods=3, freq="h")
     keep, utc = localize_wall_clock(fold, "America/New_York", np.ones((3, 1)), source="f", field="x")
     assert utc[1] == pd.Timestamp("2019-11-03 05:00", tz="UTC")  # the first 01:00 (EDT)
+
+
+def test_every_loader_turns_the_users_options_into_its_own() -> None:
+    import inspect
+    from pathlib import Path
+
+    from ciu.ingest.base import FileOptions, registered
+
+    for loader in registered():
+        if loader.name == "arrays":  # a NetCDF file needs its variable and unit dimension named
+            with pytest.raises(ValidationError, match="--unit-dim") as err:
+                loader.read_options(Path("x.nc"), FileOptions(variable="v"))
+            assert err.value.field == "unit_dim"
+            continue
+        options = loader.read_options(Path("x"), FileOptions(variable="v", key="k", crs="EPSG:28992"), counts=True)
+        accepted = inspect.signature(loader.read).parameters
+        named = {n for n, p in accepted.items() if p.kind == p.KEYWORD_ONLY}
+        assert options and "crs" in options or "variable" in options, (loader.name, options)
+        assert {"crs"} <= named or {"variable", "tz"} <= named, (loader.name, named)  # the format's own options
+        inspect.signature(loader.read).bind("x", **options)  # read takes every option it is given
