@@ -22,7 +22,6 @@ import xarray as xr
 
 from ciu.clock import utc
 from ciu.domain import LoadReport, SourceRecord, Variable
-from ciu.errors import ValidationError
 from ciu.settings import DatabaseSettings
 from ciu.store import Store
 
@@ -268,8 +267,7 @@ class Twin:
 
     # -- loading -------------------------------------------------------------------
     def load_units(self, frame: pd.DataFrame, **kwargs: Any) -> LoadReport:
-        if isinstance(frame, gpd.GeoDataFrame) and frame.crs is not None and not frame.crs.equals("EPSG:4326"):
-            raise ValidationError(f"units must be in EPSG:4326, not {frame.crs.to_string()}", field="geometry")
+        """Load units (checked by :meth:`ciu.store.Store.check_units`, the CRS included); one transaction."""
         return self.store.load_units(frame, **kwargs)
 
     def load_observations(self, frame: pd.DataFrame, **kwargs: Any) -> LoadReport:

@@ -61,7 +61,7 @@ def load_unit_frame(twin: Twin, units: gpd.GeoDataFrame, info: SourceInfo) -> Lo
     """Load units from one source (one transaction, idempotent)."""
 
     def run(sid: int) -> tuple[LoadReport, int]:
-        report = twin.store.load_units(units, source_id=sid, source=info.uri)
+        report = twin.load_units(units, source_id=sid, source=info.uri)
         return report, len(units)
 
     return with_source(twin, info, run)
@@ -112,7 +112,7 @@ def load_series(twin: Twin, series: Series, info: SourceInfo, *, codes: pd.Serie
 
     def run(sid: int) -> tuple[LoadReport, int]:
         try:
-            report = twin.store.load_observations(frame, source_id=sid, source=info.uri, on_conflict=on_conflict)
+            report = twin.load_observations(frame, source_id=sid, source=info.uri, on_conflict=on_conflict)
         except ValidationError as exc:
             if isinstance(exc.row, int) and 0 <= exc.row < len(series.frame):
                 raise type(exc)(exc.reason, source=exc.source, row=int(series.frame["row"].iloc[exc.row]),

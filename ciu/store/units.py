@@ -39,6 +39,10 @@ class Units(StoreBase):
         missing = [c for c in ("code", "level", "geometry") if c not in frame.columns]
         if missing:
             raise ValidationError(f"missing columns {missing}", source=source, field=missing[0])
+        crs = getattr(frame, "crs", None)  # a GeoDataFrame says its CRS: it must be the twin's
+        if crs is not None and not crs.equals("EPSG:4326"):
+            raise ValidationError(f"units must be in EPSG:4326, not {crs.to_string()}", source=source,
+                                  field="geometry")
         levels = self.levels()
         codes = frame["code"]
         if codes.isna().any():

@@ -241,3 +241,13 @@ def test_levels_are_configuration(twin, monkeypatch):
     assert [a.level for a in twin.unit(codes[-1]).ancestors] == list(seven[1:])
     with pytest.raises(CiuError, match="cannot change"):
         migrate(twin.store.conn, levels=("floor", "building", "city"))
+
+
+def test_every_door_refuses_units_in_another_crs(twin):
+    before = fingerprint(twin)
+    projected = small_tree().to_crs(3857)
+    for load in (twin.load_units, twin.store.load_units):  # the store itself, not only the twin, checks it
+        with pytest.raises(ValidationError, match="EPSG:4326, not EPSG:3857") as err:
+            load(projected, source="tree.gpkg")
+        assert err.value.field == "geometry" and err.value.source == "tree.gpkg"
+    assert fingerprint(twin) == before
