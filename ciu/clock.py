@@ -1,7 +1,12 @@
-"""The twin's clock rule, written once: times are stored and computed in UTC, and a time without a zone is UTC.
+"""The twin's clock rules, written once: times are UTC, and a forecast's horizons count steps from its issue time.
 
-People see local time (the city unit's ``timezone`` attribute); every
-time that enters the twin goes through :func:`utc` first. Pure: no SQL, no I/O.
+Times are stored and computed in UTC, and a time without a zone is UTC;
+people see local time (the city unit's ``timezone`` attribute); every time
+that enters the twin goes through :func:`utc` first. The forecast contract:
+a forecast issued at ``issued_at`` may use the observations up to and
+including ``issued_at``, and its horizon ``h`` is the step
+``issued_at + h · step`` (:func:`forecast_times`); every forecaster, stored
+forecast, scenario and page follows it. Pure: no SQL, no I/O.
 
 >>> from ciu.clock import utc
 >>> str(utc("2026-03-29 02:30"))
@@ -27,3 +32,9 @@ def utc(value: Any) -> pd.Timestamp:
 def utc_or_none(value: Any) -> datetime | None:
     """:func:`utc` as a ``datetime``, passing ``None`` through (optional query parameters)."""
     return None if value is None else utc(value).to_pydatetime()
+
+
+def forecast_times(issued_at: Any, horizons: int, step: pd.Timedelta) -> pd.DatetimeIndex:
+    """The times of horizons ``1 .. horizons`` of a forecast issued at ``issued_at`` (the forecast contract)."""
+    issued = utc(issued_at)
+    return pd.DatetimeIndex([issued + h * step for h in range(1, horizons + 1)])

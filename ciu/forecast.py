@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ciu import rollup
-from ciu.clock import utc
+from ciu.clock import forecast_times, utc
 from ciu.errors import ConfigError, UnknownUnit, ValidationError
 
 if TYPE_CHECKING:
@@ -212,7 +212,7 @@ class HistoricalAverageForecaster:
         fit = self._fit
         assert fit is not None
         issued = utc(issued_at).floor("h")
-        times = pd.DatetimeIndex([issued + pd.Timedelta(hours=h) for h in range(1, horizons + 1)])
+        times = forecast_times(issued, horizons, pd.Timedelta(hours=1))
         local = times.tz_convert(fit["tz"])
         holiday = np.array([d in fit["holidays"] for d in local.date])
         if ov.get("holiday"):

@@ -9,7 +9,7 @@ index into the level above. Upper-level truth is the sum of the bottom level
 issued at step ``t`` may use the observations of steps ``.. t`` and its
 horizon ``h`` is the step ``t + h`` (``h = 1 .. H``). In time:
 ``issued_at`` is the last step whose observations may be used and horizon
-``h`` is ``issued_at + h · step`` (:func:`forecast_times`).
+``h`` is ``issued_at + h · step`` (:func:`ciu.clock.forecast_times`).
 
 **Any regular step.** A series has one fixed ``step`` (15 minutes, an hour,
 four hours); horizons, input windows and seasonal lags count its steps. A
@@ -99,11 +99,6 @@ def infer_step(times: pd.DatetimeIndex, *, what: str = "series") -> pd.Timedelta
 def _ns(times: pd.DatetimeIndex) -> np.ndarray:
     """Times as integer nanoseconds, whatever the resolution of the index."""
     return times.to_numpy(dtype="datetime64[ns]").astype(np.int64)
-
-
-def forecast_times(issued_at: pd.Timestamp, horizons: int, step: pd.Timedelta) -> pd.DatetimeIndex:
-    """The times of horizons ``1 .. horizons`` of a forecast issued at ``issued_at`` (the forecast contract)."""
-    return pd.DatetimeIndex([issued_at + h * step for h in range(1, horizons + 1)])
 
 
 @dataclass

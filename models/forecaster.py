@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ciu.clock import utc
+from ciu.clock import forecast_times, utc
 from ciu.errors import NotFound, ValidationError
 from ciu.forecast import check_overrides
 from ciu.models.baselines import Forecaster, roll_up
@@ -195,7 +195,7 @@ class ChampionForecaster:
     def _frame(self, series: HierSeries, values: list[np.ndarray], quantiles: list[np.ndarray],
                risk: list[np.ndarray], issued: pd.Timestamp, horizons: int) -> pd.DataFrame:
         frames = []
-        times = issued + self.step * np.arange(1, horizons + 1)
+        times = forecast_times(issued, horizons, self.step)
         for i, lv in enumerate(series.levels):
             n = lv.n
             v = values[i][0, :, :horizons].sum(-1)  # (N, H): channels summed
