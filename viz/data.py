@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from functools import wraps
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -39,6 +38,7 @@ from ciu.alerts import AlertRule
 from ciu.clock import utc
 from ciu.errors import ConfigError, Forbidden, NotFound, ValidationError
 from ciu.forecast import HistoricalAverageForecaster, load_forecaster
+from ciu.viz.provider import LevelFrame
 from ciu.viz.settings import DashboardSettings
 
 if TYPE_CHECKING:
@@ -62,23 +62,6 @@ def _locked(method: Callable[P, R]) -> Callable[P, R]:
         with args[0]._lock:  # type: ignore[attr-defined]
             return method(*args, **kwargs)
     return wrapper
-
-
-@dataclass(frozen=True)
-class LevelFrame:
-    """The shown variable for one level's units at every step of the time slider."""
-
-    level: str
-    units: gpd.GeoDataFrame
-    times: pd.DatetimeIndex  # history steps first, then forecast steps
-    n_history: int
-    values: np.ndarray  # units × times
-    reference: np.ndarray  # units: what 100 % means (capacity, or the unit's recent peak)
-
-    @property
-    def density(self) -> np.ndarray:
-        ref = np.where(self.reference > 0, self.reference, np.nan)
-        return self.values / ref[:, None]
 
 
 def latest_hour(twin: Twin, variable: str) -> pd.Timestamp:

@@ -115,3 +115,12 @@ def test_every_sql_file_is_used() -> None:
     code = "\n".join(p.read_text() for p in modules().values())
     unused = [p.name for p in sorted((ROOT / "ciu" / "sql").glob("*.sql")) if f'"{p.stem}"' not in code]
     assert not unused, f"SQL files no code loads: {unused}"
+
+
+def test_the_dashboard_pages_read_through_their_data_provider_only() -> None:
+    known = modules()
+    for module, path in known.items():
+        if module.startswith("ciu.viz.pages"):
+            reached = {t for t in imports(path, known) if t.split(".")[1] != "viz" or t == "ciu.viz.data"}
+            assert reached <= {"ciu.errors"}, (module, reached)
+            assert ".twin" not in path.read_text(), module

@@ -9,6 +9,7 @@ import pytest
 from ciu.errors import ConfigError, Forbidden
 from ciu.store import ApiStore
 from ciu.viz.data import DashboardData, latest_hour, publish_forecast
+from ciu.viz.provider import DataProvider
 from ciu.viz.settings import DashboardSettings
 from tests.viz.conftest import quick_training
 
@@ -24,6 +25,12 @@ def test_published_forecast_follows_history(city, published):
     total = sum(a["capacity"] for a in floors["attrs"])
     assert frame.reference.sum() == pytest.approx(total)
     assert published["alerts"] > 0
+
+
+def test_the_dashboards_data_is_a_data_provider(city, published):
+    data = DashboardData(city, DashboardSettings())
+    assert isinstance(data, DataProvider)  # every member the pages use, present
+    assert data.levels[0] == city.levels[-1] and data.bottom_level == city.levels[0]
 
 
 def test_drill_down_keeps_the_subtree(city, published):

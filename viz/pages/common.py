@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from dash import dcc, html
 
-from ciu.viz.data import DashboardData, LevelFrame
 from ciu.viz.layers import base_layers, floor_layer, frame_payload, ramp_css, unit_layer, view_of
+from ciu.viz.provider import DataProvider, LevelFrame
 
 
 def time_label(times: list[str], n_history: int, step: int | None) -> str:
@@ -48,9 +48,9 @@ def time_controls(slider_id: str, label_id: str, play_id: str, tick_id: str, *, 
     ])
 
 
-def base_map(data: DashboardData) -> list[dict[str, Any]]:
+def base_map(data: DataProvider) -> list[dict[str, Any]]:
     """The base map of the pages: districts filled, grid cells outlined (the twin's own geometry)."""
-    levels = data.twin.levels
+    levels = data.levels
     areas = {}
     for name in ("district", "grid"):
         if name in levels:

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
-from ciu.viz.data import DashboardData
 from ciu.viz.figures import kpis, series_figure, skill_rows
 from ciu.viz.ids import Id
+from ciu.viz.provider import DataProvider
 from ciu.viz.pages.common import (as_matrix, base_map, kpi_cards, level_payload, map_panel, register_playback,
                               rows_table, slider_marks, time_controls, time_label)
 
@@ -20,13 +20,13 @@ RENDER_JS = ("function(payload, step) {{ return window.ciu ? window.ciu.render(p
              " {{basemap: true}}) : 'waiting'; }}")
 
 
-def default_level(data: DashboardData) -> str:
+def default_level(data: DataProvider) -> str:
     """The level shown first: districts when there are any, else the one below the top."""
     levels = data.levels
     return "district" if "district" in levels else levels[min(1, len(levels) - 1)]
 
 
-def layout(data: DashboardData, **_: Any) -> html.Div:
+def layout(data: DataProvider, **_: Any) -> html.Div:
     """The page; ``data`` gives the levels, everything else arrives through callbacks."""
     settings = data.settings
     return html.Div(className="page", children=[
@@ -57,7 +57,7 @@ def layout(data: DashboardData, **_: Any) -> html.Div:
     ])
 
 
-def _navigate(data: DashboardData, trigger: Any, selected: str | None, within: str | None,
+def _navigate(data: DataProvider, trigger: Any, selected: str | None, within: str | None,
               level: str) -> tuple[Any, Any]:
     units = data.all_units()
     if trigger == Id.OPS_DRILL and selected in units.index:
@@ -85,7 +85,7 @@ def _alert_rows(frame: pd.DataFrame) -> list[html.Div] | html.Div:
     return rows
 
 
-def register(app: Dash, data: DashboardData) -> None:
+def register(app: Dash, data: DataProvider) -> None:
     """Register the page and its callbacks on ``app``."""
     dash.register_page("ciu.viz.pages.operations", path=PATH, name="Operations", title="CIU Twin · operations",
                        order=0, layout=lambda **kw: layout(data, **kw))

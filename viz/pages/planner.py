@@ -10,10 +10,10 @@ import pandas as pd
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from ciu.errors import CiuError
-from ciu.viz.data import DashboardData
 from ciu.viz.figures import card_rows, scenario_numbers, scenario_overrides, skill_rows
 from ciu.viz.ids import Id
 from ciu.viz.layers import difference_payload, floor_layer, view_of
+from ciu.viz.provider import DataProvider
 from ciu.viz.pages.common import (base_map, level_payload, map_panel, register_playback, rows_table, slider_marks,
                               time_controls, time_label)
 
@@ -28,7 +28,7 @@ def _number(label: str, id_: str, value: float | None, **kw: Any) -> html.Div:
                                                                               debounce=True, **kw)])
 
 
-def scenario_form(data: DashboardData) -> html.Div:
+def scenario_form(data: DataProvider) -> html.Div:
     """Event of N more (people, trips) at a unit and hour, closure, weather and holiday overrides."""
     units = data.all_units()
     levels = [lv for lv in ("building", "grid", "district") if lv in data.levels]
@@ -53,7 +53,7 @@ def scenario_form(data: DashboardData) -> html.Div:
     ])
 
 
-def layout(data: DashboardData, **_: Any) -> html.Div:
+def layout(data: DataProvider, **_: Any) -> html.Div:
     noun = "floor" if data.bottom_level == "floor" else "unit"
     return html.Div(className="page", children=[
         time_controls(Id.PLAN_TIME, Id.PLAN_TIME_LABEL, Id.PLAN_PLAY, Id.PLAN_TICK, play_ms=data.settings.play_ms),
@@ -102,7 +102,7 @@ def numbers_table(nums: dict[str, Any], *, model: str, variable: str, unit: str)
         html.Tr([html.Th(k), html.Td(v, className="scn-" + str(i))]) for i, (k, v) in enumerate(rows)])])
 
 
-def register(app: Dash, data: DashboardData) -> None:
+def register(app: Dash, data: DataProvider) -> None:
     """Register the page and its callbacks on ``app``."""
     dash.register_page("ciu.viz.pages.planner", path=PATH, name="Planner", title="CIU Twin · planner", order=1,
                        layout=lambda **kw: layout(data, **kw))
