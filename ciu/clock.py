@@ -29,6 +29,11 @@ def utc(value: Any) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+def naive_utc(value: Any) -> pd.Timestamp:
+    """:func:`utc` without its zone: the clock of the model's arrays (UTC, zone-free)."""
+    return utc(value).tz_localize(None)
+
+
 def utc_or_none(value: Any) -> datetime | None:
     """:func:`utc` as a ``datetime``, passing ``None`` through (optional query parameters)."""
     return None if value is None else utc(value).to_pydatetime()

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ciu.clock import forecast_times, utc
+from ciu.clock import forecast_times, naive_utc, utc
 from ciu.errors import NotFound, ValidationError
 from ciu.forecast import check_overrides
 from ciu.models.baselines import Forecaster, roll_up
@@ -181,7 +181,7 @@ class ChampionForecaster:
             if series.covariates is None:
                 raise ValidationError("this model has no event input", field="event")
             below = self._bottom_below(series, ev["code"])
-            when = ev["time"].tz_convert("UTC").tz_localize(None).floor(self.step)
+            when = naive_utc(ev["time"]).floor(self.step)
             t0 = series.times.get_indexer([when])[0]
             steps = max(1, math.ceil(pd.Timedelta(hours=ev["hours"]) / self.step))
             if t0 >= 0 and len(below):

@@ -27,6 +27,7 @@ import torch
 from pandas.tseries.frequencies import to_offset
 from torch_geometric.data import HeteroData
 
+from ciu.clock import naive_utc
 from ciu.errors import ValidationError
 from ciu.models.data import HierSeries, Level, calendar_features, infer_step
 
@@ -148,10 +149,6 @@ def freq_alias(step: pd.Timedelta) -> str:
     return to_offset(step).freqstr
 
 
-def _naive(value: datetime | str | pd.Timestamp) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts if ts.tzinfo is None else ts.tz_convert("UTC").tz_localize(None)
-
 
 def build_graph(
     twin: Twin, *, target: str = "people", levels: Sequence[str] | None = None,
@@ -188,7 +185,7 @@ def build_graph(
     if cube.sizes["time"] == 0 and (start is None or end is None):
         raise ValidationError(f"no observations of {target!r} to build a graph from", field=target)
     if start is not None and end is not None:
-        full = pd.date_range(_naive(start), _naive(end), freq=step, inclusive="left")
+        full = pd.date_range(naive_utc(start), naive_utc(end), freq=step, inclusive="left")
     else:
         times = pd.DatetimeIndex(cube["time"].values)
         full = pd.date_range(times.min(), times.max(), freq=step)

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import pydeck as pdk
 
+from ciu.clock import utc
+
 if TYPE_CHECKING:
     from ciu.twin import Twin
 
@@ -140,9 +142,7 @@ def busiest_hour(twin: Twin, variable: str = "people") -> datetime:
 def write_buildings_view(twin: Twin, out: Path | str, *, time: str | datetime | None = None,
                          variable: str = "people") -> tuple[Path, str]:
     """Write the offline 3D view of the twin at one hour; returns the path and what it shows."""
-    when = pd.Timestamp(time).to_pydatetime() if time is not None else busiest_hour(twin, variable)
-    if when.tzinfo is None:
-        when = pd.Timestamp(when).tz_localize("UTC").to_pydatetime()
+    when = utc(time if time is not None else busiest_hour(twin, variable)).to_pydatetime()
     bottom = twin.levels[0]
     floors = twin.units(level=bottom)
     people = twin.rollup(variable, level=bottom, start=when, end=when + timedelta(hours=1))

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ciu import rollup
-from ciu.clock import utc, utc_or_none
+from ciu.clock import forecast_times, naive_utc, utc, utc_or_none
 
 
 def test_a_time_without_a_zone_is_utc_and_a_zoned_one_is_converted() -> None:
@@ -19,6 +19,12 @@ def test_a_time_without_a_zone_is_utc_and_a_zoned_one_is_converted() -> None:
         "2026-03-29 01:30", tz="UTC")
     assert utc(datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=10)))).hour == 2
     assert utc_or_none(None) is None and utc_or_none("2026-01-01T00:00Z").tzinfo is not None
+    assert naive_utc("2026-10-25T03:30+01:00") == pd.Timestamp("2026-10-25 02:30")  # after the clocks went back
+
+
+def test_horizon_h_is_h_steps_after_the_issue_time() -> None:
+    times = forecast_times("2026-03-29T00:00Z", 3, pd.Timedelta(minutes=15))
+    assert list(times) == [pd.Timestamp(f"2026-03-29 00:{m}", tz="UTC") for m in ("15", "30", "45")]
 
 
 def _tree() -> rollup.Hierarchy:
