@@ -45,6 +45,14 @@ class Variable:
     scope: Literal["public", "restricted"] = "public"
     description: str = ""
 
+    @property
+    def is_count(self) -> bool:
+        """Protected as a count when published (suppression, noise): a social variable that rolls up by sum.
+
+        The SQL twin is the function ``ciu.is_count``; a test holds the two together.
+        """
+        return self.rollup == "sum" and self.space == "social"
+
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
             raise ValidationError("must be lower-case letters, digits and _", row=self.name, field="name")

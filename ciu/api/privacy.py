@@ -1,6 +1,7 @@
 """Public aggregate counts: small-count suppression (k) and optional Laplace noise (ε).
 
-The same rule as the SQL function ``ciu.api_public_count`` (used by the
+Which variables are counts is :attr:`ciu.domain.Variable.is_count`. The
+same rule as the SQL function ``ciu.api_public_count`` (used by the
 predictions and tiles queries): for callers whose role has no exact access, a
 count above 0 and below ``k`` is withheld (``None``) and the others get Laplace
 noise of scale ``1/ε`` (a count has sensitivity 1), clipped at 0. A forecast's
@@ -13,12 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ciu.domain import Variable
-
-
-def is_count(var: Variable) -> bool:
-    """Variables protected as counts: social variables that roll up by sum (e.g. people)."""
-    return var.rollup == "sum" and var.space == "social"
 
 
 def public_counts(values: np.ndarray, *, exact: bool, k: float, epsilon: float | None,

@@ -65,6 +65,12 @@ RETURNS double precision LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
     SELECT -scale * sign(u) * ln(greatest(1e-12, 1.0 - 2.0 * abs(u))) FROM (SELECT random() - 0.5 AS u) AS draw
 $$;
 
+-- Which variables are published as counts (suppressed and noised for the public):
+-- social variables that roll up by sum. The SQL twin of ciu.domain.Variable.is_count.
+CREATE FUNCTION ciu.is_count(rollup text, space text) RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT $1 = 'sum' AND $2 = 'social'
+$$;
+
 -- Privacy of published counts: for callers without exact access, counts above 0
 -- and below k are withheld (NULL) and the rest get Laplace noise of scale
 -- 1/epsilon (a count has sensitivity 1), clipped at 0. epsilon NULL or <= 0: no noise.

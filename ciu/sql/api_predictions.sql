@@ -13,7 +13,7 @@ WITH issue AS (
                             %(run)s::bigint) AS n
 ), rows AS (
     SELECT p.run_id, u.code, u.level, v.name AS variable, p.issued_at, p.horizon, p.time, p.value, p.risk,
-           p.q10, p.q50, p.q90, v.rollup = 'sum' AND v.space = 'social' AS counted
+           p.q10, p.q50, p.q90, ciu.is_count(v.rollup, v.space) AS counted
       FROM issue i
       JOIN ciu.prediction p ON p.run_id = i.run_id AND p.issued_at = i.issued_at AND p.scenario = %(scenario)s
       JOIN ciu.unit u ON u.id = p.unit_id

@@ -25,8 +25,10 @@ WITH env AS MATERIALIZED (
 ), features AS (
     SELECT t.code, t.name, t.level, t.z_min, t.z_max, round(t.area_m2::numeric, 1)::float8 AS area_m2,
            t.attrs,
-           ciu.api_public_count(c.v, %(exact)s, %(k)s, %(epsilon)s) AS current,
-           ciu.api_public_count(f.value, %(exact)s, %(k)s, %(epsilon)s) AS forecast,
+           CASE WHEN %(counted)s THEN ciu.api_public_count(c.v, %(exact)s, %(k)s, %(epsilon)s) ELSE c.v END
+               AS current,
+           CASE WHEN %(counted)s THEN ciu.api_public_count(f.value, %(exact)s, %(k)s, %(epsilon)s) ELSE f.value END
+               AS forecast,
            f.risk AS forecast_risk,
            t.geom
       FROM tile_units t

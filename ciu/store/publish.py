@@ -188,8 +188,8 @@ class Publish(Catalog, Observations):
         vid = self.conn.execute("SELECT id FROM ciu.variable WHERE name = %s", (variable,)).fetchone()
         latest = self.latest_issue(variable_id=vid[0] if vid else None)  # type: ignore[index]
         run, issued = latest if latest else (None, None)
-        return {"level": level, "variable": variable, "rule": var.rollup, "base": base,
-                "vid": vid[0] if vid else None,  # type: ignore[index]
+        return {"level": level, "variable": variable, "rule": var.rollup, "counted": var.is_count,
+                "base": base, "vid": vid[0] if vid else None,  # type: ignore[index]
                 "latest_time": latest_time, "run": run, "issued": issued}
 
     def current_values(self, context: dict[str, Any], *, time: datetime | None) -> tuple[ArrayLiteral, ArrayLiteral]:
@@ -234,7 +234,8 @@ class Publish(Catalog, Observations):
 
         Every feature carries the unit's public attributes, the restricted ones
         named in ``allowed``, ``current`` (from :meth:`current_values`) and
-        ``forecast``/``forecast_risk`` (from :meth:`forecast_values`).
+        ``forecast``/``forecast_risk`` (from :meth:`forecast_values`); counts
+        (:attr:`ciu.domain.Variable.is_count`) are protected for the caller.
         ``context`` comes from :meth:`tile_context`.
         """
         attrs = TILE_ATTRS_RESTRICTED if allowed else TILE_ATTRS_PUBLIC
@@ -242,6 +243,6 @@ class Publish(Catalog, Observations):
             "z": z, "x": x, "y": y, "level": context["level"], "allowed": list(allowed),
             "cur_ids": current[0], "cur_vals": current[1],
             "fc_ids": forecast[0], "fc_vals": forecast[1], "fc_risks": forecast[2],
-            "exact": exact, "k": float(k), "epsilon": epsilon, "layer": context["level"],
+            "exact": exact, "k": float(k), "epsilon": epsilon, "layer": context["level"], "counted": context["counted"],
         }).fetchone()
         return bytes(row[0]) if row and row[0] is not None else b""  # type: ignore[index]

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from ciu.api.deps import VARIABLE_DEFAULT, Ctx
 from ciu.api.features import check_level
-from ciu.api.privacy import is_count, public_counts, public_forecasts
+from ciu.api.privacy import public_counts, public_forecasts
 from ciu.api.schemas import Alert, PredictionPage, Risk, Series
 from ciu.clock import utc_or_none
 from ciu.errors import NotFound, ValidationError
@@ -48,7 +48,7 @@ def series(
         frame = ctx.twin.rollup(variable, level=unit["level"], codes=[code], start=start, end=end, freq=freq)
     frame = frame.head(MAX_POINTS)
     values = frame["value"].to_numpy(dtype=float)
-    if is_count(var):
+    if var.is_count:
         shown = public_counts(values, **ctx.privacy())
     else:
         shown = [float(v) for v in values]
@@ -134,7 +134,7 @@ def risk(
 
 def _published(ctx: Ctx, frame: pd.DataFrame) -> tuple[list[float | None], list[list[float | None]]]:
     """Stored forecast values and quantiles as the caller may see them (counts protected, others as stored)."""
-    counts = {v.name for v in ctx.twin.variables() if is_count(v)}
+    counts = {v.name for v in ctx.twin.variables() if v.is_count}
     counted = frame["variable"].isin(counts).to_numpy()
     values = frame["value"].to_numpy(dtype=float)
     quantiles = frame[list(QUANTILE_COLUMNS)].to_numpy(dtype=float)

@@ -10,7 +10,7 @@ import pandas as pd
 from fastapi import APIRouter, Request
 
 from ciu.api.deps import Ctx
-from ciu.api.privacy import is_count, public_counts
+from ciu.api.privacy import public_counts
 from ciu.api.schemas import ScenarioRequest, ScenarioResult
 from ciu.errors import ValidationError
 from ciu.scenarios import compare
@@ -62,7 +62,7 @@ def scenario(ctx: Ctx, body: ScenarioRequest, request: Request) -> dict:
     def shown(values: pd.Series, variable: str | None) -> list[float | None]:
         var = var_defs.get(variable)
         arr = values.to_numpy(dtype=float)
-        if var is not None and is_count(var):
+        if var is not None and var.is_count:
             return public_counts(arr, **ctx.privacy())
         return [None if np.isnan(v) else float(v) for v in arr]
 

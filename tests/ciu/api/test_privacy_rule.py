@@ -30,3 +30,14 @@ def test_with_noise_both_withhold_the_same_counts_and_publish_none_below_zero(db
     assert [v is None for v in in_python] == [v is None for v in in_sql] == [True, False, True, True, True, False,
                                                                              False, False]
     assert all(v >= 0 for v in in_python + in_sql if v is not None)
+
+
+def test_which_variables_are_counts_is_one_rule_in_python_and_in_sql(db_url: str) -> None:
+    from ciu.domain import ROLLUPS, SPACES, Variable
+
+    with psycopg.connect(db_url) as conn:
+        for rollup in ROLLUPS:
+            for space in SPACES:
+                in_sql = conn.execute("SELECT ciu.is_count(%s, %s)", (rollup, space)).fetchone()[0]
+                assert in_sql is Variable("v", "1", space, rollup).is_count, (rollup, space)
+    assert Variable("people", "persons", "social", "sum").is_count

@@ -57,3 +57,28 @@ def test_tile_values_equal_the_roll_up_at_every_level_for_every_rule(measured) -
                 plain = {c: leaves[leaves["code"].str.startswith(c + "/")]["value"].mean() for c in top}
                 differs += sum(abs(plain[c] - want[c]) > 1e-9 for c in want.index)
     assert differs > 0  # the test city's subtrees are uneven enough for the two to disagree
+
+
+def test_tiles_protect_counts_only(measured) -> None:
+    import mapbox_vector_tile
+
+    from tests.ciu.api.conftest import tile_of
+
+    twin, rules = measured
+    api = ApiStore(twin.store.conn)
+    level = twin.levels[-2]
+    units = twin.units(level=level)
+    centre = units.geometry.union_all().centroid
+    x, y = tile_of(centre.x, centre.y, 10)
+    shown = {}
+    for name in ("rule_mean", "people"):
+        context = api.tile_context(level=level, variable=name)
+        assert context["counted"] is (name == "people")
+        at = T0.to_pydatetime() if name != "people" else None
+        current = api.current_values(context, time=at)
+        tile = api.tile(context, z=10, x=x, y=y, current=current, forecast=api.forecast_values(context, horizon=1),
+                        allowed=[], exact=False, k=1e9, epsilon=None)  # k above every value: counts all withheld
+        layer = mapbox_vector_tile.decode(tile)[level]
+        shown[name] = [f["properties"].get("current") for f in layer["features"]]
+    assert shown["people"] and all(v is None for v in shown["people"])
+    assert shown["rule_mean"] and all(v is not None for v in shown["rule_mean"])  # a mean is not a count
