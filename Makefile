@@ -97,3 +97,4 @@ bench-viz: setup-test
 # tower-model benchmarks on real data (results in bench/results/model-*.json, table in docs/benchmarks.md)
 bench-model: setup
 	@$(PY) -m bench.model
+	@$(PY) -m bench.report

@@ -347,33 +347,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--suites", default="synthetic,manhattan,taxinyc,ablation,scale")
     parser.add_argument("--seeds", type=int, default=None)
-    parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--scale-worker", nargs=2, metavar=("FLOORS", "MODEL"))
     args = parser.parse_args(argv)
     if args.scale_worker:
         print(json.dumps(_scale_worker(int(args.scale_worker[0]), args.scale_worker[1])))
         return
-    if not args.table_only:
-        profile = dict(PROFILES[args.profile])
-        if args.seeds is not None:
-            profile["seeds"] = args.seeds
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        names = args.suites.split(",")
-        t_all = time.perf_counter()
-        for i, name in enumerate(names):
-            t0 = time.perf_counter()
-            started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-            print(f"[{i + 1}/{len(names)}] suite {name} (profile {args.profile}), {time.perf_counter() - t_all:.0f} s"
-                  " into the run", flush=True)
-            res = SUITES[name](profile, log=lambda m: print(m, flush=True))
-            res["_meta"] = {"profile": args.profile, "budget": profile, "seconds": time.perf_counter() - t0,
-                            "started": started, "machine": _machine()}
-            (RESULTS / f"model-{name}.json").write_text(json.dumps(jsonable(res), indent=1))
-            print(f"{name}: {time.perf_counter() - t0:.0f} s -> {RESULTS / f'model-{name}.json'}", flush=True)
-        print(f"all suites: {time.perf_counter() - t_all:.0f} s", flush=True)
-    from bench.report import main as write_report
-
-    write_report()
+    profile = dict(PROFILES[args.profile])
+    if args.seeds is not None:
+        profile["seeds"] = args.seeds
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    names = args.suites.split(",")
+    t_all = time.perf_counter()
+    for i, name in enumerate(names):
+        t0 = time.perf_counter()
+        started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        print(f"[{i + 1}/{len(names)}] suite {name} (profile {args.profile}), {time.perf_counter() - t_all:.0f} s"
+              " into the run", flush=True)
+        res = SUITES[name](profile, log=lambda m: print(m, flush=True))
+        res["_meta"] = {"profile": args.profile, "budget": profile, "seconds": time.perf_counter() - t0,
+                        "started": started, "machine": _machine()}
+        (RESULTS / f"model-{name}.json").write_text(json.dumps(jsonable(res), indent=1))
+        print(f"{name}: {time.perf_counter() - t0:.0f} s -> {RESULTS / f'model-{name}.json'}", flush=True)
+    print(f"all suites: {time.perf_counter() - t_all:.0f} s", flush=True)
 
 
 if __name__ == "__main__":
