@@ -18,16 +18,17 @@ TRAIN_MINUTES=${DEMO_TRAIN_MINUTES:-1.25}
 API_PORT=${CIU_API_PORT:-8000}
 DASH_PORT=${CIU_DASHBOARD_PORT:-8050}
 
-# the newest trained run of the target on the data now stored, if any
+# the newest trained run of the target on the data now stored, if any and if this version can load it
 trained=$($PY - "$TARGET" <<'PY'
 import sys
 from ciu import Twin
-from ciu.errors import NotFound
-from ciu.models.forecaster import latest_run
+from ciu.errors import NotFound, ValidationError
+from ciu.models.forecaster import ChampionForecaster, latest_run
 with Twin.connect() as twin:
     try:
         row = latest_run(twin, target=sys.argv[1])
-    except NotFound:
+        ChampionForecaster.load(twin, int(row["id"]))  # a checkpoint of an earlier version is trained again
+    except (NotFound, ValidationError):
         row = None
     print(int(row["id"]) if row is not None and row["data_hash"] == twin.store.data_hash() else "")
 PY
