@@ -34,6 +34,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from ciu import rollup
 from ciu.alerts import AlertRule
 from ciu.clock import utc
 from ciu.errors import ConfigError, Forbidden, NotFound, ValidationError
@@ -220,9 +221,12 @@ class DashboardData:
             bottom = units[units["level"] == self.bottom_level]
             cap = pd.Series([float((a or {}).get("capacity") or 0.0) for a in bottom["attrs"]], index=bottom.index)
             parts = [cap]
-            for _ in levels[levels.index(self.bottom_level) + 1:]:
+            for _ in levels[levels.index(self.bottom_level) + 1:]:  # capacities add up: the sum roll-up rule
                 parents = units.loc[cap.index, "parent_code"]
-                cap = cap[parents.notna().to_numpy()].groupby(parents.dropna().to_numpy()).sum()
+                keep = parents.notna().to_numpy()
+                group, _, value = rollup.combine((parents.to_numpy()[keep], np.zeros(int(keep.sum()))),
+                                                 cap.to_numpy()[keep], "sum")
+                cap = pd.Series(value, index=group)
                 parts.append(cap)
             self._capacity = pd.concat(parts)
         return self._capacity
