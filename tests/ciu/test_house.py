@@ -9,6 +9,7 @@ test, and so does a circle of modules importing each other.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,3 +125,28 @@ def test_the_dashboard_pages_read_through_their_data_provider_only() -> None:
             reached = {t for t in imports(path, known) if t.split(".")[1] != "viz" or t == "ciu.viz.data"}
             assert reached <= {"ciu.errors"}, (module, reached)
             assert ".twin" not in path.read_text(), module
+
+
+SQL = re.compile(r"\b(SELECT\s.+\sFROM|INSERT\s+INTO|UPDATE\s+ciu\.|DELETE\s+FROM|CREATE\s+(TABLE|INDEX|FUNCTION)|"
+                 r"ALTER\s+TABLE|set_config\()", re.S)
+
+
+def test_sql_is_written_in_the_store_layer_only() -> None:
+    known = modules()
+    wrong = []
+    for module, path in sorted(known.items()):
+        if layer(module)[1] == "store":
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)  # docstrings may speak of SQL
+                      if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef)) and ast.get_docstring(n)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings \
+                    and SQL.search(node.value):
+                wrong.append(f"{module}:{node.lineno}: {node.value[:60]!r}")
+    assert not wrong, "SQL outside the store layer:\n" + "\n".join(wrong)
+
+
+def test_no_module_is_over_500_lines() -> None:
+    long = {m: n for m, p in modules().items() if (n := len(p.read_text().splitlines())) > 500}
+    assert not long, long
