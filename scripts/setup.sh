@@ -20,7 +20,11 @@ for arg in "$@"; do
 done
 
 # pip's own notices about this machine's extra package indexes are noise here
-quiet_pip() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "^WARNING: Location" >&2); }
+# and setuptools' notice on every editable install (the checkout's folders are the package by design)
+quiet_pip() {
+  "$VENV/bin/python" -m pip "$@" 2> >(grep -v "^WARNING: Location" \
+    | sed '/BuildBackendWarning: Editable installation/,+9d' >&2)
+}
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
