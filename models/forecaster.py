@@ -219,8 +219,7 @@ def latest_run(twin: Twin, run_id: int | None = None, *, target: str | None = No
             wanted = "" if target is None else f" of {target!r}"
             raise NotFound(f"no trained model run{wanted}: run `ciu train` first")
         run_id = int(newest["id"])
-    runs = twin.store.model_runs()
-    rows = runs[runs["id"] == run_id]
+    rows = twin.store.model_runs(ids=[run_id])  # one row, not every run's metrics
     if rows.empty:
         raise NotFound(f"no model run with id {run_id}")
     row = rows.iloc[-1]

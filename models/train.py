@@ -401,8 +401,7 @@ def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower
             if budget is not None:
                 plan.stretch(budget - (time.perf_counter() - t0), round_, config.epochs, step_seconds / done,
                              check_seconds / round_)
-                schedule.total = max(done + (plan.rounds - round_) * plan.steps, done)
-                bar.total = done + (plan.rounds - round_) * plan.steps
+                schedule.total = bar.total = done + max(0, plan.rounds - round_) * plan.steps
                 bar.refresh()
         else:
             full = plan.rounds == config.epochs and plan.steps * bs >= per_epoch

@@ -53,8 +53,8 @@ class ScenarioRunner:
         return base, what, name, issued
 
     def _model(self, twin: Twin, variable: str) -> tuple[Any, str]:
-        runs = twin.store.model_runs()
-        version = f"{twin.store.data_hash()}:{int(runs['id'].max()) if len(runs) else 0}"
+        newest = twin.store.newest_run(target=variable)  # the run load_forecaster would load: one row
+        version = f"{twin.store.data_hash()}:{0 if newest is None else int(newest['id'])}"
         key = (version, variable)
         with self._lock:
             if key not in self._models:

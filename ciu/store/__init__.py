@@ -20,9 +20,8 @@ twin's store, :class:`ApiStore` the API's. The domain types
 
 from __future__ import annotations
 
-from ciu.domain import LoadReport, SourceRecord, Variable, interval_of
 from ciu.store.access import Access
-from ciu.store.base import QUANTILE_COLUMNS, load_sql, pg_micros, subtree_pattern
+from ciu.store.base import QUANTILE_COLUMNS
 from ciu.store.catalog import Catalog
 from ciu.store.forecasts import Forecasts
 from ciu.store.observations import Observations
@@ -30,8 +29,7 @@ from ciu.store.provenance import Provenance
 from ciu.store.publish import Publish
 from ciu.store.units import Units
 
-__all__ = ["QUANTILE_COLUMNS", "ApiStore", "LoadReport", "SourceRecord", "Store", "Variable", "interval_of",
-           "load_sql", "pg_micros", "subtree_pattern"]
+__all__ = ["QUANTILE_COLUMNS", "ApiStore", "Store"]
 
 
 class Store(Catalog, Provenance, Units, Observations, Forecasts):

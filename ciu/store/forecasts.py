@@ -64,10 +64,12 @@ class Forecasts(StoreBase):
         run = self.newest_run()
         return None if run is None else str(run["target"])
 
-    def model_runs(self) -> pd.DataFrame:
+    def model_runs(self, *, ids: Sequence[int] | None = None) -> pd.DataFrame:
+        """Model runs in id order (only ``ids`` when given): what was trained, on what, how well, where it is kept."""
         rows = self.conn.execute(
             "SELECT id, name, kind, created_at, status, params, data_hash, code_version, metrics, checkpoint"
-            " FROM ciu.model_run ORDER BY id").fetchall()
+            " FROM ciu.model_run WHERE %(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s) ORDER BY id",
+            {"ids": None if ids is None else [int(i) for i in ids]}).fetchall()
         return pd.DataFrame(rows, columns=["id", "name", "kind", "created_at", "status", "params", "data_hash",
                                            "code_version", "metrics", "checkpoint"])
 

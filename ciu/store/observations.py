@@ -14,8 +14,8 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from ciu import rollup as rollup_arrays
 from ciu import pgcopy
+from ciu import rollup as rollup_arrays
 from ciu.domain import LoadReport, interval_of
 from ciu.errors import ConflictError, DuplicateError, ValidationError
 from ciu.rollup import Hierarchy
@@ -255,21 +255,13 @@ class Observations(StoreBase):
                   tree: Hierarchy | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Unit ids and values of ``variable`` at exactly ``time`` for every unit of ``level`` that has one.
 
-        The observations of the lowest observed level at or below ``level``,
-        combined level by level by the variable's roll-up rule: the same rule
-        as :meth:`rollup`, without time buckets.
+        :meth:`rollup` over the one instant (a bucket holds a single value per unit there).
         """
-        var = self.variable(variable)
-        target = self.rank(level)
-        below = [lv for lv in self.observed_levels(variable) if self.rank(lv) <= target]
-        if not below:
-            return np.array([], dtype=np.int64), np.array([], dtype=float)
         tree = tree or self.hierarchy()
-        unit, t, v = self.series_arrays(variable, level=below[0], start=time,
-                                        end=pd.Timestamp(time) + pd.Timedelta(microseconds=1))
-        for _ in range(self.rank(below[0]), target):
-            unit, t, v = rollup_arrays.step_up(tree, unit, t, v, rule=var.rollup)
-        return unit, v
+        frame = self.rollup(variable, level=level, start=time, end=pd.Timestamp(time) + pd.Timedelta(microseconds=1),
+                            tree=tree)
+        ids = tree.id[pd.Index(tree.code).get_indexer(frame["code"])]
+        return ids, frame["value"].to_numpy(dtype=float)
 
     def rollup(
         self,
