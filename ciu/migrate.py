@@ -11,6 +11,7 @@ migration changes the sources in the same commit.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
@@ -18,6 +19,7 @@ import psycopg
 from psycopg import sql
 
 from ciu.errors import ConfigError, MigrationError
+from ciu.levels import Level, hierarchy, level
 
 _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 3240016401  # advisory lock id for migrations
@@ -52,7 +54,8 @@ def applied(conn: psycopg.Connection) -> list[int]:
     return [row[0] for row in conn.execute("SELECT version FROM ciu.migration ORDER BY version")]
 
 
-def migrate(conn: psycopg.Connection, *, levels: tuple[str, ...] | list[str] | None = None) -> list[int]:
+def migrate(conn: psycopg.Connection, *,
+            levels: Sequence[str | Mapping[str, object] | Level] | None = None) -> list[int]:
     """Apply the missing migrations and make sure the level list is set.
 
     Parameters
@@ -60,7 +63,8 @@ def migrate(conn: psycopg.Connection, *, levels: tuple[str, ...] | list[str] | N
     conn
         An open connection (autocommit or not; each migration commits).
     levels
-        Level names bottom to top. Seeded when the twin has none; when the twin
+        Levels bottom to top: names, or objects with a kind and a key prefix
+        (see :mod:`ciu.levels`). Seeded when the twin has none; when the twin
         already has a different list it may change only while no units exist.
 
     Returns
@@ -99,31 +103,31 @@ def migrate(conn: psycopg.Connection, *, levels: tuple[str, ...] | list[str] | N
         except psycopg.Error as exc:
             raise MigrationError(f"migration {mig.version:03d}_{mig.name} failed: {exc}") from exc
         done.append(mig.version)
-    ensure_levels(conn, tuple(levels) if levels is not None else None, default=DEFAULT_LEVELS)
+    ensure_levels(conn, levels, default=DEFAULT_LEVELS)
     return done
 
 
 def ensure_levels(
-    conn: psycopg.Connection, levels: tuple[str, ...] | None, *, default: tuple[str, ...]
+    conn: psycopg.Connection, levels: Sequence[str | Mapping[str, object] | Level] | None, *,
+    default: Sequence[str | Mapping[str, object] | Level],
 ) -> tuple[str, ...]:
-    """Seed or check the level list (bottom to top)."""
+    """Seed or check the levels (bottom to top): names, kinds and key prefixes."""
     with conn.transaction():
-        stored = tuple(r[0] for r in conn.execute("SELECT name FROM ciu.level ORDER BY rank"))
-        wanted = levels if levels is not None else (stored or default)
-        if len(wanted) < 1 or len(set(wanted)) != len(wanted):
-            raise ConfigError(f"levels must be distinct names, bottom to top; got {list(wanted)}")
-        for name in wanted:
-            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-                raise ConfigError(f"level name {name!r} must be lower-case letters, digits and _")
+        stored = tuple(Level(*r) for r in conn.execute("SELECT name, kind, prefix FROM ciu.level ORDER BY rank"))
+        wanted = hierarchy(levels) if levels is not None else (stored or hierarchy(default))
         if stored == wanted:
-            return stored
+            return tuple(lv.name for lv in stored)
         if stored and conn.execute("SELECT EXISTS (SELECT 1 FROM ciu.unit)").fetchone()[0]:  # type: ignore[index]
             raise ConfigError(
-                f"the twin already has levels {list(stored)} and holds units; cannot change them to {list(wanted)}"
+                f"the twin already has levels {_described(stored)} and holds units; "
+                f"cannot change them to {_described(wanted)}"
             )
         conn.execute("DELETE FROM ciu.level")
         with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO ciu.level (name, rank) VALUES (%s, %s)", [(n, i) for i, n in enumerate(wanted)]
-            )
-    return tuple(wanted)
+            cur.executemany("INSERT INTO ciu.level (name, rank, kind, prefix) VALUES (%s, %s, %s, %s)",
+                            [(lv.name, i, lv.kind, lv.prefix) for i, lv in enumerate(wanted)])
+    return tuple(lv.name for lv in wanted)
+
+
+def _described(levels: Sequence[Level]) -> list[str]:
+    return [lv.name if level(lv.name) == lv else f"{lv.name} ({lv.kind}, prefix {lv.prefix!r})" for lv in levels]

@@ -69,16 +69,20 @@ class DatabaseSettings(BaseSettings):
 class TwinSettings(BaseSettings):
     """How the hierarchy is shaped.
 
-    ``CIU_LEVELS`` is a JSON list of level names, bottom to top, e.g.
-    ``'["floor", "building", "grid", "area", "street", "admin_district", "city"]'``.
+    ``CIU_LEVELS`` is a JSON list of levels, bottom to top: names, or objects
+    with a ``kind`` (storey, structure, area) and a key ``prefix`` for names
+    whose kind is not known (see :mod:`ciu.levels`), e.g.
+    ``'["floor", "building", "grid", "area", "street", "admin_district", "city"]'`` or
+    ``'["room", {"name": "house", "kind": "structure", "prefix": "h"}, "parish", "city"]'``.
     """
 
     model_config = SettingsConfigDict(env_prefix="CIU_", extra="ignore")
 
-    levels: tuple[str, ...] | None = Field(default=None, description="level names bottom to top; unset = keep")
+    levels: tuple[str | dict[str, str], ...] | None = Field(
+        default=None, description="levels bottom to top (names or {name, kind, prefix}); unset = keep")
 
 
-def configured_levels() -> tuple[str, ...] | None:
+def configured_levels() -> tuple[str | dict[str, str], ...] | None:
     """The level list asked for by ``CIU_LEVELS``, or ``None`` to keep the stored one (or the default)."""
     return TwinSettings().levels
 

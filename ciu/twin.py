@@ -22,6 +22,7 @@ import xarray as xr
 
 from ciu.clock import utc
 from ciu.domain import LoadReport, SourceRecord, Variable
+from ciu.levels import Kind, Level, of_kind
 from ciu.settings import DatabaseSettings
 from ciu.store import Store
 
@@ -119,6 +120,19 @@ class Twin:
     def levels(self) -> tuple[str, ...]:
         """Level names, bottom to top."""
         return self.store.levels()
+
+    @property
+    def level_specs(self) -> tuple[Level, ...]:
+        """The levels with their kind and key prefix, bottom to top (see :mod:`ciu.levels`)."""
+        return self.store.level_specs()
+
+    def level(self, name: str) -> Level:
+        """One level by name (:class:`~ciu.errors.UnknownLevel` when the twin has none of that name)."""
+        return self.level_specs[self.store.rank(name)]
+
+    def level_of_kind(self, kind: Kind) -> Level | None:
+        """The twin's lowest level of ``kind`` (``structure``: buildings, ``storey``: floors), or ``None``."""
+        return of_kind(self.level_specs, kind)
 
     def levels_from(self, variable: str) -> list[str]:
         """The levels where ``variable`` is known, bottom to top (empty when it has no observations).

@@ -2,9 +2,10 @@
 
 The user gives the layers they have, one per level (a layer may also be
 generated: :func:`h3_layer` for a grid, :func:`floor_units` for floors).
-Parents are assigned by the rules of DESIGN.md (``ciu.ingest.hierarchy``):
-building → grid by a point on the footprint's surface (points by
-themselves), every other area → area by the largest overlap. Units that fall
+Parents are assigned by the rules of DESIGN.md (``ciu.ingest.hierarchy``),
+by each level's kind (``ciu.levels``): a structure (building) by a point on
+its footprint's surface (points by themselves), every other area by the
+largest overlap. Units that fall
 outside every parent are left out of the tree and reported, by name and
 count, in :attr:`Hierarchy.orphans`, with the units below them.
 """
@@ -21,6 +22,7 @@ import pandas as pd
 import shapely
 
 from ciu.errors import HierarchyError, ValidationError
+from ciu.levels import KNOWN, Level, level as level_of
 from ciu.ingest.hierarchy import assign_by_overlap, assign_by_point, code_key, floors_from_buildings, h3_cells
 
 Rule = Literal["point", "overlap"]
@@ -105,20 +107,21 @@ class Hierarchy:
         return lines
 
 
-def rule_for(layer: LevelLayer) -> Rule:
+def rule_for(layer: LevelLayer, spec: Level) -> Rule:
+    """The layer's own rule, else its level's placement; points are always placed by themselves."""
     if layer.rule is not None:
         return layer.rule
     kinds = set(shapely.get_type_id(np.asarray(layer.frame.geometry.values, dtype=object)).tolist())
     points_only = kinds <= {0, 4}
-    return "point" if layer.level == "building" or points_only else "overlap"
+    return "point" if points_only else spec.placement
 
 
-def assign(layer: LevelLayer, parents: gpd.GeoDataFrame) -> tuple[pd.Series, list[str]]:
+def assign(layer: LevelLayer, parents: gpd.GeoDataFrame, spec: Level) -> tuple[pd.Series, list[str]]:
     """Parent code of every feature of ``layer`` among ``parents`` (indexed by code), and the orphans' names."""
     if parents.empty:
         return pd.Series(np.nan, index=layer.frame.index, dtype=object), list(layer.names())
     names = layer.names()
-    if rule_for(layer) == "point":
+    if rule_for(layer, spec) == "point":
         found = assign_by_point(layer.frame, parents, names=names)
     else:
         found = assign_by_overlap(layer.frame, parents, names=names)
@@ -187,7 +190,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def build_hierarchy(layers: Sequence[LevelLayer], *, levels: Sequence[str],
+def build_hierarchy(layers: Sequence[LevelLayer], *, levels: Sequence[str | Level],
                     existing: dict[str, gpd.GeoDataFrame] | None = None) -> Hierarchy:
     """Assign parents level by level, top down, and make codes.
 
@@ -196,11 +199,13 @@ def build_hierarchy(layers: Sequence[LevelLayer], *, levels: Sequence[str],
     layers
         The layers to place; each at a different level.
     levels
-        The twin's levels, bottom to top.
+        The twin's levels, bottom to top (names take their known kinds).
     existing
         Units already in the twin by level (GeoDataFrames indexed by code):
         parents for the top given layer when it is not the top level.
     """
+    specs = {lv.name: lv for lv in map(level_of, levels)}
+    levels = list(specs)
     by_level = {layer.level: layer for layer in layers}
     if len(by_level) != len(layers):
         raise ValidationError("two layers name the same level", field="level")
@@ -227,7 +232,7 @@ def build_hierarchy(layers: Sequence[LevelLayer], *, levels: Sequence[str],
             if parents is None:
                 raise HierarchyError(f"level {level!r} needs parents at level {above!r}: give that layer or load it"
                                      " first", field="level")
-            parent_codes, lost = assign(layer, parents)
+            parent_codes, lost = assign(layer, parents, specs[level])
             if lost and layer.outside == "nearest" and not parents.empty:
                 parent_codes = assign_nearest(layer, parents, parent_codes)
                 nearest[level], lost = lost, []
@@ -251,8 +256,8 @@ def h3_layer(area: shapely.Geometry, resolution: int, *, level: str = "grid") ->
 
 
 def floor_units(buildings: gpd.GeoDataFrame, *, floors_column: str = "floors", height_column: str = "height_m",
-                storey_height: float = 3.0, level: str = "floor") -> gpd.GeoDataFrame:
-    """Floor units for building units (indexed by code): ``floors`` or height ÷ storey height.
+                storey_height: float = 3.0, level: Level = KNOWN["floor"]) -> gpd.GeoDataFrame:
+    """Storey units (``level``) for building units (indexed by code): ``floors`` or height ÷ storey height.
 
     Each floor has its building's footprint, a z-range and ``estimated`` set
     when the count came from the height.
@@ -264,9 +269,9 @@ def floor_units(buildings: gpd.GeoDataFrame, *, floors_column: str = "floors", h
                                    storey_height=storey_height)
     geoms = buildings.geometry
     return gpd.GeoDataFrame({
-        "code": [f"{b}/f{k:02d}" for b, k in zip(floors["building"], floors["floor"])],
+        "code": [f"{b}/{level.prefix}{k:02d}" for b, k in zip(floors["building"], floors["floor"])],
         "parent_code": floors["building"].to_numpy(),
-        "level": level,
+        "level": level.name,
         "name": [f"Floor {k}" for k in floors["floor"]],
         "z_min": floors["z_min"].round(3).to_numpy(),
         "z_max": floors["z_max"].round(3).to_numpy(),

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ciu.domain import LoadReport
 from ciu.errors import ValidationError
+from ciu.levels import KNOWN, Level
 from ciu.ingest.base import FileOptions, Layer, Loader, Series, file_sha256
 from ciu.ingest.builder import LevelLayer, build_hierarchy, floor_units
 from ciu.ingest.pipeline import SourceInfo, load_series, load_unit_frame
@@ -72,36 +73,38 @@ def layer_units(twin: Twin, layer: Layer, *, level: str, key: str | None = None,
                 height_column: str = "height_m") -> tuple[gpd.GeoDataFrame, list[str]]:
     """Units (and floors) for the features of ``layer`` at ``level``, parents from the twin."""
     levels = twin.levels
-    rank = twin.store.rank(level)
+    spec = twin.level(level)
+    rank = levels.index(level)
     frame = layer.frame
     if key is None:
         frame = frame.assign(_key=frame["feature"].map(lambda i: f"{i + 1}"))
         key = "_key"
     attrs = tuple(c for c in frame.columns if c not in (frame.geometry.name, "feature", "_key"))
     z = None
-    if level == "building" and height_column in frame.columns:
+    if spec.kind == "structure" and height_column in frame.columns:
         frame = frame.assign(_z0=0.0, _z1=pd.to_numeric(frame[height_column], errors="coerce"))
         z = ("_z0", "_z1")
-    prefix = {"building": "b", "grid": "g", "district": "d", "floor": "f"}.get(level, "")
-    spec = LevelLayer(level, frame, key=key, prefix=prefix, name=name, attrs=attrs, z=z)
+    placed = LevelLayer(level, frame, key=key, prefix=spec.prefix, name=name, attrs=attrs, z=z, rule=spec.placement)
     existing = {}
     if rank < len(levels) - 1:
         above = levels[rank + 1]
         existing[above] = twin.units(level=above)
-    tree = build_hierarchy([spec], levels=levels, existing=existing)
+    tree = build_hierarchy([placed], levels=levels, existing=existing)
     units = tree.units
     lines = tree.orphan_report()
     if floors:
-        if level != "building":
-            raise ValidationError("floors are made for buildings only (--level building)", field="floors")
+        storey = twin.level_of_kind("storey")
+        if spec.kind != "structure" or storey is None or levels[rank - 1] != storey.name:
+            raise ValidationError(f"floors are made for a structure level with a storey level below it; "
+                                  f"{level!r} is a level of kind {spec.kind}", field="floors")
         b = units.set_index("code", drop=False)
         for col in (floors_column, height_column):
             b[col] = b["attrs"].map(lambda a, c=col: a.get(c))
         storeys = layer.parts.get("storeys")
-        measured = storey_units(b, storeys, key=key) if storeys is not None and len(storeys) else None
+        measured = storey_units(b, storeys, key=key, level=storey) if storeys is not None and len(storeys) else None
         rest = b if measured is None else b[~b["code"].isin(measured["parent_code"])]
         made = floor_units(rest, floors_column=floors_column, height_column=height_column,
-                           storey_height=storey_height)
+                           storey_height=storey_height, level=storey)
         if measured is not None:
             made = pd.concat([measured, made], ignore_index=True)
             lines.append(f"{len(measured):,} floors from the file's storeys")
@@ -111,17 +114,18 @@ def layer_units(twin: Twin, layer: Layer, *, level: str, key: str | None = None,
     return units, lines
 
 
-def storey_units(buildings: gpd.GeoDataFrame, storeys: pd.DataFrame, *, key: str) -> gpd.GeoDataFrame:
-    """Floor units from measured storeys (``building, storey, z_min, z_max, name``), numbered bottom up."""
+def storey_units(buildings: gpd.GeoDataFrame, storeys: pd.DataFrame, *, key: str,
+                 level: Level = KNOWN["floor"]) -> gpd.GeoDataFrame:
+    """Storey units from measured storeys (``building, storey, z_min, z_max, name``), numbered bottom up."""
     by_key = {str(a.get(key)): code for code, a in zip(buildings["code"], buildings["attrs"])}
     rows = storeys.assign(parent=storeys["building"].astype(str).map(by_key)).dropna(subset=["parent"])
     rows = rows.sort_values(["parent", "z_min"])
     rows["floor"] = rows.groupby("parent").cumcount()
     geoms = buildings.set_index("code").geometry
     return gpd.GeoDataFrame({
-        "code": [f"{p}/f{k:02d}" for p, k in zip(rows["parent"], rows["floor"])],
+        "code": [f"{p}/{level.prefix}{k:02d}" for p, k in zip(rows["parent"], rows["floor"])],
         "parent_code": rows["parent"].to_numpy(),
-        "level": "floor",
+        "level": level.name,
         "name": rows["name"].astype(str).to_numpy(),
         "z_min": rows["z_min"].to_numpy(dtype=float),
         "z_max": rows["z_max"].to_numpy(dtype=float),

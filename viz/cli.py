@@ -101,7 +101,8 @@ def export_cesium(out: OutDir = Path("out/export/cesium"), time: Time = None,
 
 @export_app.command("kepler")
 def export_kepler(out: OutDir = Path("out/export/kepler"),
-                  level: Annotated[str, typer.Option(help="level exported")] = "building", time: Time = None,
+                  level: Annotated[str | None, typer.Option(help="level exported (default: the buildings)")] = None,
+                  time: Time = None,
                   copy: Annotated[bool, typer.Option(help="copy kepler.gl's files instead of linking them")] = False
                   ) -> None:
     """A kepler.gl map file (config and data) of one level and an offline kepler.gl page that opens it."""

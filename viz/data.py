@@ -191,6 +191,10 @@ class DashboardData:
         levels = list(self.twin.levels)
         return list(reversed(levels[levels.index(self.bottom_level):]))
 
+    def kind(self, level: str) -> str:
+        """What the level holds: ``storey``, ``structure`` or ``area`` (see :mod:`ciu.levels`)."""
+        return self.twin.level(level).kind
+
     def child_level(self, level: str) -> str | None:
         levels = self.levels
         i = levels.index(level)
@@ -372,19 +376,22 @@ class DashboardData:
         """
         role = self.role()
         unit = self.twin.unit(code, include_restricted=bool(role.restricted_attrs))
-        building = unit  # the building a floor belongs to (the unit itself at other levels)
+        building = unit  # the structure (building) a storey belongs to (the unit itself at other levels)
         levels = self.twin.levels
-        if "building" in levels:
-            while building.parent_code is not None and levels.index(building.level) < levels.index("building"):
+        structure = self.twin.level_of_kind("structure")
+        is_structure = structure is not None and building.level == structure.name
+        if structure is not None:
+            while building.parent_code is not None and levels.index(building.level) < levels.index(structure.name):
                 building = self.twin.unit(building.parent_code, include_restricted=bool(role.restricted_attrs))
+            is_structure = building.level == structure.name
         when = utc(time if time is not None else self.now())
         restricted = building.restricted or {}
         visible = {k: v for k, v in restricted.items() if role.allows(k)}
         battrs = building.attrs or {}
         return {
             "code": unit.code, "name": unit.name or unit.code, "level": unit.level,
-            "building": building.code if building.level == "building" else None,
-            "floors": battrs.get("floors", len(building.children) if building.level == "building" else None),
+            "building": building.code if is_structure else None,
+            "floors": battrs.get("floors", len(building.children) if is_structure else None),
             "floor": (unit.attrs or {}).get("floor"),
             "use": (unit.attrs or {}).get("use") or battrs.get("land_use"),
             "ownership": battrs.get("ownership"),

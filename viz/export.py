@@ -97,10 +97,12 @@ def cityjson(twin: Twin, *, include_restricted: bool = False, scale: float = 0.0
     Geometry is LoD1 (footprint prisms) in the city's UTM zone; each storey
     spans its floor's ``z_min``–``z_max``.
     """
-    buildings = twin.units(level="building", include_restricted=include_restricted)
-    if buildings.empty:
+    structure, storey = twin.level_of_kind("structure"), twin.level_of_kind("storey")
+    buildings = (twin.units(level=structure.name, include_restricted=include_restricted)
+                 if structure is not None else None)
+    if buildings is None or buildings.empty:
         raise ValidationError("the twin has no buildings to export", field="level")
-    floors = twin.units(level="floor")
+    floors = twin.units(level=storey.name) if storey is not None else buildings.iloc[:0]
     crs = buildings.estimate_utm_crs()
     b_m = buildings.to_crs(crs)
     f_m = floors.to_crs(crs)
@@ -272,13 +274,19 @@ def _fit_zoom(bounds: np.ndarray, *, width: int = 1280, height: int = 800, margi
     return float(np.clip(np.log2(margin * min(width / span_x, height / span_y) / 512.0), 1.0, 20.0))
 
 
-def kepler_map(twin: Twin, *, level: str = "building", time: str | datetime | None = None,
+def kepler_map(twin: Twin, *, level: str | None = None, time: str | datetime | None = None,
                variable: str = "people") -> dict[str, Any]:
     """A kepler.gl map file (``{"datasets", "config", "info"}``, version v1) of one level with people.
 
-    Load it in kepler.gl with "Add data" → the JSON file; it asks for no base map.
+    ``level`` defaults to the twin's structures (buildings), else its bottom
+    level. Load it in kepler.gl with "Add data" → the JSON file; it asks for no
+    base map.
     """
+    if level is None:
+        structure = twin.level_of_kind("structure")
+        level = structure.name if structure is not None else twin.levels[0]
     units = twin.units(level=level)
+    extruded = twin.level(level).kind == "structure"
     when = _when(twin, time)
     people = _people_at(twin, level, when, variable).reindex(units.index)
     fields = [{"name": "code", "type": "string"}, {"name": "name", "type": "string"},
@@ -297,12 +305,12 @@ def kepler_map(twin: Twin, *, level: str = "building", time: str | datetime | No
             "dataId": dataset_id, "label": f"{level} · {variable}", "columns": {"geojson": "_geojson"},
             "isVisible": True,
             # heights map linearly onto heightRange: the heights themselves, in metres
-            "visConfig": {"opacity": 0.85, "filled": True, "stroked": True, "extruded": level == "building",
-                          "elevationScale": 1, "enable3d": level == "building",
+            "visConfig": {"opacity": 0.85, "filled": True, "stroked": True, "extruded": extruded,
+                          "elevationScale": 1, "enable3d": extruded,
                           "heightRange": [min(heights), max(heights)]},
         },
         "visualChannels": {"colorField": {"name": "people", "type": "real"}, "colorScale": "quantile",
-                           "heightField": {"name": "height", "type": "real"} if level == "building" else None,
+                           "heightField": {"name": "height", "type": "real"} if extruded else None,
                            "heightScale": "linear"},
     }
     return {
@@ -314,7 +322,7 @@ def kepler_map(twin: Twin, *, level: str = "building", time: str | datetime | No
                                                                {"name": "people", "format": None}]}}}},
             "mapState": {"latitude": float((y0 + y1) / 2), "longitude": float((x0 + x1) / 2),
                          "zoom": _fit_zoom(units.total_bounds),
-                         "pitch": 45 if level == "building" else 0, "bearing": 0, "dragRotate": True},
+                         "pitch": 45 if extruded else 0, "bearing": 0, "dragRotate": True},
             "mapStyle": {"styleType": "no_map"},
         }},
         "info": {"app": "kepler.gl", "created_at": datetime.now().isoformat(timespec="seconds"),
@@ -428,7 +436,7 @@ def _inline_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":")).replace("</", "<\\/")
 
 
-def export_kepler(twin: Twin, out_dir: Path | str, *, level: str = "building", time: str | datetime | None = None,
+def export_kepler(twin: Twin, out_dir: Path | str, *, level: str | None = None, time: str | datetime | None = None,
                   copy: bool = False, js_dir: Path | None = None) -> Path:
     """Write the kepler.gl map file ``kepler.json`` and a kepler.gl page ``index.html`` into ``out_dir``.
 

@@ -7,9 +7,13 @@ CREATE EXTENSION IF NOT EXISTS postgis;
 
 CREATE TABLE ciu.level (
     name text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]*$'),
-    rank integer NOT NULL UNIQUE CHECK (rank >= 0)   -- 0 is the bottom level
+    rank integer NOT NULL UNIQUE CHECK (rank >= 0),  -- 0 is the bottom level
+    kind text NOT NULL DEFAULT 'area' CHECK (kind IN ('storey', 'structure', 'area')),
+    prefix text NOT NULL DEFAULT '' CHECK (prefix ~ '^[a-z0-9_]*$')
 );
 COMMENT ON TABLE ciu.level IS 'The ordered list of hierarchy levels; rank 0 is the bottom (e.g. floor).';
+COMMENT ON COLUMN ciu.level.kind IS 'storey: volumes stacked in a structure (floors); structure: extruded footprints placed by a point (buildings); area: placed by overlap.';
+COMMENT ON COLUMN ciu.level.prefix IS 'Prefix of the local keys generated for units of this level (e.g. b for buildings).';
 
 CREATE TABLE ciu.source (
     id bigserial PRIMARY KEY,

@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 
 from ciu.errors import DatabaseUnavailable, DuplicateError, HierarchyError, ValidationError
+from ciu.levels import Level
 
 
 #: the quantile columns of a stored forecast
@@ -115,7 +116,7 @@ class StoreBase:
 
     def __init__(self, conn: psycopg.Connection) -> None:
         self.conn = conn
-        self._levels: tuple[str, ...] | None = None
+        self._levels: tuple[Level, ...] | None = None
 
     @classmethod
     def connect(cls, url: str, *, timeout: float = 10.0) -> Self:

@@ -12,17 +12,23 @@ from psycopg.rows import dict_row
 
 from ciu.domain import Variable
 from ciu.errors import ConflictError, UnknownLevel, UnknownVariable
+from ciu.levels import Level
 from ciu.store.base import StoreBase
 
 
 class Catalog(StoreBase):
     """Levels and variables: what the twin measures and how it rolls up."""
 
+    def level_specs(self) -> tuple[Level, ...]:
+        """The levels (name, kind, key prefix), bottom to top."""
+        if self._levels is None:
+            self._levels = tuple(Level(*r) for r in self.conn.execute(
+                "SELECT name, kind, prefix FROM ciu.level ORDER BY rank"))
+        return self._levels
+
     def levels(self) -> tuple[str, ...]:
         """Level names, bottom to top."""
-        if self._levels is None:
-            self._levels = tuple(r[0] for r in self.conn.execute("SELECT name FROM ciu.level ORDER BY rank"))
-        return self._levels
+        return tuple(lv.name for lv in self.level_specs())
 
     def rank(self, level: str) -> int:
         try:

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"ciu": "ciu", "ciu.ingest": "ingest", "ciu.models": "models", "ciu.viz": "viz"}
 #: (height, layer, module prefixes); the longest matching prefix decides
 LAYERS: list[tuple[int, str, tuple[str, ...]]] = [
-    (0, "core", ("ciu.errors", "ciu.settings", "ciu.rollup", "ciu.skill", "ciu.alerts", "ciu.clock", "ciu.domain")),
+    (0, "core", ("ciu.errors", "ciu.settings", "ciu.rollup", "ciu.skill", "ciu.alerts", "ciu.clock", "ciu.domain",
+                  "ciu.levels")),
     (1, "store", ("ciu.store", "ciu.pgcopy", "ciu.db", "ciu.cluster", "ciu.migrate",
                   "ciu.migrations", "ciu.sql")),
     (2, "twin", ("ciu.twin", "ciu")),

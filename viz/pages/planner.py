@@ -31,7 +31,7 @@ def _number(label: str, id_: str, value: float | None, **kw: Any) -> html.Div:
 def scenario_form(data: DataProvider) -> html.Div:
     """Event of N more (people, trips) at a unit and hour, closure, weather and holiday overrides."""
     units = data.all_units()
-    levels = [lv for lv in ("building", "grid", "district") if lv in data.levels]
+    levels = [lv for lv in reversed(data.levels[1:]) if data.kind(lv) != "storey"]  # not the city, not storeys
     choices = units[units["level"].isin(levels)].sort_index()
     options = [{"label": f"{row['level']} · {row['name'] or code}", "value": code} for code, row in choices.iterrows()]
     first = next((o["value"] for lv in levels for o in options if units.loc[o["value"], "level"] == lv), None)
@@ -54,14 +54,17 @@ def scenario_form(data: DataProvider) -> html.Div:
 
 
 def layout(data: DataProvider, **_: Any) -> html.Div:
-    noun = "floor" if data.bottom_level == "floor" else "unit"
+    bottom = data.bottom_level
+    above = data.levels[-2] if len(data.levels) > 1 else None
+    stacked = data.kind(bottom) == "storey" and above is not None
+    noun = bottom if stacked else "unit"
     return html.Div(className="page", children=[
         time_controls(Id.PLAN_TIME, Id.PLAN_TIME_LABEL, Id.PLAN_PLAY, Id.PLAN_TICK, play_ms=data.settings.play_ms),
         html.Div(className="main", children=[
             map_panel(Id.PLAN_MAP, tall=True, legend=f"100 % of {noun} capacity" if data.has_capacity
                       else f"100 % of each {noun}'s {data.reference_name}"),
             html.Div(className="side", children=[
-                html.H3("Floor / building" if noun == "floor" else data.bottom_level.capitalize()),
+                html.H3(f"{bottom.capitalize()} / {above}" if stacked else bottom.capitalize()),
                 html.Div(f"click a {noun}", id=Id.PLAN_CARD, className="card"),
             ]),
         ]),
