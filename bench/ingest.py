@@ -40,7 +40,8 @@ from psycopg import sql
 from bench.common import bench_cluster, server_floor
 from ciu.ingest.base import file_sha256
 from ciu.ingest.builder import LevelLayer, build_hierarchy, h3_layer
-from ciu.ingest.pipeline import SourceInfo, load_unit_frame
+from ciu.domain import SourceInfo
+from ciu.ingest.pipeline import load_unit_frame
 from ciu.ingest.vector import VectorLoader
 from ciu.migrate import migrate
 from ciu.twin import Twin

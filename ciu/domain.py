@@ -76,6 +76,17 @@ class LoadReport:
 
 
 @dataclass(frozen=True)
+class SourceInfo:
+    """Where a load comes from: the provenance written to ``ciu.source``."""
+
+    uri: str
+    sha256: str
+    loader: str
+    loader_version: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class SourceRecord:
     """Provenance of a load: which file, its checksum, which loader, when."""
 

@@ -129,7 +129,7 @@ class HistoricalAverageForecaster:
     # -- fitting -----------------------------------------------------------------
     def fit(self, twin: Twin) -> HistoricalAverageForecaster:
         """Learn the profiles and weather sensitivities from the stored history."""
-        twin.store.variable(self.variable)  # raises UnknownVariable
+        twin.variable(self.variable)  # raises UnknownVariable
         levels = twin.levels_from(self.variable)
         if not levels:
             raise ValidationError(f"no observations of {self.variable!r} to learn from", field="variable")
@@ -176,7 +176,7 @@ class HistoricalAverageForecaster:
             "tz": tz, "codes": list(wide.columns), "profile": profile, "beta": beta, "rain_mean": rain_mean,
             "temp_mean": np.nan_to_num(temp_mean, nan=0.0), "capacity": capacity, "reference": reference,
             "units": units,
-            "levels": levels, "rollup": twin.store.variable(self.variable).rollup,
+            "levels": levels, "rollup": twin.variable(self.variable).rollup,
             "holidays": self._holiday_dates(twin, tz),
         }
         return self
@@ -184,7 +184,7 @@ class HistoricalAverageForecaster:
     @staticmethod
     def _external(twin: Twin, name: str, times: pd.DatetimeIndex, *, default: float) -> np.ndarray:
         """A city-wide external variable aligned to ``times`` (``default`` where missing)."""
-        if name not in {v.name for v in twin.variables()} or not twin.store.observed_levels(name):
+        if name not in {v.name for v in twin.variables()} or not twin.observed_levels(name):
             return np.full(len(times), default)
         series = twin.rollup(name, level=twin.levels[-1], start=times.min(), end=times.max() + pd.Timedelta("1h"))
         if series.empty:
@@ -194,7 +194,7 @@ class HistoricalAverageForecaster:
 
     @staticmethod
     def _holiday_dates(twin: Twin, tz: str) -> set[Any]:
-        if "holiday" not in {v.name for v in twin.variables()} or not twin.store.observed_levels("holiday"):
+        if "holiday" not in {v.name for v in twin.variables()} or not twin.observed_levels("holiday"):
             return set()
         frame = twin.rollup("holiday", level=twin.levels[-1], freq="h")
         on = frame[frame["value"] > 0.5]
@@ -316,7 +316,7 @@ def _weather_fit(obs: np.ndarray, expected: np.ndarray, rain: np.ndarray, temp: 
 
 def forecast_variable(twin: Twin) -> str:
     """The variable a twin forecasts when none is named: the target of its newest trained model, else ``people``."""
-    return twin.store.newest_target() or "people"
+    return twin.newest_target() or "people"
 
 
 #: the entry-point group where forecasters of trained model runs register, one name per run kind
@@ -349,7 +349,7 @@ def load_forecaster(twin: Twin, variable: str | None = None) -> tuple[Any, str]:
     forecaster not installed) is an error, not a reason to answer with another model.
     """
     variable = variable or forecast_variable(twin)
-    run = twin.store.newest_run(target=variable)
+    run = twin.newest_run(target=variable)
     if run is None:
         baseline = HistoricalAverageForecaster(variable=variable)
         return baseline, baseline.name

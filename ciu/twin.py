@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,10 +21,12 @@ import shapely
 import xarray as xr
 
 from ciu.clock import utc
-from ciu.domain import LoadReport, SourceRecord, Variable
+from ciu.domain import LoadReport, SourceInfo, SourceRecord, Variable
+from ciu.errors import ConfigError
 from ciu.levels import Kind, Level, of_kind
 from ciu.settings import DatabaseSettings
 from ciu.store import Store
+from ciu.store.access import Role
 
 
 @dataclass
@@ -109,6 +111,10 @@ class Twin:
     def close(self) -> None:
         self.store.close()
 
+    def statement_timeout(self, seconds: float | None):
+        """A context in which every statement of this twin is cancelled after ``seconds``."""
+        return self.store.statement_timeout(seconds)
+
     def __enter__(self) -> Twin:
         return self
 
@@ -145,11 +151,53 @@ class Twin:
         levels = list(self.levels)
         return levels[levels.index(observed[0]):] if observed else []
 
+    def rank(self, level: str) -> int:
+        """A level's rank (0 = bottom); :class:`~ciu.errors.UnknownLevel` when the twin has no such level."""
+        return self.store.rank(level)
+
     def variables(self) -> list[Variable]:
         return self.store.variables()
 
+    def variable(self, name: str) -> Variable:
+        """One registered variable; :class:`~ciu.errors.UnknownVariable` when it is not registered."""
+        return self.store.variable(name)
+
+    def register_variables(self, variables: Sequence[Variable]) -> None:
+        """Register variables; a name already registered must keep its definition."""
+        self.store.register_variables(variables)
+
+    def observed_levels(self, variable: str) -> list[str]:
+        """The levels where ``variable`` has observations, bottom to top."""
+        return self.store.observed_levels(variable)
+
+    def series_extent(self) -> pd.DataFrame:
+        """Per variable and level: how many observations, the first and the last time."""
+        return self.store.series_extent()
+
+    def observation_times(self, variable: str, *, level: str) -> pd.DatetimeIndex:
+        """The distinct times (UTC) at which ``variable`` is observed at ``level``."""
+        return self.store.observation_times(variable, level=level)
+
+    # -- provenance ------------------------------------------------------------------
     def sources(self) -> list[SourceRecord]:
         return self.store.sources()
+
+    def find_source(self, sha256: str, loader: str, params: dict[str, Any] | None = None) -> SourceRecord | None:
+        """The source already loaded from the same bytes by the same loader with the same parameters."""
+        return self.store.find_source(sha256, loader, params)
+
+    def sources_per_level(self) -> list[dict[str, Any]]:
+        """Which sources hold the units and observations of each level (``level, kind, source_id, uri, n``)."""
+        return self.store.sources_per_level()
+
+    def data_hash(self) -> str:
+        """A fingerprint of the units and observations: changes whenever either does."""
+        return self.store.data_hash()
+
+    @property
+    def name(self) -> str:
+        """The name of the twin's database."""
+        return str(self.store.conn.info.dbname)
 
     def units(
         self,
@@ -182,6 +230,25 @@ class Twin:
         geoms = shapely.from_wkb(np.asarray([bytes(g) for g in frame["geometry"]], dtype=object)) if len(frame) else []
         gdf = gpd.GeoDataFrame(frame.drop(columns=["geometry", "id"]), geometry=list(geoms), crs="EPSG:4326")
         return gdf.set_index("code")
+
+    def unit_rows(self, *, include_restricted: bool = False, **filters: Any) -> list[dict[str, Any]]:
+        """Units as plain rows (GeoJSON geometry), the fast path for services; ``filters`` as :meth:`units`."""
+        return self.store.unit_rows(include_restricted=include_restricted, **filters)
+
+    def unit_row(self, code: str, *, include_restricted: bool = False) -> dict[str, Any]:
+        """One unit as a plain row; :class:`~ciu.errors.UnknownUnit` when there is none."""
+        return self.store.unit_row(code, include_restricted=include_restricted)
+
+    def child_codes(self, code: str) -> list[str]:
+        return self.store.child_codes(code)
+
+    def ancestor_codes(self, code: str) -> list[str]:
+        """The ancestors' codes, the parent first and the root last."""
+        return self.store.ancestor_codes(code)
+
+    def unit_ids(self, codes: Sequence[str]) -> dict[str, int]:
+        """The ids of those ``codes`` that are units of the twin."""
+        return self.store.unit_ids(codes)
 
     def unit(self, code: str, *, include_restricted: bool = False) -> Unit:
         """One unit by code, with ``parent``, ``children`` and ``ancestors``."""
@@ -279,7 +346,86 @@ class Twin:
             attrs={"level": level, "freq": freq, "time_zone": "UTC"},
         )
 
+    # -- forecasts: model runs, predictions, alerts ----------------------------------
+    def add_model_run(self, *, name: str, kind: str, params: dict[str, Any] | None = None,
+                      data_hash: str | None = None, code_version: str | None = None,
+                      metrics: dict[str, Any] | None = None, checkpoint: str | None = None,
+                      status: str = "trained") -> int:
+        """Record a model run; returns its id."""
+        return self.store.add_model_run(name=name, kind=kind, params=params, data_hash=data_hash,
+                                        code_version=code_version, metrics=metrics, checkpoint=checkpoint,
+                                        status=status)
+
+    def update_model_run(self, run_id: int, *, metrics: dict[str, Any] | None = None, checkpoint: str | None = None,
+                         status: str | None = None, name: str | None = None) -> None:
+        self.store.update_model_run(run_id, metrics=metrics, checkpoint=checkpoint, status=status, name=name)
+
+    def model_runs(self, *, ids: Sequence[int] | None = None) -> pd.DataFrame:
+        """Model runs (all, or those of ``ids``), oldest first."""
+        return self.store.model_runs(ids=ids)
+
+    def newest_run(self, *, target: str | None = None) -> dict[str, Any] | None:
+        """The newest trained forecast run (of ``target``): the one rule, in the store."""
+        return self.store.newest_run(target=target)
+
+    def newest_target(self) -> str | None:
+        """The variable the newest forecast run predicts (``None`` before any run)."""
+        return self.store.newest_target()
+
+    def write_predictions(self, frame: pd.DataFrame, *, run_id: int, scenario: str = "baseline") -> int:
+        """Store forecasts (``code, variable, issued_at, horizon, target_time, value`` and quantiles)."""
+        return self.store.write_predictions(frame, run_id=run_id, scenario=scenario)
+
+    def predictions(self, **filters: Any) -> pd.DataFrame:
+        """Stored forecasts; ``filters`` as :meth:`ciu.store.forecasts.Forecasts.predictions` takes them."""
+        return self.store.predictions(**filters)
+
+    def write_alerts(self, frame: pd.DataFrame, *, run_id: int | None) -> int:
+        return self.store.write_alerts(frame, run_id=run_id)
+
+    def alerts(self, *, open_only: bool = False, limit: int = 1000, **filters: Any) -> pd.DataFrame:
+        """Alerts, newest first; ``filters``: ``codes``, ``level``, ``severity``, ``ids``."""
+        return self.store.alerts(open_only=open_only, limit=limit, **filters)
+
+    def acknowledge_alert(self, alert_id: int, *, by: str) -> None:
+        self.store.acknowledge_alert(alert_id, by=by)
+
+    # -- who is asking ------------------------------------------------------------------
+    def role(self, token: str | None = None, *, without_key: str = "operator") -> Role:
+        """The role of a live API key's token (role ``without_key`` when there is no token).
+
+        A token that is not a live key is an error (:class:`~ciu.errors.ConfigError`).
+        """
+        from ciu.store import ApiStore
+
+        api = ApiStore(self.store.conn)
+        roles = api.roles()
+        if not token:
+            return roles[without_key]
+        key = api.key_by_token(token)
+        if key is None:
+            raise ConfigError("the token is not a live API key")
+        return roles[key.role]
+
     # -- loading -------------------------------------------------------------------
+    def load_source(self, info: SourceInfo, load: Callable[[int], tuple[LoadReport, int]]) -> LoadReport:
+        """Run ``load(source_id)`` in one transaction with a new source record (the one provenance rule).
+
+        ``load`` returns its report and the number of records it read. A source
+        already recorded (same checksum, loader and parameters) is not loaded again.
+        """
+        known = self.store.find_source(info.sha256, info.loader, info.params)
+        if known is not None:
+            return LoadReport(source_id=known.id, skipped_source=True,
+                              notes=[f"{info.uri}: already loaded as source #{known.id}, nothing to do"])
+        with self.store.transaction():
+            sid = self.store.add_source(uri=info.uri, sha256=info.sha256, loader=info.loader,
+                                        loader_version=info.loader_version, params=info.params)
+            report, rows = load(sid)
+            self.store.set_source_rows(sid, rows)
+        report.source_id = sid
+        return report
+
     def load_units(self, frame: pd.DataFrame, **kwargs: Any) -> LoadReport:
         """Load units (checked by :meth:`ciu.store.Store.check_units`, the CRS included); one transaction."""
         return self.store.load_units(frame, **kwargs)

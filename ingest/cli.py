@@ -99,7 +99,7 @@ def build_nyc_command(
 
 def echo_sources_per_level(twin: Twin) -> None:
     """Print, per level, which sources its units and observations came from."""
-    rows = twin.store.sources_per_level()
+    rows = twin.sources_per_level()
     if not rows:
         return
     typer.echo("  sources per level:")

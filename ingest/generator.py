@@ -379,30 +379,26 @@ def build_sample(
     Loading the same configuration twice is a no-op: the source (config hash
     plus generator version) is recognised and nothing is written again.
     """
-    from ciu.domain import LoadReport
+    from ciu.domain import LoadReport, SourceInfo
 
-    store = twin.store
-    sha = cfg.sha256()
-    params = {"name": cfg.name}
-    if store.find_source(sha, LOADER, params):
+    info = SourceInfo(uri=uri, sha256=cfg.sha256(), loader=LOADER, loader_version=GENERATOR_VERSION,
+                      params={"name": cfg.name})
+    if twin.find_source(info.sha256, info.loader, info.params):
         return LoadReport(skipped_source=True, notes=[f"sample city {cfg.name!r} with this configuration is already loaded"])
     step = progress if callable(progress) else (lambda name, n: None)
     city = generate(cfg)
     step("generated", len(city.units) + len(city.observations))
-    report = LoadReport()
-    with store.transaction():
-        store.register_variables(city.variables)
-        sid = store.add_source(uri=uri, sha256=sha, loader=LOADER, loader_version=GENERATOR_VERSION, params=params)
-        units = store.load_units(city.units, source_id=sid, source=uri)
+
+    def load(sid: int) -> tuple[LoadReport, int]:
+        twin.register_variables(city.variables)
+        units = twin.load_units(city.units, source_id=sid, source=uri)
         step("units", units.inserted)
-        obs = store.load_observations(city.observations, source_id=sid, source=uri)
+        obs = twin.load_observations(city.observations, source_id=sid, source=uri)
         step("observations", obs.inserted)
-        store.set_source_rows(sid, units.inserted + obs.inserted)
-    report.source_id = sid
-    report.inserted = units.inserted + obs.inserted
-    report.unchanged = units.unchanged + obs.unchanged
-    report.notes = [f"{units.inserted} units, {obs.inserted} observations"]
-    return report
+        return LoadReport(inserted=units.inserted + obs.inserted, unchanged=units.unchanged + obs.unchanged,
+                          notes=[f"{units.inserted} units, {obs.inserted} observations"]), units.inserted + obs.inserted
+
+    return twin.load_source(info, load)
 
 
 def generate_bulk_units(

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import geopandas as gpd
 import pandas as pd
 
-from ciu.domain import LoadReport
+from ciu.domain import LoadReport, SourceInfo
 from ciu.errors import ValidationError
 from ciu.levels import KNOWN, Level
 from ciu.ingest.base import FileOptions, Layer, Loader, Series, file_sha256
 from ciu.ingest.builder import LevelLayer, build_hierarchy, floor_units
-from ciu.ingest.pipeline import SourceInfo, load_series, load_unit_frame
+from ciu.ingest.pipeline import load_series, load_unit_frame
 
 if TYPE_CHECKING:
     from ciu.twin import Twin
@@ -63,7 +63,7 @@ def _is_count(twin: Twin, variable: str | None) -> bool:
     from ciu.errors import UnknownVariable
 
     try:
-        return twin.store.variable(variable).rollup == "sum"
+        return twin.variable(variable).rollup == "sum"
     except UnknownVariable:
         return False
 

@@ -36,13 +36,13 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ciu.domain import LoadReport, Variable
+from ciu.domain import LoadReport, SourceInfo, Variable
 from ciu.errors import ValidationError
 from ciu.ingest.arrays import ArrayLoader, ArrayMapping
 from ciu.ingest.base import file_sha256
 from ciu.ingest.builder import LevelLayer, build_hierarchy, floor_units
 from ciu.ingest.hierarchy import assign_by_overlap, assign_by_point
-from ciu.ingest.pipeline import SourceInfo, load_series, load_unit_frame
+from ciu.ingest.pipeline import load_series, load_unit_frame
 from ciu.ingest.vector import VectorLoader
 
 if TYPE_CHECKING:
@@ -309,7 +309,7 @@ def build_nyc(twin: Twin, data: Path | str, *, flows: bool = True, hours: int | 
     if tuple(twin.levels) != ("floor", "building", "grid", "district", "city"):
         raise ValidationError(f"Manhattan needs the levels floor, building, grid, district, city; the twin has "
                               f"{list(twin.levels)}", field="levels")
-    twin.store.register_variables(VARIABLES)
+    twin.register_variables(VARIABLES)
 
     say("areas")
     city, districts, zones = city_layer(files), district_layer(files), zone_layer(files)
@@ -354,7 +354,7 @@ def load_flows(twin: Twin, path: Path, codes: list[str], channels: dict[int, str
     if hours is not None:
         params["hours"] = hours
     info = _info(path, f"{LOADER}.flows", params)
-    known = twin.store.find_source(info.sha256, info.loader, info.params)
+    known = twin.find_source(info.sha256, info.loader, info.params)
     if known is not None:  # recognised before the arrays are unpacked
         return LoadReport(source_id=known.id, skipped_source=True,
                           notes=[f"{path}: already loaded as source #{known.id}, nothing to do"])

@@ -1,4 +1,4 @@
-"""Loading with provenance: one source record, one transaction per load.
+"""Loading with provenance: one source record, one transaction per load (:meth:`ciu.twin.Twin.load_source`).
 
 Every load names its source (the file as given, its sha256, the loader and
 its version, the time, the number of records read). Loading a source that
@@ -10,51 +10,18 @@ never overwritten.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from ciu.domain import LoadReport
+from ciu.domain import LoadReport, SourceInfo
 from ciu.errors import ValidationError
 from ciu.ingest.base import Series
 
 if TYPE_CHECKING:
     from ciu.twin import Twin
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """Where a load comes from: the provenance written to ``ciu.source``."""
-
-    uri: str
-    sha256: str
-    loader: str
-    loader_version: str
-    params: dict[str, Any]
-
-
-def with_source(twin: Twin, info: SourceInfo, load: Callable[[int], tuple[LoadReport, int]]) -> LoadReport:
-    """Run ``load(source_id)`` in one transaction with a new source record.
-
-    ``load`` returns its report and the number of records it read. A source
-    already recorded is not loaded again.
-    """
-    store = twin.store
-    known = store.find_source(info.sha256, info.loader, info.params)
-    if known is not None:
-        return LoadReport(source_id=known.id, skipped_source=True,
-                          notes=[f"{info.uri}: already loaded as source #{known.id}, nothing to do"])
-    with store.transaction():
-        sid = store.add_source(uri=info.uri, sha256=info.sha256, loader=info.loader,
-                               loader_version=info.loader_version, params=info.params)
-        report, rows = load(sid)
-        store.set_source_rows(sid, rows)
-    report.source_id = sid
-    return report
 
 
 def load_unit_frame(twin: Twin, units: gpd.GeoDataFrame, info: SourceInfo) -> LoadReport:
@@ -64,7 +31,7 @@ def load_unit_frame(twin: Twin, units: gpd.GeoDataFrame, info: SourceInfo) -> Lo
         report = twin.load_units(units, source_id=sid, source=info.uri)
         return report, len(units)
 
-    return with_source(twin, info, run)
+    return twin.load_source(info, run)
 
 
 def resolve_keys(twin: Twin, series: Series, *, level: str | None = None,
@@ -82,7 +49,7 @@ def resolve_keys(twin: Twin, series: Series, *, level: str | None = None,
         lookup = {}
     rest = [k for k in uniq if k not in lookup]
     if rest:
-        stored = twin.store.unit_ids(rest)
+        stored = twin.unit_ids(rest)
         lookup.update({k: k for k in rest if k in stored})
         rest = [k for k in rest if k not in stored]
     if rest and level is not None:
@@ -123,4 +90,4 @@ def load_series(twin: Twin, series: Series, info: SourceInfo, *, codes: pd.Serie
                                 " values")
         return report, len(frame)
 
-    return with_source(twin, info, run)
+    return twin.load_source(info, run)

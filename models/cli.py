@@ -145,7 +145,7 @@ def predict(
 
     with _twin() as twin:
         run_id, n, k = predict_to_store(twin, issued_at=issued_at, horizons=horizons, run_id=run, target=target)
-        issued = twin.store.predictions(run_id=run_id, limit=1)["issued_at"]
+        issued = twin.predictions(run_id=run_id, limit=1)["issued_at"]
     when = f" issued at {issued.iloc[0]:%Y-%m-%d %H:%M} UTC" if len(issued) else ""
     typer.echo(f"model run {run_id}: {n} forecasts{when}, {k} alerts raised")
 

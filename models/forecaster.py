@@ -214,12 +214,12 @@ class ChampionForecaster:
 def latest_run(twin: Twin, run_id: int | None = None, *, target: str | None = None) -> pd.Series:
     """The model run ``run_id``, or the newest trained run with a checkpoint (of ``target`` when given)."""
     if run_id is None:
-        newest = twin.store.newest_run(target=target)
+        newest = twin.newest_run(target=target)
         if newest is None:
             wanted = "" if target is None else f" of {target!r}"
             raise NotFound(f"no trained model run{wanted}: run `ciu train` first")
         run_id = int(newest["id"])
-    rows = twin.store.model_runs(ids=[run_id])  # one row, not every run's metrics
+    rows = twin.model_runs(ids=[run_id])  # one row, not every run's metrics
     if rows.empty:
         raise NotFound(f"no model run with id {run_id}")
     row = rows.iloc[-1]

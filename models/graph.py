@@ -99,7 +99,7 @@ def target_levels(twin: Twin, target: str) -> list[str]:
     >>> target_levels(twin, "bike_arrivals")                  # doctest: +SKIP
     ['grid', 'district', 'city']
     """
-    twin.store.variable(target)  # raises UnknownVariable
+    twin.variable(target)  # raises UnknownVariable
     levels = twin.levels_from(target)
     if not levels:
         raise ValidationError(f"no observations of {target!r} to build a model from", field="target")
@@ -116,7 +116,7 @@ def check_levels(twin: Twin, target: str, levels: Sequence[str]) -> list[str]:
     known = list(twin.levels)
     for lv in levels:
         if lv not in known:
-            twin.store.rank(lv)  # raises UnknownLevel
+            twin.rank(lv)  # raises UnknownLevel
     start = known.index(levels[0]) if levels else 0
     if not levels or levels != known[start:start + len(levels)]:
         raise ValidationError(f"levels must be consecutive levels of the twin, bottom to top ({known}), not {levels}",
@@ -140,7 +140,7 @@ def twin_timezone(twin: Twin) -> str:
 def target_step(twin: Twin, target: str, level: str) -> pd.Timedelta:
     """The fixed step of ``target`` where it is observed (a clear error when its times are irregular)."""
     lowest = target_levels(twin, target)[0]
-    times = twin.store.observation_times(target, level=lowest)
+    times = twin.observation_times(target, level=lowest)
     return infer_step(times.tz_localize(None), what=f"series of {target!r} at level {lowest!r}")
 
 

@@ -103,9 +103,9 @@ def last_observed(twin: Twin, target: str) -> pd.Timestamp:
     """The last step (UTC) with observations of ``target``: where a forecast of it is issued by default."""
     hour = twin.last_observed_hour(target)
     if hour is None:
-        twin.store.variable(target)  # raises UnknownVariable
+        twin.variable(target)  # raises UnknownVariable
         raise ValidationError(f"no observations of {target!r}", field="target")
-    extent = twin.store.series_extent()
+    extent = twin.series_extent()
     rows = extent[extent["variable"] == target]
     return pd.Timestamp(rows["tmax"].max()).tz_convert("UTC")
 
@@ -149,20 +149,20 @@ def train_on_twin(twin: Twin, config: TrainConfig, *, target: str = "people",
               "times": [str(series.times[0]), str(series.times[-1])], "split": {
                   "fractions": list(fractions), "train": len(split.train), "val": len(split.val),
                   "test": len(split.test)}}
-    run_id = twin.store.add_model_run(name="champion", kind="champion", params=jsonable(params),
-                                      data_hash=twin.store.data_hash(), code_version=code_version(),
+    run_id = twin.add_model_run(name="champion", kind="champion", params=jsonable(params),
+                                      data_hash=twin.data_hash(), code_version=code_version(),
                                       status="training")
     try:
         comp = compete(series, split, config, models=models)
         comp.score_test()
         metrics = jsonable(comp.summary())
         # run ids count per database: twins kept side by side in one cluster get their own folders
-        path = settings.dir / twin.store.conn.info.dbname / f"run-{run_id}.pt"
+        path = settings.dir / twin.name / f"run-{run_id}.pt"
         save_checkpoint(path, comp, target=target)
-        twin.store.update_model_run(run_id, metrics=metrics, checkpoint=str(path), status="trained",
+        twin.update_model_run(run_id, metrics=metrics, checkpoint=str(path), status="trained",
                                     name=comp.champion)
     except BaseException:
-        twin.store.update_model_run(run_id, status="failed")
+        twin.update_model_run(run_id, status="failed")
         raise
     return TrainReport(run_id, metrics, path, comp)
 
@@ -190,8 +190,8 @@ def predict_to_store(twin: Twin, *, issued_at: datetime | None = None, horizons:
     frame = fc.forecast(twin, issued_at=issued.to_pydatetime(), horizons=horizons or fc.horizons)
     if frame.empty:
         raise ValidationError("the forecast is empty", field="issued_at")
-    n = twin.store.write_predictions(frame.assign(issued_at=fc.issue_time(issued)), run_id=fc.run_id)
-    k = twin.store.write_alerts(rule.alerts(frame), run_id=fc.run_id)
+    n = twin.write_predictions(frame.assign(issued_at=fc.issue_time(issued)), run_id=fc.run_id)
+    k = twin.write_alerts(rule.alerts(frame), run_id=fc.run_id)
     return fc.run_id, n, k
 
 

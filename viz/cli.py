@@ -30,7 +30,7 @@ def serve(
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = DashboardSettings(**overrides)
     twin = _twin()
-    if publish and twin.store.predictions(variable=settings.variable, limit=1).empty:
+    if publish and twin.predictions(variable=settings.variable, limit=1).empty:
         done = publish_forecast(twin, horizons=settings.horizons, variable=settings.variable)
         typer.echo(f"published {done['predictions']:,} forecasts and {done['alerts']} alerts ({done['model']})")
     app = create_dashboard(settings, twin=twin)

@@ -94,10 +94,10 @@ def publish_forecast(twin: Twin, *, variable: str, horizons: int = 12, threshold
     frame = frame[frame["variable"] == variable]
     params = {"horizons": horizons, "threshold": rule.threshold, "critical": rule.critical, "variable": variable,
               "model_run": getattr(forecaster, "run_id", None)}
-    run = twin.store.add_model_run(name=name, kind="forecast", params=params, data_hash=twin.store.data_hash(),
+    run = twin.add_model_run(name=name, kind="forecast", params=params, data_hash=twin.data_hash(),
                                    status="trained")
-    n_pred = twin.store.write_predictions(frame.assign(issued_at=issued), run_id=run)
-    n_alerts = twin.store.write_alerts(rule.alerts(frame), run_id=run)
+    n_pred = twin.write_predictions(frame.assign(issued_at=issued), run_id=run)
+    n_alerts = twin.write_alerts(rule.alerts(frame), run_id=run)
     return {"run_id": run, "model": name, "issued_at": issued, "predictions": n_pred, "alerts": n_alerts}
 
 
@@ -161,17 +161,10 @@ class DashboardData:
     def role(self) -> Role:
         """The role of the configured API key (the local operator role without one)."""
         if self._role is None:
-            from ciu.store import ApiStore
-
-            api = ApiStore(self.twin.store.conn)
-            roles = api.roles()
-            if self.settings.api_key:
-                key = api.key_by_token(self.settings.api_key)
-                if key is None:
-                    raise ConfigError("CIU_DASHBOARD_API_KEY is not a live API key")
-                self._role = roles[key.role]
-            else:
-                self._role = roles[LOCAL_ROLE]
+            try:
+                self._role = self.twin.role(self.settings.api_key, without_key=LOCAL_ROLE)
+            except ConfigError:
+                raise ConfigError("CIU_DASHBOARD_API_KEY is not a live API key") from None
         return self._role
 
     # -- the hierarchy ---------------------------------------------------------------------
@@ -272,7 +265,7 @@ class DashboardData:
         now = self.now()
         start = now - pd.Timedelta(hours=self.settings.history_hours - 1)
         hist = self.twin.rollup(var, level=level, start=start, end=now + pd.Timedelta(hours=1), codes=codes)
-        preds = self.twin.store.predictions(variable=var, level=level, codes=codes)
+        preds = self.twin.predictions(variable=var, level=level, codes=codes)
         preds = preds[pd.to_datetime(preds["time"], utc=True) > now]
         h_times = pd.date_range(start, now, freq="h", tz="UTC")
         f_times = pd.DatetimeIndex(sorted(pd.to_datetime(preds["time"], utc=True).unique()))
@@ -297,7 +290,7 @@ class DashboardData:
         start = now - pd.Timedelta(hours=self.settings.history_hours - 1)
         hist = self.twin.rollup(self.settings.variable, level=unit.level, start=start,
                                 end=now + pd.Timedelta(hours=1), codes=[code])
-        preds = self.twin.store.predictions(variable=self.settings.variable, codes=[code])
+        preds = self.twin.predictions(variable=self.settings.variable, codes=[code])
         preds = preds[pd.to_datetime(preds["time"], utc=True) > now]
         fc = preds.reindex(columns=["time", "value", "risk", *QUANTILES]).reset_index(drop=True)
         fc[list(QUANTILES)] = fc[list(QUANTILES)].astype(float)
@@ -323,9 +316,9 @@ class DashboardData:
         """
         from ciu.models.runs import RUN_KINDS
 
-        runs = self.twin.store.model_runs().set_index("id", drop=False)
+        runs = self.twin.model_runs().set_index("id", drop=False)
         trained = self._trained_runs(runs)
-        shown = self.twin.store.predictions(variable=self.settings.variable, limit=1)
+        shown = self.twin.predictions(variable=self.settings.variable, limit=1)
         if shown.empty:
             return trained.iloc[-1] if len(trained) else None
         run = runs.loc[int(shown["run_id"].iloc[0])]
@@ -349,14 +342,14 @@ class DashboardData:
         run = self.forecast_run()
         out = run_skill(run, level=level, variable=self.settings.variable)
         if run is None:
-            trained = self._trained_runs(self.twin.store.model_runs())
+            trained = self._trained_runs(self.twin.model_runs())
             out["waiting"] = int(trained["id"].iloc[-1]) if len(trained) else None
         return out
 
     # -- alerts --------------------------------------------------------------------------------
     @_locked
     def alerts(self, *, open_only: bool = True, limit: int = 50) -> pd.DataFrame:
-        return self.twin.store.alerts(open_only=open_only, limit=limit)
+        return self.twin.alerts(open_only=open_only, limit=limit)
 
     @_locked
     def acknowledge(self, alert_id: int) -> None:
@@ -364,7 +357,7 @@ class DashboardData:
         role = self.role()
         if not role.can_acknowledge:
             raise Forbidden(f"role {role.name!r} may not acknowledge alerts")
-        self.twin.store.acknowledge_alert(int(alert_id), by=self.settings.operator)
+        self.twin.acknowledge_alert(int(alert_id), by=self.settings.operator)
 
     # -- one unit's card ---------------------------------------------------------------------
     @_locked
@@ -416,7 +409,7 @@ class DashboardData:
         seen = self._value_at(self.settings.variable, level, code, when)
         if seen is not None:
             return seen
-        preds = self.twin.store.predictions(variable=self.settings.variable, codes=[code])
+        preds = self.twin.predictions(variable=self.settings.variable, codes=[code])
         hit = preds[pd.to_datetime(preds["time"], utc=True) == when]
         return None if hit.empty else float(hit["value"].iloc[0])
 

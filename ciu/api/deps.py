@@ -73,10 +73,6 @@ class Context:
         return self._twin
 
     @property
-    def store(self) -> Store:
-        return self.twin.store
-
-    @property
     def api(self) -> ApiStore:
         return ApiStore(self.conn)
 

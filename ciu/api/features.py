@@ -31,12 +31,12 @@ def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
 
 def check_level(ctx: Context, level: str | None) -> None:
     if level is not None:
-        ctx.store.rank(level)  # raises UnknownLevel
+        ctx.twin.rank(level)  # raises UnknownLevel
 
 
 def unit_rows(ctx: Context, **filters: Any) -> list[dict[str, Any]]:
     """``Store.unit_rows`` asking for restricted attributes only when the caller may see some."""
-    return ctx.store.unit_rows(include_restricted=ctx.who.sees_restricted, **filters)
+    return ctx.twin.unit_rows(include_restricted=ctx.who.sees_restricted, **filters)
 
 
 def feature(ctx: Context, row: dict[str, Any], *, base: str | None = None) -> dict[str, Any]:

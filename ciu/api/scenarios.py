@@ -42,9 +42,8 @@ class ScenarioRunner:
     def _run(self, variable: str | None, issued_at: Any | None, horizons: int,
              overrides: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str, pd.Timestamp]:
         with self.pool.connection() as conn:
-            store = Store(conn)
-            with store.statement_timeout(self.timeout_s):
-                twin = Twin(store)
+            twin = Twin(Store(conn))
+            with twin.statement_timeout(self.timeout_s):
                 variable = variable or forecast_variable(twin)
                 model, name = self._model(twin, variable)
                 issued = issue_time(twin, variable, issued_at)
@@ -53,8 +52,8 @@ class ScenarioRunner:
         return base, what, name, issued
 
     def _model(self, twin: Twin, variable: str) -> tuple[Any, str]:
-        newest = twin.store.newest_run(target=variable)  # the run load_forecaster would load: one row
-        version = f"{twin.store.data_hash()}:{0 if newest is None else int(newest['id'])}"
+        newest = twin.newest_run(target=variable)  # the run load_forecaster would load: one row
+        version = f"{twin.data_hash()}:{0 if newest is None else int(newest['id'])}"
         key = (version, variable)
         with self._lock:
             if key not in self._models:

@@ -151,3 +151,10 @@ def test_sql_is_written_in_the_store_layer_only() -> None:
 def test_no_module_is_over_500_lines() -> None:
     long = {m: n for m, p in modules().items() if (n := len(p.read_text().splitlines())) > 500}
     assert not long, long
+
+
+def test_one_door_nothing_reaches_past_the_twin_into_its_store() -> None:
+    """Ingest, forecasting, models, the API and the dashboard go through :class:`ciu.twin.Twin`'s methods."""
+    for module, path in modules().items():
+        if module != "ciu.twin":
+            assert not re.search(r"\btwin\.store\b", path.read_text()), module

@@ -15,7 +15,8 @@ from ciu.errors import CiuError, DuplicateError, ValidationError
 from ciu.ingest.arrays import ArrayLoader, ArrayMapping
 from ciu.ingest.base import FileOptions, loader_for
 from ciu.ingest.generic import ingest_file
-from ciu.ingest.pipeline import SourceInfo, load_series
+from ciu.domain import SourceInfo
+from ciu.ingest.pipeline import load_series
 from tests.conftest import fingerprint
 from tests.ingest_files import footprints, write_vector
 

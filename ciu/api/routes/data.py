@@ -36,9 +36,9 @@ def series(
     freq: Annotated[str, Query(description="bucket: h, D, W, 15min, ...", examples=["h"])] = "h",
     source: Annotated[Literal["rollup", "observed"], Query(description="rollup (any level) or stored")] = "rollup",
 ) -> dict:
-    unit = ctx.store.unit_row(code)
+    unit = ctx.twin.unit_row(code)
     variable = variable or forecast_variable(ctx.twin)
-    var = ctx.store.variable(variable)
+    var = ctx.twin.variable(variable)
     start, end = utc_or_none(start), utc_or_none(end)
     if start is not None and end is not None and start >= end:
         raise ValidationError("start must be before end", field="start")
@@ -63,7 +63,7 @@ def _known_level(ctx: Ctx, level: str | None) -> None:
     if level is None or level in cache:
         return
     check_level(ctx, level)
-    ctx.request.app.state.levels = ctx.store.levels()
+    ctx.request.app.state.levels = ctx.twin.levels
 
 
 @router.get("/predictions", response_model=PredictionPage, tags=["forecasts"],
@@ -91,7 +91,7 @@ def predictions(
     def read() -> tuple[str, int]:
         _known_level(ctx, level)
         if variable is not None:
-            ctx.store.variable(variable)
+            ctx.twin.variable(variable)
         return ctx.api.predictions_json(variable=variable, codes=code, level=level, run_id=run_id, horizon=horizon,
                                         issued_at=utc_or_none(issued_at), scenario=scenario, limit=limit, offset=offset,
                                         **privacy)
@@ -121,7 +121,7 @@ def risk(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[dict]:
     check_level(ctx, level)
-    frame = ctx.store.predictions(level=level, codes=code, horizon=horizon)
+    frame = ctx.twin.predictions(level=level, codes=code, horizon=horizon)
     frame = frame[frame["risk"].notna() & (frame["risk"].astype(float) >= min_risk)]
     frame = frame.sort_values(["risk", "code"], ascending=[False, True]).head(limit)
     values, quantiles = _published(ctx, frame)
@@ -171,7 +171,7 @@ def alerts(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[dict]:
     check_level(ctx, level)
-    frame = ctx.store.alerts(open_only=open, codes=code, level=level, severity=severity, limit=limit)
+    frame = ctx.twin.alerts(open_only=open, codes=code, level=level, severity=severity, limit=limit)
     rows = _alert_rows(frame)
     ctx.audit(units=len(rows))
     return rows
@@ -181,8 +181,8 @@ def alerts(
              summary="Acknowledge an alert (roles that may)")
 def acknowledge(ctx: Ctx, alert_id: Annotated[int, Path(ge=1, le=2**62)]) -> dict:
     ctx.who.require("acknowledge")
-    ctx.store.acknowledge_alert(alert_id, by=ctx.who.label)
-    frame = ctx.store.alerts(ids=[alert_id], limit=1)
+    ctx.twin.acknowledge_alert(alert_id, by=ctx.who.label)
+    frame = ctx.twin.alerts(ids=[alert_id], limit=1)
     if frame.empty:
         raise NotFound(f"no alert with id {alert_id}")
     ctx.audit(units=1)

@@ -31,7 +31,7 @@ def models(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     if target is not None:
-        ctx.store.variable(target)  # UnknownVariable → 404
+        ctx.twin.variable(target)  # UnknownVariable → 404
     rows = ctx.api.model_runs(kinds=FORECAST_KINDS, target=target, limit=limit)
     ctx.audit(units=0)
     return rows

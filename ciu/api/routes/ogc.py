@@ -94,7 +94,7 @@ def items(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     bbox: Annotated[str | None, Query(description="min lon, min lat, max lon, max lat (CRS84)")] = None,
 ) -> JSONResponse:
-    ctx.store.rank(level)
+    ctx.twin.rank(level)
     limit = min(limit, ctx.settings.page_max)
     box = parse_bbox(bbox)
     matched = ctx.api.count_units(level=level, bbox=box)
@@ -116,7 +116,7 @@ def items(
 @router.get("/collections/{level}/items/{feature_id:path}", summary="One unit (GeoJSON)", response_model=Feature,
             response_class=JSONResponse, responses={200: {"content": {GEOJSON: {}}}})
 def item(ctx: Ctx, level: str, feature_id: str) -> JSONResponse:
-    ctx.store.rank(level)
+    ctx.twin.rank(level)
     rows = unit_rows(ctx, level=level, codes=[feature_id])
     if not rows:
         raise UnknownUnit(f"no {level} unit with code {feature_id!r}")

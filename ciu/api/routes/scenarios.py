@@ -41,14 +41,14 @@ def scenario(ctx: Ctx, body: ScenarioRequest, request: Request) -> dict:
     ctx.who.require("key")
     if body.horizons > ctx.settings.scenario_max_horizons:
         raise ValidationError(f"at most {ctx.settings.scenario_max_horizons} horizons", field="horizons")
-    levels = ctx.store.levels()
+    levels = ctx.twin.levels
     if body.variable is not None:
-        ctx.store.variable(body.variable)  # UnknownVariable → 404
+        ctx.twin.variable(body.variable)  # UnknownVariable → 404
     for lv in body.levels or []:
-        ctx.store.rank(lv)
+        ctx.twin.rank(lv)
     for part in (body.event, body.closure):
         if part is not None:
-            ctx.store.unit_row(part.code)  # UnknownUnit → 404
+            ctx.twin.unit_row(part.code)  # UnknownUnit → 404
     if not (body.event or body.closure or body.weather or body.holiday):
         raise ValidationError("give at least one of event, closure, weather, holiday", field="event")
     started = time.perf_counter()

@@ -39,7 +39,7 @@ def units(
     check_level(ctx, level)
     box = parse_bbox(bbox)
     if within is not None:
-        ctx.store.unit_row(within)
+        ctx.twin.unit_row(within)
     matched = ctx.api.count_units(level=level, bbox=box, within=within, codes=code)
     rows = unit_rows(ctx, level=level, bbox=box, within=within, codes=code, limit=limit, offset=offset)
     base = str(ctx.request.base_url).rstrip("/")
@@ -56,8 +56,8 @@ def unit_detail(ctx: Ctx, code: str) -> dict:
     base = str(ctx.request.base_url).rstrip("/")
     out = feature(ctx, rows[0], base=base)
     out["parent"] = rows[0]["parent_code"]
-    out["children"] = ctx.store.child_codes(code)
-    out["ancestors"] = ctx.store.ancestor_codes(code)
+    out["children"] = ctx.twin.child_codes(code)
+    out["ancestors"] = ctx.twin.ancestor_codes(code)
     ctx.audit(units=1, restricted=ctx.who.sees_restricted)
     return out
 
