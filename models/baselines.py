@@ -13,14 +13,14 @@ of the bottom forecasts (:func:`roll_up`), so every forecaster is coherent.
 - :class:`Ridge`: ridge regression on the input window, seasonal lags, the
   target step's calendar (one-hot), weather, holiday and covariates; one per
   unit (``per_unit``) or one for all units on standardised values (pooled);
-- :class:`GradientBoosting`: LightGBM on the same features, one model for all units;
+- :class:`~ciu.models.boosting.GradientBoosting` (its own module): LightGBM on
+  the same features, one model for all units;
 - :class:`Neural`: the tower, or the per-unit LSTM (the tower's encoder and head on
   the bottom level alone, no hierarchy, no neighbours, no unit embeddings).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -30,8 +30,8 @@ import torch
 
 from ciu.models.data import HierSeries, Scaler, Split
 from ciu.models.inputs import Inputs
-from ciu.models.tower import Tower, TowerConfig
-from ciu.models.train import FitResult, TrainConfig, fit, pick_device, predict, progress_bar, thin
+from ciu.models.tower import Tower
+from ciu.models.train import FitResult, TrainConfig, fit, predict, thin
 
 
 class Forecaster(Protocol):
@@ -301,122 +301,6 @@ class Ridge:
                 "scaler": None if self.scaler is None else self.scaler.to_state()}
 
 
-# -- gradient boosting -----------------------------------------------------------------------
-@dataclass
-class GradientBoosting:
-    """LightGBM on the same features as the ridge (calendar as integer codes, the unit as a category).
-
-    One model per horizon and channel for all units, on standardised values,
-    units weighing in by their spread; early stopping on the validation steps.
-    """
-
-    name: str = "lightgbm"
-    learned: bool = True
-    loss_power: float = 2.0
-    max_rows: int = 400_000
-    rounds: int = 800
-    learning_rate: float = 0.1
-    leaves: int = 63
-    seed: int = 0
-    threads: int | None = None
-    progress: bool = True
-    budget_minutes: float | None = None
-    boosters: list[list[str]] = field(default_factory=list)  # [h][c] model strings
-
-    def _rows(self, inputs: Inputs, ts: np.ndarray, h: int, c: int, most: int,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        n = inputs.z[0].shape[1]
-        x = self._features(inputs, ts, h)
-        y, seen = inputs.table_target(ts, h)
-        sd = inputs.scaler.sd[0][:, c]
-        w = np.broadcast_to(((sd / sd.mean()) ** self.loss_power)[None], (len(ts), n)) * seen[:, :, c]
-        x, y, w = x.reshape(len(ts) * n, -1), y[:, :, c].ravel(), w.ravel()
-        keep = np.flatnonzero(w > 0)
-        if len(keep) > most:
-            keep = np.sort(rng.choice(keep, size=most, replace=False))
-        return x[keep], y[keep], w[keep]
-
-    def _features(self, inputs: Inputs, ts: np.ndarray, h: int) -> np.ndarray:
-        x = inputs.table(ts, h, one_hot=False)
-        unit = np.broadcast_to(np.arange(x.shape[1], dtype=np.float32)[None, :, None], (x.shape[0], x.shape[1], 1))
-        return np.concatenate([x, unit], axis=2)
-
-    @_timed
-    def fit(self, inputs: Inputs, split: Split) -> dict[str, Any]:
-        import lightgbm as lgb
-
-        rng = np.random.default_rng(self.seed)
-        n = inputs.z[0].shape[1]
-        most_train = self.max_rows
-        train_ts = split.train
-        if len(train_ts) * n > 4 * most_train:  # features only for the issue steps that can be drawn
-            train_ts = np.sort(rng.choice(train_ts, size=max(1, 4 * most_train // n), replace=False))
-        val_ts = thin(split.val, max(1, 100_000 // n))
-        params = {"objective": "regression", "learning_rate": self.learning_rate, "num_leaves": self.leaves,
-                  "min_data_in_leaf": 50, "feature_fraction": 0.9, "lambda_l2": 1.0, "verbose": -1,
-                  "num_threads": self.threads or os.cpu_count() or 1, "deterministic": True,
-                  "force_row_wise": True, "seed": self.seed}
-        self.boosters, rounds = [], []
-        total = inputs.horizons * inputs.channels
-        with progress_bar(total, desc=self.name, unit="model", enabled=self.progress) as bar:
-            for h in range(1, inputs.horizons + 1):
-                row = []
-                for c in range(inputs.channels):
-                    x, y, w = self._rows(inputs, train_ts, h, c, most_train, rng)
-                    xv, yv, wv = self._rows(inputs, val_ts, h, c, 100_000, rng)
-                    cat = [x.shape[1] - 1]
-                    train = lgb.Dataset(x, y, weight=w, categorical_feature=cat, free_raw_data=True)
-                    valid = lgb.Dataset(xv, yv, weight=wv, categorical_feature=cat, reference=train)
-                    callbacks = [lgb.early_stopping(50, verbose=False)]
-                    if self.budget_minutes is not None:
-                        callbacks.append(_time_limit(60.0 * self.budget_minutes / total))
-                    booster = lgb.train(params, train, self.rounds, valid_sets=[valid], callbacks=callbacks)
-                    rounds.append(int(booster.best_iteration))
-                    row.append(booster.model_to_string(num_iteration=booster.best_iteration))
-                    bar.update(1)
-                    bar.set_postfix_str(f"h{h} channel {c}: {booster.best_iteration} rounds")
-                self.boosters.append(row)
-        self.__dict__.pop("_parsed", None)
-        return {"rounds": rounds, "rows": int(min(len(train_ts) * n, most_train))}
-
-    def predict(self, inputs: Inputs, ts: np.ndarray) -> np.ndarray:
-        import lightgbm as lgb
-
-        ts = np.asarray(ts)
-        n = inputs.z[0].shape[1]
-        out = np.zeros((len(ts), n, inputs.horizons, inputs.channels), dtype=np.float32)
-        models = self.__dict__.get("_parsed")
-        if models is None or len(models) != len(self.boosters):  # parsing a model string takes seconds: once
-            models = self.__dict__["_parsed"] = [[lgb.Booster(model_str=s) for s in row] for row in self.boosters]
-        for h in range(1, inputs.horizons + 1):
-            x = self._features(inputs, ts, h).reshape(len(ts) * n, -1)
-            for c in range(inputs.channels):
-                out[:, :, h - 1, c] = models[h - 1][c].predict(
-                    x, num_threads=self.threads or os.cpu_count() or 1).reshape(len(ts), n)
-        return _unscale(inputs, out)
-
-    def state(self) -> dict[str, Any]:
-        return {"kind": "lightgbm", "name": self.name, "boosters": self.boosters, "loss_power": self.loss_power}
-
-
-def _time_limit(seconds: float):
-    """A LightGBM callback that stops boosting after ``seconds``, at the best validation round so far."""
-    import lightgbm as lgb
-
-    state: dict[str, Any] = {"start": time.perf_counter(), "best": None}
-
-    def callback(env: Any) -> None:
-        score = env.evaluation_result_list[0][2]
-        if state["best"] is None or score < state["best"][1]:
-            state["best"] = (env.iteration, score, env.evaluation_result_list)
-        if time.perf_counter() - state["start"] > seconds:
-            best = state["best"]
-            raise lgb.callback.EarlyStopException(best[0], best[2])
-
-    callback.order = 40  # after early stopping (30)
-    return callback
-
-
 # -- neural ------------------------------------------------------------------------------------
 @dataclass
 class Neural:
@@ -453,27 +337,3 @@ class Neural:
         return {"kind": "neural", "name": self.name, "bottom_only": self.bottom_only,
                 "train": self.config.to_dict(), "tower": self.model.config.to_dict(),
                 "state_dict": {k: v.cpu() for k, v in self.model.state_dict().items()}}
-
-
-def from_state(state: dict[str, Any]) -> Forecaster:
-    """A fitted forecaster back from :meth:`state` (checkpoints)."""
-    kind = state["kind"]
-    if kind == "persistence":
-        return Persistence()
-    if kind == "seasonal_naive":
-        return SeasonalNaive(days=int(state.get("days", 7)))
-    if kind == "historical_average":
-        return HistoricalAverage(table=np.asarray(state["table"]))
-    if kind == "ridge":
-        return Ridge(per_unit=bool(state["per_unit"]), name=state["name"], loss_power=state["loss_power"],
-                     coef=[np.asarray(c) for c in state["coef"]], penalty=list(state["penalty"]),
-                     scaler=None if state.get("scaler") is None else Scaler.from_state(state["scaler"]))
-    if kind == "lightgbm":
-        return GradientBoosting(name=state["name"], boosters=state["boosters"], loss_power=state["loss_power"])
-    if kind == "neural":
-        device = pick_device(None)
-        model = Tower(TowerConfig.from_dict(state["tower"])).to(device)
-        model.load_state_dict(state["state_dict"])
-        model.eval()
-        return Neural(TrainConfig.from_dict(state["train"]), bool(state["bottom_only"]), state["name"], True, model)
-    raise ValueError(f"unknown forecaster kind {kind!r}")

@@ -24,14 +24,15 @@ import numpy as np
 from scipy.optimize import nnls
 
 from ciu.errors import ValidationError
-from ciu.models.baselines import (Forecaster, GradientBoosting, HistoricalAverage, Neural, Persistence, Ridge,
-                              SeasonalNaive, from_state, roll_up)
+from ciu.models.baselines import Forecaster, HistoricalAverage, Neural, Persistence, Ridge, SeasonalNaive, roll_up
+from ciu.models.boosting import GradientBoosting
 from ciu.models.data import ExternalScaler, HierSeries, Scaler, Split, fit_stop
 from ciu.models.inputs import Inputs
 from ciu.models.metrics import level_metrics, skill
 from ciu.models.probabilistic import (WINDOW, Calibration, ResidualBank, active_units, base_rates, distribution, rolling,
                                   scores, thresholds)
-from ciu.models.train import TrainConfig
+from ciu.models.tower import Tower, TowerConfig
+from ciu.models.train import TrainConfig, pick_device
 
 #: what ``ciu train`` compares by default
 DEFAULT_MODELS: tuple[str, ...] = ("persistence", "seasonal_naive", "historical_average", "ridge_unit",
@@ -96,6 +97,32 @@ class Blend:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Blend:
         return cls({n: from_state(s) for n, s in state["members"].items()}, dict(state["weights"]), state["name"])
+
+
+def from_state(state: dict[str, Any]) -> Forecaster:
+    """A fitted forecaster back from :meth:`state` (checkpoints)."""
+    kind = state["kind"]
+    if kind == "persistence":
+        return Persistence()
+    if kind == "seasonal_naive":
+        return SeasonalNaive(days=int(state.get("days", 7)))
+    if kind == "historical_average":
+        return HistoricalAverage(table=np.asarray(state["table"]))
+    if kind == "ridge":
+        return Ridge(per_unit=bool(state["per_unit"]), name=state["name"], loss_power=state["loss_power"],
+                     coef=[np.asarray(c) for c in state["coef"]], penalty=list(state["penalty"]),
+                     scaler=None if state.get("scaler") is None else Scaler.from_state(state["scaler"]))
+    if kind == "lightgbm":
+        return GradientBoosting(name=state["name"], boosters=state["boosters"], loss_power=state["loss_power"],
+                                transform=state.get("transform", "identity"), relative=bool(state.get("relative")),
+                                scaler=None if state.get("scaler") is None else Scaler.from_state(state["scaler"]))
+    if kind == "neural":
+        device = pick_device(None)
+        model = Tower(TowerConfig.from_dict(state["tower"])).to(device)
+        model.load_state_dict(state["state_dict"])
+        model.eval()
+        return Neural(TrainConfig.from_dict(state["train"]), bool(state["bottom_only"]), state["name"], True, model)
+    raise ValueError(f"unknown forecaster kind {kind!r}")
 
 
 def load_forecaster(state: dict[str, Any]) -> Forecaster:

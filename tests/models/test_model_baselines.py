@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from ciu.errors import ValidationError
-from ciu.models.baselines import (GradientBoosting, HistoricalAverage, Neural, Persistence, Ridge, SeasonalNaive,
-                              from_state, roll_up)
-from ciu.models.champion import compete, load_forecaster
+from ciu.models.baselines import HistoricalAverage, Neural, Persistence, Ridge, SeasonalNaive, roll_up
+from ciu.models.boosting import GradientBoosting
+from ciu.models.champion import compete, from_state, load_forecaster
 from ciu.models.data import ExternalScaler, HierSeries, Level, Scaler, chronological_split, fit_stop
 from ciu.models.datasets import manhattan_districts, manhattan_flows, shared_data
 from ciu.models.graph import series_from_graph
@@ -87,6 +87,23 @@ def test_learned_models_fit_predict_and_come_back_from_their_state():
         if isinstance(model, Ridge):  # a linear model sees the rhythm and the wave
             assert float(np.nanmean((pred - truth) ** 2)) < persistence
     assert Neural.unit_lstm(CONFIG).config.neighbours is False
+
+
+def test_lightgbm_keeps_the_variant_that_wins_on_validation_and_follows_a_shock():
+    s = toy_series(hours=24 * 35)
+    split, _ = inputs_of(s)
+    values = s.values.copy()
+    values[int(split.val.min()) - 24 * 3:] *= 0.3  # the city empties three days before the validation steps
+    split, inputs = inputs_of(HierSeries(s.levels, values, s.times, s.channels, s.external, s.external_names))
+    model = GradientBoosting(max_rows=20_000, rounds=100, threads=1, progress=False)
+    tried = model.fit(inputs, split)["validation_mse"]
+    assert set(tried) == {"identity", "log1p, relative"}
+    kept = "log1p, relative" if model.relative else "identity"
+    assert tried[kept] == min(tried.values())
+    assert kept == "log1p, relative" and tried[kept] < 0.5 * tried["identity"]  # the level moves with the window
+    back = from_state(model.state())
+    assert back.relative and back.transform == "log1p"
+    np.testing.assert_allclose(back.predict(inputs, split.val), model.predict(inputs, split.val), rtol=1e-5, atol=1e-5)
 
 
 def test_champion_selection_never_reads_the_test_split():
