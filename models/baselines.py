@@ -48,16 +48,8 @@ class Forecaster(Protocol):
 
 
 def roll_up(bottom: np.ndarray, series: HierSeries, *, axis: int = 1) -> list[np.ndarray]:
-    """Bottom values (units on ``axis``) summed to every level: one array per level, bottom first."""
-    from scipy import sparse
-
-    out = [bottom]
-    for lv, up in zip(series.levels[:-1], series.levels[1:]):
-        moved = np.moveaxis(out[-1], axis, 0)
-        member = sparse.csr_matrix((np.ones(lv.n), (lv.parent, np.arange(lv.n))), shape=(up.n, lv.n))
-        agg = np.asarray(member @ moved.reshape(lv.n, -1), dtype=np.float64).reshape((up.n,) + moved.shape[1:])
-        out.append(np.moveaxis(agg, 0, axis))
-    return out
+    """Bottom forecasts (units on ``axis``) summed to every level, bottom first (:meth:`HierSeries.sum_up`)."""
+    return series.sum_up(bottom, axis=axis)
 
 
 def _unscale(inputs: Inputs, z: np.ndarray) -> np.ndarray:

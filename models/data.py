@@ -187,22 +187,28 @@ class HierSeries:
         return out
 
     def level_values(self, values: np.ndarray | None = None) -> list[np.ndarray]:
-        """Bottom values summed to every level: a list of ``(T, N_l, C)`` arrays.
+        """Bottom values ``(T, N_0, C)`` summed to every level (:meth:`sum_up`): a list of ``(T, N_l, C)`` arrays."""
+        return self.sum_up(self.values if values is None else values, axis=1)
 
-        A parent is NaN at a step where any of its bottom units is NaN (its sum is unknown there).
+    def sum_up(self, bottom: np.ndarray, *, axis: int = 1) -> list[np.ndarray]:
+        """Bottom values (units on ``axis``) summed to every level, bottom first: the models' one roll-up.
+
+        Every forecast and every observed series of the models is coherent by
+        this sum. A parent is NaN wherever one of its bottom units is (its sum is
+        unknown there).
         """
         from scipy import sparse
 
-        v = np.asarray(self.values if values is None else values, dtype=np.float64)
-        t, n0, c = v.shape
-        flat = v.transpose(1, 0, 2).reshape(n0, -1)  # units first: one sparse product per level
+        v = np.moveaxis(np.asarray(bottom, dtype=np.float64), axis, 0)
+        n0, rest = v.shape[0], v.shape[1:]
+        flat = v.reshape(n0, -1)  # units first: one sparse product per level
         filled, missing = np.nan_to_num(flat, nan=0.0), np.isnan(flat).astype(np.float64)
-        out = [v]
+        out = [np.asarray(bottom, dtype=np.float64)]
         for lv, member in zip(self.levels[1:], self.membership()[1:]):
             agg = sparse.csr_matrix((np.ones(n0), (member, np.arange(n0))), shape=(lv.n, n0))
             total = np.asarray(agg @ filled)
             total[np.asarray(agg @ missing) > 0] = np.nan
-            out.append(total.reshape(lv.n, t, c).transpose(1, 0, 2))
+            out.append(np.moveaxis(total.reshape((lv.n,) + rest), 0, axis))
         return out
 
     def local_times(self) -> pd.DatetimeIndex:

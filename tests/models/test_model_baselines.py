@@ -70,6 +70,23 @@ def test_roll_up_sums_to_every_level():
     np.testing.assert_allclose(levels[2][:, 0], bottom.sum(axis=1))
 
 
+def test_the_models_roll_up_is_the_twins_sum_rule_and_an_unknown_child_makes_an_unknown_parent():
+    from ciu.rollup import combine
+
+    s = toy_series(hours=48)
+    bottom = np.random.default_rng(2).random((48, 8, 2))
+    ours = s.sum_up(bottom)
+    units, times = np.meshgrid(np.arange(8), np.arange(48))  # (T, N) grids of unit and time
+    for i, member in enumerate(s.membership()):
+        for c in range(2):
+            groups, at, value = combine((member[units.ravel()], times.ravel()), bottom[:, :, c].ravel(), "sum")
+            np.testing.assert_allclose(value.reshape(s.levels[i].n, 48).T, ours[i][:, :, c])
+    np.testing.assert_allclose(roll_up(bottom.transpose(1, 0, 2), s, axis=0)[2], ours[2].transpose(1, 0, 2))
+    bottom[5, 3, 0] = np.nan
+    gap = s.sum_up(bottom)
+    assert np.isnan(gap[1][5, 0, 0]) and not np.isnan(gap[1][5, 1, 0]) and np.isnan(gap[2][5, 0, 0])
+
+
 def test_learned_models_fit_predict_and_come_back_from_their_state():
     s = toy_series()
     split, inputs = inputs_of(s)
