@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from ciu.models.data import HierSeries, Scaler, Split
+from ciu.models.data import HierSeries, Scaler, Split, fit_stop
 from ciu.models.inputs import Inputs
 from ciu.models.tower import Tower
 from ciu.models.train import FitResult, TrainConfig, fit, predict, thin
@@ -56,6 +56,18 @@ def _unscale(inputs: Inputs, z: np.ndarray) -> np.ndarray:
     """Bottom standardised values ``(B, N0, H, C)`` to the original scale, never below zero for counts."""
     y = inputs.unscale(0, z)
     return np.clip(y, 0.0, None) if _nonnegative(inputs) else y
+
+
+def scaler_for(inputs: Inputs, split: Split, transform: str) -> Scaler | None:
+    """A scaler of ``transform`` fitted on the training steps, or ``None`` when the inputs' own is that one."""
+    if transform == inputs.scaler.transform:
+        return None
+    return Scaler.fit(inputs.series, stop=fit_stop(split, inputs.horizons), transform=transform)
+
+
+def view_of(inputs: Inputs, scaler: Scaler | None) -> Inputs:
+    """The inputs standardised by a model's own ``scaler`` (the inputs themselves without one)."""
+    return inputs if scaler is None or scaler.transform == inputs.scaler.transform else inputs.view(scaler)
 
 
 def _nonnegative(inputs: Inputs) -> bool:
@@ -255,16 +267,13 @@ class Ridge:
 
     @_timed
     def fit(self, inputs: Inputs, split: Split) -> dict[str, Any]:
-        from ciu.models.data import fit_stop
-
         val = thin(split.val, 512)
         truth = inputs.truth(val)[0]
         seen = ~np.isnan(truth)
         tried: dict[str, float] = {}
         best = None
         for transform in self.transforms if _nonnegative(inputs) else ("identity",):
-            scaler = inputs.scaler if transform == inputs.scaler.transform else Scaler.fit(
-                inputs.series, stop=fit_stop(split, inputs.horizons), transform=transform)
+            scaler = scaler_for(inputs, split, transform) or inputs.scaler
             view = inputs.view(scaler)
             self.coef, self.penalty, self.scaler = *self._fit_view(view, split, val), scaler
             err = float(np.mean((self.predict(inputs, val)[seen] - truth[seen]) ** 2))
@@ -277,8 +286,7 @@ class Ridge:
 
     def predict(self, inputs: Inputs, ts: np.ndarray) -> np.ndarray:
         ts = np.asarray(ts)
-        view = inputs if self.scaler is None or self.scaler.transform == inputs.scaler.transform else \
-            inputs.view(self.scaler)
+        view = view_of(inputs, self.scaler)
         n = view.z[0].shape[1]
         out = np.zeros((len(ts), n, view.horizons, view.channels), dtype=np.float32)
         for h in range(1, view.horizons + 1):

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ciu.models.baselines import _nonnegative, _timed, _unscale
+from ciu.models.baselines import _nonnegative, _timed, _unscale, scaler_for, view_of
 from ciu.models.data import Scaler, Split, window_index
 from ciu.models.inputs import NEIGHBOUR_STEPS, Inputs
 from ciu.models.train import progress_bar, thin
@@ -46,10 +46,6 @@ class GradientBoosting:
     relative: bool = False
     boosters: list[list[str]] = field(default_factory=list)  # [h][c] model strings
     scaler: Scaler | None = None  # the scaler of the model's own transform, when not the inputs'
-
-    def _view(self, inputs: Inputs) -> Inputs:
-        return inputs if self.scaler is None or self.scaler.transform == inputs.scaler.transform else \
-            inputs.view(self.scaler)
 
     def _level(self, inputs: Inputs, ts: np.ndarray) -> np.ndarray:
         """``(B, N)``: each unit's mean over the input window (0 without ``relative``)."""
@@ -104,13 +100,10 @@ class GradientBoosting:
                      shares: int) -> dict[str, Any]:
         import lightgbm as lgb
 
-        from ciu.models.data import fit_stop
-
         rng = np.random.default_rng(self.seed)
         self.transform, self.relative = transform, relative
-        self.scaler = None if transform == inputs.scaler.transform else Scaler.fit(
-            inputs.series, stop=fit_stop(split, inputs.horizons), transform=transform)
-        inputs = self._view(inputs)
+        self.scaler = scaler_for(inputs, split, transform)
+        inputs = view_of(inputs, self.scaler)
         n = inputs.z[0].shape[1]
         most_train = self.max_rows
         train_ts = split.train
@@ -150,7 +143,7 @@ class GradientBoosting:
         import lightgbm as lgb
 
         ts = np.asarray(ts)
-        inputs = self._view(inputs)
+        inputs = view_of(inputs, self.scaler)
         n = inputs.z[0].shape[1]
         out = np.zeros((len(ts), n, inputs.horizons, inputs.channels), dtype=np.float32)
         models = self.__dict__.get("_parsed")
