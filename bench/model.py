@@ -37,7 +37,6 @@ import torch
 from ciu.models.baselines import Neural, roll_up
 from ciu.models.champion import BENCHMARK_MODELS, compete, make
 from ciu.models.data import HierSeries, Split, chronological_split
-from ciu.models.graph import series_from_graph
 from ciu.models.runs import jsonable
 from ciu.models.train import TrainConfig, predict
 
@@ -184,7 +183,7 @@ def suite_manhattan(profile: dict[str, Any], log=print, *, modes: tuple[str, ...
         "selection": "champion and checkpoints on validation only; test scored once per trained model"}}
     for mode in modes:
         log(f"manhattan {mode}")
-        series = series_from_graph(manhattan_flows(mode=mode))
+        series = manhattan_flows(mode=mode)
         cfg = _config(profile, f"manhattan_{mode}", history=12, horizons=3)
         split = chronological_split(series, history=12, horizons=3, fractions=(0.7, 0.1))
         out[mode] = {"channels": series.channels, **run_harness(
@@ -198,7 +197,7 @@ def suite_taxinyc(profile: dict[str, Any], log=print) -> dict[str, Any]:
     from ciu.models.datasets import TAXINYC_TEST, taxinyc_grid
 
     log("taxinyc 16x8")
-    series = series_from_graph(taxinyc_grid())
+    series = taxinyc_grid()
     test_start = int(series.times.get_indexer([TAXINYC_TEST[0]])[0])
     cfg = _config(profile, "taxinyc", history=12, horizons=1, max_samples_per_epoch=profile["taxinyc_samples"])
     split = chronological_split(series, history=12, horizons=1, test_start=test_start, val_steps=28 * 24)
@@ -223,7 +222,7 @@ def suite_synthetic(profile: dict[str, Any], log=print) -> dict[str, Any]:
 
     log("sample city")
     cfg_city = SampleConfig.from_toml(ROOT / "data" / "sample" / "city.toml")
-    series = series_from_graph(sample_city_graph(cfg_city))
+    series = sample_city_graph(cfg_city)
     cfg = _config(profile, "synthetic", history=12, horizons=3)
     split = chronological_split(series, history=12, horizons=3, fractions=(0.7, 0.15))
     return {"protocol": {"city": cfg_city.model_dump(mode="json"), "split": "70/15/15 chronological",
@@ -249,7 +248,7 @@ def suite_ablation(profile: dict[str, Any], log=print) -> dict[str, Any]:
     from ciu.models.datasets import manhattan_flows
     from ciu.models.metrics import level_metrics
 
-    series = series_from_graph(manhattan_flows(mode="bike"))
+    series = manhattan_flows(mode="bike")
     cfg = replace(_config(profile, "manhattan_bike", history=12, horizons=3), budget_minutes=profile["ablation_minutes"])
     split = chronological_split(series, history=12, horizons=3, fractions=(0.7, 0.1))
     inputs = compete_inputs(series, split, cfg)

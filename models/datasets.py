@@ -1,4 +1,5 @@
-"""Real benchmark data sets as hierarchical graphs (read from ``../shared/data`` or a directory given).
+"""Real benchmark data sets as the models' graphs (:class:`~ciu.models.data.HierSeries`), read from
+``../shared/data`` or a directory given.
 
 - :func:`manhattan_flows`: 69 Manhattan taxi zones → 12 community districts → city,
   hourly Citi Bike (or yellow taxi) flows 2019–2020;
@@ -12,11 +13,8 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import torch
-from torch_geometric.data import HeteroData
-
 from ciu.errors import ValidationError
-from ciu.models.data import calendar_features
+from ciu.models.data import HierSeries, calendar_features
 from ciu.models.graph import graph_from_arrays
 
 
@@ -63,7 +61,7 @@ def _zone_adjacency(root: Path) -> np.ndarray:
     return np.stack([src[keep], dst[keep]]).astype(np.int64)
 
 
-def manhattan_flows(root: Path | None = None, *, mode: str = "bike") -> HeteroData:
+def manhattan_flows(root: Path | None = None, *, mode: str = "bike") -> HierSeries:
     """Hourly flows of the 69 Manhattan zones as a zone → district → city graph.
 
     Channels: ``departures`` (0) and ``arrivals`` (1) for bike; ``dropoffs`` (0) and
@@ -99,7 +97,7 @@ def manhattan_flows(root: Path | None = None, *, mode: str = "bike") -> HeteroDa
 TAXINYC_TEST = (pd.Timestamp("2014-12-04 00:00"), pd.Timestamp("2014-12-31 23:00"))
 
 
-def taxinyc_grid(root: Path | None = None, *, start: str = "2010-01-01") -> HeteroData:
+def taxinyc_grid(root: Path | None = None, *, start: str = "2010-01-01") -> HierSeries:
     """TaxiNYC 16×8 as cells → blocks (4×2 cells) → city, on a complete hourly index.
 
     Duplicate time stamps are merged (the copy with the larger total wins, so
@@ -147,7 +145,7 @@ def taxinyc_grid(root: Path | None = None, *, start: str = "2010-01-01") -> Hete
         neighbours=[np.array(edges, dtype=np.int64).T, np.zeros((2, 0)), np.zeros((2, 0))], mask=mask)
 
 
-def sample_city_graph(config: object | None = None) -> HeteroData:
+def sample_city_graph(config: object | None = None) -> HierSeries:
     """The generated sample city as a graph, straight from the generator (no database).
 
     Used by the benchmarks; :func:`ciu.models.graph.build_graph` gives the same graph
@@ -180,7 +178,7 @@ def sample_city_graph(config: object | None = None) -> HeteroData:
     external = np.concatenate([cal, np.stack([hourly("temperature"), hourly("rain")], axis=1)], axis=1)
     capacity = frames["floor"]["attrs"].apply(lambda a: float(a.get("capacity", np.nan))).to_numpy()
     parents = [pd.Index(frames[hi].index).get_indexer(frames[lo]["parent_code"]) for lo, hi in zip(levels, levels[1:])]
-    data = graph_from_arrays(
+    graph = graph_from_arrays(
         levels=levels, codes=[list(frames[lv].index) for lv in levels], parents=parents, values=grid, times=times,
         channels=["people"], external=external, external_names=names + ["temperature", "rain"],
         static=[static_features(frames[lv]) for lv in levels],
@@ -196,5 +194,5 @@ def sample_city_graph(config: object | None = None) -> HeteroData:
         per_b = np.zeros((len(times), len(b_index)))
         np.add.at(per_b, (ti, bi), ev["value"].to_numpy())
         cov[:, :, 0] = (per_b / np.where(counts > 0, counts, 1.0))[:, member]
-    data["floor"].covariates = torch.tensor(cov.transpose(1, 0, 2).astype(np.float32))
-    return data
+    graph.covariates = cov.astype(np.float32)
+    return graph

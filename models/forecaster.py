@@ -43,7 +43,7 @@ from ciu.forecast import check_overrides
 from ciu.models.baselines import Forecaster, roll_up
 from ciu.models.champion import load_forecaster
 from ciu.models.data import ExternalScaler, HierSeries, Scaler
-from ciu.models.graph import build_graph, series_from_graph
+from ciu.models.graph import build_graph
 from ciu.models.inputs import Inputs
 from ciu.models.probabilistic import WINDOW, Calibration, ResidualBank, band_factors, distribution
 from ciu.models.train import TrainConfig
@@ -123,8 +123,8 @@ class ChampionForecaster:
         back = self.lookback() + WINDOW + self.horizons  # the recent forecasts that calibrate the bands
         start = issued - back * self.step
         end = issued + (self.horizons + 1) * self.step
-        series = series_from_graph(build_graph(twin, target=self.target, levels=list(self.checkpoint["levels"]),
-                                               start=start, end=end, step=self.step))
+        series = build_graph(twin, target=self.target, levels=list(self.checkpoint["levels"]), start=start, end=end,
+                             step=self.step)
         if [lv.codes for lv in series.levels] != self.checkpoint["codes"]:
             raise ValidationError(f"the twin's units differ from those model run {self.run_id} was trained on",
                                   field="code")

@@ -1,16 +1,19 @@
-"""The twin as a torch-geometric ``HeteroData``: one node type per level.
+"""The twin as the models' one graph: a :class:`~ciu.models.data.HierSeries`.
 
->>> from ciu.models.graph import build_graph                      # doctest: +SKIP
->>> data = build_graph(twin, target="people")                 # doctest: +SKIP
->>> data["floor"].series.shape                                # (N, T, C)  # doctest: +SKIP
->>> data["floor", "in", "building"].edge_index                # child → parent  # doctest: +SKIP
+>>> from ciu.models.graph import build_graph, to_hetero            # doctest: +SKIP
+>>> graph = build_graph(twin, target="people")                 # doctest: +SKIP
+>>> graph.values.shape                                         # (T, N_floor, C)  # doctest: +SKIP
+>>> graph.levels[0].parent                                     # floor → building  # doctest: +SKIP
+>>> to_hetero(graph)["floor", "in", "building"].edge_index     # doctest: +SKIP
 
-Node stores carry ``x`` (static features), ``series`` (the target at that
-level, ``(N, T, C)``, the roll-up sum of the bottom level), ``code``; edges:
-``(child, "in", parent)``, ``(parent, "has", child)`` and ``(level, "near",
-level)`` (same-level adjacency: shared borders between areas, floors one
-storey apart). Graph attributes: ``time``, ``external`` ``(T, E)`` with
-``external_names``, and ``covariates`` at the bottom level.
+One object carries everything a model reads: per level the unit codes, the
+parent of every unit in the level above, static features and same-level
+adjacency (shared borders between areas, floors one storey apart); the
+bottom-level values (NaN where unknown), the regular time index and its step,
+the city's time zone, external features (holiday, weather), known-future
+covariates and capacities. Every level's series is the sum of the bottom
+level (:meth:`~ciu.models.data.HierSeries.sum_up`). :func:`to_hetero` shows the
+same graph as a torch-geometric ``HeteroData``, for PyG's own tools.
 """
 
 from __future__ import annotations
@@ -154,8 +157,8 @@ def build_graph(
     twin: Twin, *, target: str = "people", levels: Sequence[str] | None = None,
     start: datetime | str | None = None, end: datetime | str | None = None,
     covariate: str | None = "event_expected", step: pd.Timedelta | None = None,
-) -> HeteroData:
-    """Build the ``HeteroData`` of a twin for forecasting ``target``.
+) -> HierSeries:
+    """The models' graph of a twin for forecasting ``target``.
 
     Parameters
     ----------
@@ -192,25 +195,17 @@ def build_graph(
     cube = cube.reindex(time=full)
     values = np.asarray(cube[target].values, dtype=np.float64).T[:, :, None]  # (T, N0, 1)
 
-    data = HeteroData()
+    nodes = []
     for i, lv in enumerate(levels):
         units = frames[lv]
-        store = data[lv]
-        store.code = list(units.index)
-        store.x = torch.tensor(static_features(units))
-        store.num_nodes = len(units)
-        store.area_m2 = torch.tensor(units["area_m2"].fillna(0).to_numpy(dtype=np.float32))
-        near = adjacency(units, lv)
-        data[lv, "near", lv].edge_index = torch.tensor(near)
+        parent = None
         if i + 1 < len(levels):
             up = levels[i + 1]
-            pidx = pd.Index(frames[up].index).get_indexer(units["parent_code"])
-            if (pidx < 0).any():
-                bad = units.index[int(np.flatnonzero(pidx < 0)[0])]
+            parent = pd.Index(frames[up].index).get_indexer(units["parent_code"])
+            if (parent < 0).any():
+                bad = units.index[int(np.flatnonzero(parent < 0)[0])]
                 raise ValidationError(f"unit has no parent at level {up!r}", row=bad, field="parent_code")
-            child = torch.arange(len(units))
-            data[lv, "in", up].edge_index = torch.stack([child, torch.tensor(pidx)])
-            data[up, "has", lv].edge_index = torch.stack([torch.tensor(pidx), child])
+        nodes.append(Level(lv, list(units.index), parent, static_features(units), adjacency(units, lv)))
 
     # external features: holiday and weather at the top level (rolled up by their own rules)
     top = levels[-1]
@@ -229,76 +224,55 @@ def build_graph(
                 ext_names.append(v)
     hol, hol_names = calendar_features(full, holiday)
     external = np.concatenate([hol, np.stack(ext_cols, axis=1)], axis=1) if ext_cols else hol
-    data.time = full
-    data.step = step
-    data.timezone = twin_timezone(twin)
-    data.external = torch.tensor(external.astype(np.float32))
-    data.external_names = hol_names + ext_names
-    data.channels = [target]
     capacity = bottom["attrs"].apply(lambda a: a.get("capacity") if isinstance(a, dict) else None)
-    data.capacity = pd.to_numeric(capacity, errors="coerce").to_numpy(dtype=np.float64)
+    graph = HierSeries(nodes, values, full, [target], external.astype(np.float32), hol_names + ext_names, step=step,
+                       timezone=twin_timezone(twin),
+                       capacity=pd.to_numeric(capacity, errors="coerce").to_numpy(dtype=np.float64))
 
-    cov = None
     if covariate is not None and covariate in names:
         cov = np.zeros((len(full), len(bottom), 1))
-        for lv in levels:
+        for lv, member in zip(levels, graph.membership()):
             c = twin.cube(level=lv, variables=[covariate], start=start, end=end, freq=freq).reindex(time=full)
             raw = np.nan_to_num(np.asarray(c[covariate].values, dtype=np.float64))
             if not raw.any():
                 continue
-            member = _members(data, levels, lv)
             counts = np.bincount(member, minlength=raw.shape[0]).astype(float)
             cov[:, :, 0] += (raw / np.where(counts > 0, counts, 1.0)[:, None])[member].T
             break  # the covariate's own (lowest observed) level
-    data[levels[0]].covariates = None if cov is None else torch.tensor(cov.transpose(1, 0, 2).astype(np.float32))
-    for i, lv in enumerate(levels):
-        data[lv].series = torch.tensor(_rolled(values, data, levels, i).transpose(1, 0, 2).astype(np.float32))
-    data[levels[0]].series = torch.tensor(values.transpose(1, 0, 2).astype(np.float32))  # keeps NaN gaps
+        graph.covariates = cov.astype(np.float32)
+    return graph
+
+
+def to_hetero(series: HierSeries) -> HeteroData:
+    """The graph as a torch-geometric ``HeteroData`` (one node type per level), for PyG's own tools.
+
+    Node stores carry ``x`` (static features), ``series`` ``(N, T, C)`` (the
+    level's values, :meth:`HierSeries.level_values`) and ``code``; edges are
+    ``(child, "in", parent)``, ``(parent, "has", child)`` and ``(level, "near",
+    level)``; graph attributes ``time``, ``step``, ``timezone``, ``external``
+    with ``external_names`` and ``channels``. The models read the
+    :class:`HierSeries` itself; this is a view of it, built on demand.
+    """
+    data = HeteroData()
+    values = series.level_values()
+    for i, lv in enumerate(series.levels):
+        store = data[lv.name]
+        store.code = list(lv.codes)
+        store.num_nodes = lv.n
+        store.x = torch.tensor(np.asarray(lv.static, dtype=np.float32))
+        store.series = torch.tensor(values[i].transpose(1, 0, 2).astype(np.float32))
+        data[lv.name, "near", lv.name].edge_index = torch.tensor(np.asarray(lv.neighbours, dtype=np.int64))
+        if lv.parent is not None:
+            up = series.levels[i + 1].name
+            child, parent = torch.arange(lv.n), torch.tensor(np.asarray(lv.parent, dtype=np.int64))
+            data[lv.name, "in", up].edge_index = torch.stack([child, parent])
+            data[up, "has", lv.name].edge_index = torch.stack([parent, child])
+    if series.covariates is not None:
+        data[series.levels[0].name].covariates = torch.tensor(series.covariates.transpose(1, 0, 2).astype(np.float32))
+    data.time, data.step, data.timezone = series.times, series.step, series.timezone
+    data.external = torch.tensor(np.asarray(series.external, dtype=np.float32))
+    data.external_names, data.channels = list(series.external_names), list(series.channels)
     return data
-
-
-def _members(data: HeteroData, levels: list[str], level: str) -> np.ndarray:
-    """Index at ``level`` of every bottom unit's ancestor."""
-    idx = np.arange(data[levels[0]].num_nodes)
-    for lo, hi in zip(levels[:-1], levels[1:]):
-        if lo == level:
-            break
-        idx = data[lo, "in", hi].edge_index[1].numpy()[idx]
-    return idx
-
-
-def _rolled(values: np.ndarray, data: HeteroData, levels: list[str], i: int) -> np.ndarray:
-    member = _members(data, levels, levels[i])
-    out = np.zeros((values.shape[0], data[levels[i]].num_nodes, values.shape[2]))
-    np.add.at(out, (slice(None), member), np.nan_to_num(values))
-    return out
-
-
-def series_from_graph(data: HeteroData) -> HierSeries:
-    """The :class:`~ciu.models.data.HierSeries` of a graph made by :func:`build_graph` or :func:`graph_from_arrays`."""
-    levels = [t for t in data.node_types]
-    # order bottom to top by the child → parent chain
-    parents = {src: dst for (src, rel, dst) in data.edge_types if rel == "in"}
-    bottom = [t for t in levels if t not in parents.values()]
-    if len(bottom) != 1:
-        raise ValidationError("the graph must have exactly one bottom level", field="edge_index")
-    order = bottom
-    while order[-1] in parents:
-        order.append(parents[order[-1]])
-    out = []
-    for i, lv in enumerate(order):
-        pidx = data[lv, "in", order[i + 1]].edge_index[1].numpy() if i + 1 < len(order) else None
-        out.append(Level(lv, list(data[lv].code), pidx, data[lv].x.numpy(),
-                         data[lv, "near", lv].edge_index.numpy()))
-    b = data[order[0]]
-    values = b.series.numpy().transpose(1, 0, 2).astype(np.float64)
-    cov = getattr(b, "covariates", None)
-    mask = getattr(data, "mask", None)
-    capacity = getattr(data, "capacity", None)
-    return HierSeries(out, values, pd.DatetimeIndex(data.time), list(data.channels), data.external.numpy(),
-                      list(data.external_names), None if cov is None else cov.numpy().transpose(1, 0, 2),
-                      None if mask is None else np.asarray(mask, dtype=bool), getattr(data, "step", None),
-                      getattr(data, "timezone", None), None if capacity is None else np.asarray(capacity))
 
 
 def graph_from_arrays(
@@ -306,34 +280,21 @@ def graph_from_arrays(
     times: pd.DatetimeIndex, channels: Sequence[str], external: np.ndarray, external_names: Sequence[str],
     static: Sequence[np.ndarray] | None = None, neighbours: Sequence[np.ndarray] | None = None,
     mask: np.ndarray | None = None, timezone: str | None = None, capacity: np.ndarray | None = None,
-) -> HeteroData:
-    """A graph from plain arrays (real benchmark data sets).
+    covariates: np.ndarray | None = None,
+) -> HierSeries:
+    """The models' graph from plain arrays (real benchmark data sets).
 
     ``values`` is the bottom level ``(T, N0, C)``; ``parents[i]`` maps level ``i``
     to level ``i + 1``.
     """
-    data = HeteroData()
+    nodes = []
     for i, lv in enumerate(levels):
         n = len(codes[i])
-        data[lv].code = list(codes[i])
-        data[lv].num_nodes = n
-        data[lv].x = torch.tensor(static[i] if static is not None else np.zeros((n, 1)), dtype=torch.float32)
-        near = neighbours[i] if neighbours is not None else np.zeros((2, 0), dtype=np.int64)
-        data[lv, "near", lv].edge_index = torch.tensor(np.asarray(near, dtype=np.int64))
-        if i + 1 < len(levels):
-            child = torch.arange(n)
-            p = torch.tensor(np.asarray(parents[i], dtype=np.int64))
-            data[lv, "in", levels[i + 1]].edge_index = torch.stack([child, p])
-            data[levels[i + 1], "has", lv].edge_index = torch.stack([p, child])
-    data.time = times
-    data.external = torch.tensor(np.asarray(external, dtype=np.float32))
-    data.external_names = list(external_names)
-    data.channels = list(channels)
-    data.mask = None if mask is None else np.asarray(mask, dtype=bool)
-    data.timezone = timezone
-    data.capacity = None if capacity is None else np.asarray(capacity, dtype=np.float64)
-    lv_list = list(levels)
-    for i, lv in enumerate(lv_list):
-        data[lv].series = torch.tensor(_rolled(values, data, lv_list, i).transpose(1, 0, 2).astype(np.float32))
-    data[lv_list[0]].series = torch.tensor(np.asarray(values, dtype=np.float32).transpose(1, 0, 2))
-    return data
+        nodes.append(Level(
+            lv, list(codes[i]), np.asarray(parents[i], dtype=np.int64) if i + 1 < len(levels) else None,
+            np.asarray(static[i], dtype=np.float32) if static is not None else np.zeros((n, 1), dtype=np.float32),
+            np.asarray(neighbours[i], dtype=np.int64) if neighbours is not None else np.zeros((2, 0), dtype=np.int64)))
+    return HierSeries(nodes, np.asarray(values, dtype=np.float64), pd.DatetimeIndex(times), list(channels),
+                      np.asarray(external, dtype=np.float32), list(external_names), covariates,
+                      None if mask is None else np.asarray(mask, dtype=bool), timezone=timezone,
+                      capacity=None if capacity is None else np.asarray(capacity, dtype=np.float64))

@@ -21,7 +21,7 @@ from ciu.errors import NotFound, ValidationError
 from ciu.models.champion import DEFAULT_MODELS, Competition, compete
 from ciu.models.data import chronological_split
 from ciu.models.forecaster import ChampionForecaster
-from ciu.models.graph import build_graph, series_from_graph, target_step
+from ciu.models.graph import build_graph, target_step
 from ciu.models.settings import ModelSettings
 from ciu.models.train import TrainConfig
 from ciu.skill import FORECAST_KINDS, skill_rows
@@ -142,7 +142,7 @@ def train_on_twin(twin: Twin, config: TrainConfig, *, target: str = "people",
     """
     settings = settings or ModelSettings()
     start, end = training_window(twin, target, window_days)
-    series = series_from_graph(build_graph(twin, target=target, levels=levels, start=start, end=end))
+    series = build_graph(twin, target=target, levels=levels, start=start, end=end)
     split = chronological_split(series, history=config.history, horizons=config.horizons, fractions=fractions)
     params = {"train": config.to_dict(), "target": target, "levels": series.level_names, "window_days": window_days,
               "models": list(models), "step": str(series.step), "timezone": series.timezone,

@@ -61,7 +61,7 @@ def test_model_levels_start_where_the_target_is_observed(trips_city: Twin) -> No
     assert target_levels(trips_city, "trips") == UPPER
     assert target_levels(trips_city, "people") == list(trips_city.levels)
     graph = build_graph(trips_city, target="trips")
-    assert list(graph.node_types) == UPPER and graph["grid"].series.shape[0] == len(trips_city.units(level="grid"))
+    assert graph.level_names == UPPER and graph.values.shape[1] == len(trips_city.units(level="grid"))
     with pytest.raises(ValidationError, match="observed from level 'grid'"):
         build_graph(trips_city, target="trips", levels=["building", *UPPER])
     with pytest.raises(ValidationError, match="consecutive"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from ciu.errors import ValidationError
 from ciu.models.baselines import HistoricalAverage, Neural, Persistence, Ridge, SeasonalNaive, roll_up
@@ -13,7 +12,6 @@ from ciu.models.boosting import GradientBoosting
 from ciu.models.champion import compete, from_state, load_forecaster
 from ciu.models.data import ExternalScaler, HierSeries, Level, Scaler, chronological_split, fit_stop
 from ciu.models.datasets import manhattan_districts, manhattan_flows, shared_data
-from ciu.models.graph import series_from_graph
 from ciu.models.inputs import Inputs
 from ciu.models.metrics import coverage
 from ciu.models.probabilistic import QUANTILES, Calibration, _logistic, band_factors, distribution, rolling, widen
@@ -214,11 +212,10 @@ def test_manhattan_zones_map_to_community_districts():
 
 
 def test_manhattan_graph_matches_the_flow_file():
-    data = manhattan_flows(mode="bike")
+    s = manhattan_flows(mode="bike")
     raw = np.load(shared_data() / "nyc" / "flows" / "201901-202012-NYCbike-inoutflow.npz")["arr_0"]
-    assert torch.equal(data["zone"].series, torch.tensor(raw.transpose(1, 0, 2), dtype=torch.float32))
-    s = series_from_graph(data)
+    np.testing.assert_array_equal(s.values, raw)
     city = s.level_values()[2]
     np.testing.assert_allclose(city[:, 0], raw.sum(axis=1), rtol=1e-6)
     assert s.channels == ["departures", "arrivals"] and s.step == pd.Timedelta("1h")
-    assert data["zone", "near", "zone"].edge_index.shape[1] > 69
+    assert s.level_names == ["zone", "district", "city"] and s.levels[0].neighbours.shape[1] > 69

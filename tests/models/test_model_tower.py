@@ -10,7 +10,7 @@ import torch
 from ciu.errors import UnknownVariable
 from ciu.models.baselines import Neural, roll_up
 from ciu.models.data import chronological_split, fit_stop
-from ciu.models.graph import build_graph, series_from_graph
+from ciu.models.graph import build_graph, to_hetero
 from ciu.models.inputs import Inputs
 from ciu.models.train import (Plan, TrainConfig, build_tower, fit, forward, loss_fn, predict, seed_everything, thin,
                           unit_weights, validation_loss)
@@ -21,7 +21,7 @@ CONFIG = TrainConfig(history=6, horizons=3, hidden=16, lstm_hidden=8, epochs=4, 
 
 @pytest.fixture
 def series(city):
-    return series_from_graph(build_graph(city, target="people"))
+    return build_graph(city, target="people")
 
 
 @pytest.fixture
@@ -36,33 +36,51 @@ def setup(series):
     return split, inputs
 
 
-def test_graph_has_every_level_edges_clock_and_capacity(city):
-    data = build_graph(city, target="people")
+def test_graph_has_every_level_edges_clock_and_capacity(city, series):
     levels = list(city.levels)
-    assert set(data.node_types) == set(levels)
+    assert series.level_names == levels
     units = {lv: city.units(level=lv) for lv in levels}
-    for lo, hi in zip(levels[:-1], levels[1:]):
-        ei = data[lo, "in", hi].edge_index
-        assert ei.shape == (2, len(units[lo]))
-        parents = [data[hi].code[j] for j in ei[1].tolist()]
-        assert parents == units[lo]["parent_code"].tolist()
-        assert torch.equal(data[hi, "has", lo].edge_index, ei.flip(0))
+    for lo, hi in zip(series.levels[:-1], series.levels[1:]):
+        assert lo.codes == list(units[lo.name].index) and len(lo.parent) == lo.n
+        assert [hi.codes[j] for j in lo.parent] == units[lo.name]["parent_code"].tolist()
     # same-level adjacency is symmetric and has no self loops
-    for lv in ("floor", "grid", "district"):
-        ei = data[lv, "near", lv].edge_index
-        assert ei.shape[1] > 0
-        assert not (ei[0] == ei[1]).any()
-        assert set(map(tuple, ei.t().tolist())) == set(map(tuple, ei.flip(0).t().tolist()))
+    for lv in series.levels:
+        if lv.name in ("floor", "grid", "district"):
+            ei = lv.neighbours
+            assert ei.shape[1] > 0
+            assert not (ei[0] == ei[1]).any()
+            assert set(map(tuple, ei.T.tolist())) == set(map(tuple, ei[::-1].T.tolist()))
     # series of each level is the sum of its children; external features, the clock and capacity present
-    for lo, hi in zip(levels[:-1], levels[1:]):
-        child = torch.nan_to_num(data[lo].series)
-        summed = torch.zeros_like(data[hi].series).index_add_(0, data[lo, "in", hi].edge_index[1], child)
-        assert torch.allclose(summed, data[hi].series, atol=1e-3)
-    assert data.external_names == ["holiday", "temperature", "rain"]
-    assert data.step == pd.Timedelta("1h") and data.timezone == "Europe/Amsterdam"
-    assert data["floor"].covariates.abs().sum() > 0  # announced events reach the floors
-    assert data["floor"].x.shape[0] == len(units["floor"]) and data["floor"].x.shape[1] > 3
-    assert (data.capacity > 0).all() and len(data.capacity) == len(units["floor"])
+    values = series.level_values()
+    for i, lo in enumerate(series.levels[:-1]):
+        summed = np.zeros_like(values[i + 1])
+        np.add.at(summed, (slice(None), lo.parent), np.nan_to_num(values[i]))
+        np.testing.assert_allclose(np.nan_to_num(values[i + 1]), summed, atol=1e-3)
+    assert series.external_names == ["holiday", "temperature", "rain"]
+    assert series.step == pd.Timedelta("1h") and series.timezone == "Europe/Amsterdam"
+    assert np.abs(series.covariates).sum() > 0  # announced events reach the floors
+    assert series.levels[0].static.shape[0] == len(units["floor"]) and series.levels[0].static.shape[1] > 3
+    assert (series.capacity > 0).all() and len(series.capacity) == len(units["floor"])
+
+
+def test_graph_as_torch_geometric_heterodata(series):
+    data = to_hetero(series)
+    assert list(data.node_types) == series.level_names
+    for i, (lo, hi) in enumerate(zip(series.levels[:-1], series.levels[1:])):
+        ei = data[lo.name, "in", hi.name].edge_index
+        assert ei.shape == (2, lo.n) and ei[1].tolist() == lo.parent.tolist()
+        assert torch.equal(data[hi.name, "has", lo.name].edge_index, ei.flip(0))
+        child = torch.nan_to_num(data[lo.name].series)
+        summed = torch.zeros_like(data[hi.name].series).index_add_(0, ei[1], child)
+        assert torch.allclose(torch.nan_to_num(data[hi.name].series), summed, atol=1e-3)
+    for lv in series.levels:
+        assert data[lv.name].code == lv.codes and data[lv.name].x.shape == lv.static.shape
+        assert data[lv.name, "near", lv.name].edge_index.tolist() == lv.neighbours.tolist()
+    bottom = series.levels[0].name
+    np.testing.assert_array_equal(data[bottom].series.numpy().transpose(1, 0, 2), series.values.astype(np.float32))
+    assert data[bottom].covariates.shape == (series.levels[0].n, len(series.times), 1)
+    assert data.external_names == series.external_names and data.step == series.step
+    assert data.timezone == series.timezone and list(data.time) == list(series.times)
 
 
 def test_graph_rejects_unknown_variable(city):
