@@ -21,12 +21,16 @@ class GradientBoosting:
 
     One model per horizon and channel for all units, on standardised values,
     units weighing in by their spread; early stopping on the validation steps.
-    Two variants are fitted and the one with the lower validation error kept:
+    Two variants race on the first horizon and the one with the lower
+    validation error there is kept and fitted for the other horizons:
     values as they are, and counts on the log1p scale (a change of level is a
     shift) taken *relative*: each issue step's window, seasonal lags,
     neighbours and target less the unit's mean over the window, so a level the
     training steps never saw (a city after a shock) is carried by that mean
     instead of by trees that only know the old levels.
+
+    With ``budget_minutes`` the whole fit (both variants, their features and
+    validation forecasts) keeps to that budget (:class:`Allowance`).
     """
 
     name: str = "lightgbm"
@@ -78,15 +82,23 @@ class GradientBoosting:
 
     @_timed
     def fit(self, inputs: Inputs, split: Split) -> dict[str, Any]:
-        """Fit each of :attr:`variants` and keep the one with the lower validation error (like the ridge)."""
-        val = thin(split.val, 512)
-        truth = inputs.truth(val)[0]
+        """Race :attr:`variants` on the first horizon, then fit the other horizons of the winner only.
+
+        Each variant's first-horizon boosters are scored on the validation steps
+        (mean squared error of that horizon, original scale); the lowest is kept
+        and goes on, so a budget is spent on one variant's horizons, not on all.
+        """
+        n = inputs.z[0].shape[1]
+        val = thin(split.val, min(512, max(32, 200_000 // n)))  # about 200,000 unit steps score the race
+        truth = inputs.truth(val)[0][:, :, :1]
         seen = ~np.isnan(truth)
         variants = [v for v in self.variants if _nonnegative(inputs) or v[0] == "identity"] or [("identity", False)]
+        allowance = Allowance(None if self.budget_minutes is None else 60.0 * self.budget_minutes,
+                              (len(variants) + inputs.horizons - 1) * inputs.channels)
         tried, best = {}, None
         for transform, relative in variants:
-            info = self._fit_variant(inputs, split, transform, relative, len(variants))
-            err = float(np.mean((self.predict(inputs, val)[seen] - truth[seen]) ** 2))
+            info = self._fit_variant(inputs, split, transform, relative, allowance, range(1, 2))
+            err = float(np.mean((self.predict(inputs, val, horizons=1)[seen] - truth[seen]) ** 2))
             tried[f"{transform}{', relative' if relative else ''}"] = err
             if best is None or err < best[0]:
                 best = (err, info, dict(boosters=self.boosters, scaler=self.scaler, transform=transform,
@@ -94,10 +106,19 @@ class GradientBoosting:
         assert best is not None
         self.__dict__.update(best[2])
         self.__dict__.pop("_parsed", None)
-        return {**best[1], "validation_mse": tried}
+        info = best[1]
+        if inputs.horizons > 1:
+            first = self.boosters
+            more = self._fit_variant(inputs, split, self.transform, self.relative, allowance,
+                                     range(2, inputs.horizons + 1))
+            self.boosters = first + self.boosters
+            info = {**info, "rounds": info["rounds"] + more["rounds"]}
+        self.__dict__.pop("_parsed", None)
+        return {**info, "validation_mse": tried}
 
-    def _fit_variant(self, inputs: Inputs, split: Split, transform: str, relative: bool,
-                     shares: int) -> dict[str, Any]:
+    def _fit_variant(self, inputs: Inputs, split: Split, transform: str, relative: bool, allowance: Allowance,
+                     horizons: range) -> dict[str, Any]:
+        """Boosters of ``horizons`` for one variant (the same training rows, whichever horizons)."""
         import lightgbm as lgb
 
         rng = np.random.default_rng(self.seed)
@@ -115,9 +136,10 @@ class GradientBoosting:
                   "num_threads": self.threads or os.cpu_count() or 1, "deterministic": True,
                   "force_row_wise": True, "seed": self.seed}
         self.boosters, rounds = [], []
-        total = inputs.horizons * inputs.channels
-        with progress_bar(total, desc=self.name, unit="model", enabled=self.progress) as bar:
-            for h in range(1, inputs.horizons + 1):
+        variant = f"{transform}{' relative' if relative else ''}"
+        with progress_bar(len(horizons) * inputs.channels, desc=f"{self.name} {variant}", unit="model",
+                          enabled=self.progress) as bar:
+            for h in horizons:
                 row = []
                 for c in range(inputs.channels):
                     x, y, w = self._rows(inputs, train_ts, h, c, most_train, rng)
@@ -126,30 +148,33 @@ class GradientBoosting:
                     train = lgb.Dataset(x, y, weight=w, categorical_feature=cat, free_raw_data=True)
                     valid = lgb.Dataset(xv, yv, weight=wv, categorical_feature=cat, reference=train)
                     callbacks = [lgb.early_stopping(50, verbose=False)]
-                    if self.budget_minutes is not None:
-                        callbacks.append(_time_limit(60.0 * self.budget_minutes / total / shares))
+                    seconds = allowance.next()
+                    if seconds is not None:
+                        callbacks.append(_time_limit(seconds))
                     booster = lgb.train(params, train, self.rounds, valid_sets=[valid], callbacks=callbacks)
+                    allowance.finished()
                     rounds.append(int(booster.best_iteration))
                     row.append(booster.model_to_string(num_iteration=booster.best_iteration))
                     bar.update(1)
-                    bar.set_postfix_str(f"{transform}{' relative' if relative else ''} h{h} channel {c}: "
-                                        f"{booster.best_iteration} rounds")
+                    bar.set_postfix_str(f"h{h} channel {c}: {booster.best_iteration} rounds")
                 self.boosters.append(row)
         self.__dict__.pop("_parsed", None)
         return {"rounds": rounds, "rows": int(min(len(train_ts) * n, most_train)), "transform": transform,
                 "relative": relative}
 
-    def predict(self, inputs: Inputs, ts: np.ndarray) -> np.ndarray:
+    def predict(self, inputs: Inputs, ts: np.ndarray, *, horizons: int | None = None) -> np.ndarray:
+        """Forecasts ``(B, N, H, C)`` (``horizons``: the first ones only)."""
         import lightgbm as lgb
 
         ts = np.asarray(ts)
         inputs = view_of(inputs, self.scaler)
         n = inputs.z[0].shape[1]
-        out = np.zeros((len(ts), n, inputs.horizons, inputs.channels), dtype=np.float32)
+        horizons = horizons or inputs.horizons
+        out = np.zeros((len(ts), n, horizons, inputs.channels), dtype=np.float32)
         models = self.__dict__.get("_parsed")
         if models is None or len(models) != len(self.boosters):  # parsing a model string takes seconds: once
             models = self.__dict__["_parsed"] = [[lgb.Booster(model_str=s) for s in row] for row in self.boosters]
-        for h in range(1, inputs.horizons + 1):
+        for h in range(1, horizons + 1):
             x = self._features(inputs, ts, h).reshape(len(ts) * n, -1)
             for c in range(inputs.channels):
                 out[:, :, h - 1, c] = models[h - 1][c].predict(
@@ -160,6 +185,41 @@ class GradientBoosting:
         return {"kind": "lightgbm", "name": self.name, "boosters": self.boosters, "loss_power": self.loss_power,
                 "transform": self.transform, "relative": self.relative,
                 "scaler": None if self.scaler is None else self.scaler.to_state()}
+
+
+@dataclass
+class Allowance:
+    """Boosting seconds for each of ``models`` fits so that the whole fit keeps to ``seconds``.
+
+    Before each fit (its features built) it shares what is left of the budget
+    among the fits still to come, less the time each of them will spend outside
+    boosting (features, validation forecasts: the mean of the fits so far);
+    never less than a quarter of an even share.
+    """
+
+    seconds: float | None
+    models: int
+    start: float = field(default_factory=time.perf_counter)
+    done: int = 0
+    boosted: float = 0.0  # seconds spent boosting so far
+    _since: float = 0.0
+
+    def next(self) -> float | None:
+        """The boosting time of the next fit (``None``: no budget); call :meth:`finished` after it."""
+        if self.seconds is None:
+            return None
+        now = time.perf_counter()
+        elapsed = now - self.start
+        aside = (elapsed - self.boosted) / (self.done + 1)  # per fit, outside boosting (this one's features too)
+        remaining = max(1, self.models - self.done)
+        share = (self.seconds - elapsed - aside * (remaining - 1)) / remaining
+        self._since = now
+        return max(share, 0.25 * self.seconds / max(1, self.models))
+
+    def finished(self) -> None:
+        if self.seconds is not None:
+            self.boosted += time.perf_counter() - self._since
+            self.done += 1
 
 
 def _time_limit(seconds: float):

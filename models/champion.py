@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -39,14 +39,36 @@ DEFAULT_MODELS: tuple[str, ...] = ("persistence", "seasonal_naive", "historical_
                                    "ridge_pooled", "lightgbm", "tower")
 #: what the benchmark compares (adds the per-unit LSTM)
 BENCHMARK_MODELS: tuple[str, ...] = DEFAULT_MODELS + ("unit_lstm",)
+#: how ``ciu train`` shares its time budget among the learned candidates present (relative weights)
+BUDGET_WEIGHTS: dict[str, float] = {"tower": 3.0, "unit_lstm": 2.0, "lightgbm": 2.0}
 #: the reference of the skill scores
 REFERENCE = "seasonal_naive"
 #: sample paths per issue step when the probabilistic forecasts of a whole split are scored
 SCORING_SAMPLES = 100
 
 
+def share_budget(minutes: float | None, models: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Options for :func:`make` that split one budget of ``minutes`` among the learned candidates in ``models``.
+
+    Each gets its share by :data:`BUDGET_WEIGHTS` (the tower 60 % and LightGBM
+    40 % of the default candidates), so the training of them all takes about
+    ``minutes``. ``None`` (no budget) gives no options.
+    """
+    present = [m for m in models if m in BUDGET_WEIGHTS]
+    if minutes is None or not present:
+        return {}
+    total = sum(BUDGET_WEIGHTS[m] for m in present)
+    return {m: {"budget_minutes": minutes * BUDGET_WEIGHTS[m] / total} for m in present}
+
+
 def make(name: str, config: TrainConfig, **options: Any) -> Forecaster:
-    """A fresh, unfitted forecaster by name (``options``: the LightGBM model's settings, e.g. ``max_rows``)."""
+    """A fresh, unfitted forecaster by name.
+
+    ``options``: ``budget_minutes`` (this model's time budget instead of
+    ``config.budget_minutes``) and the LightGBM model's settings (e.g. ``max_rows``).
+    """
+    if "budget_minutes" in options:
+        config = replace(config, budget_minutes=options.pop("budget_minutes"))
     if name == "persistence":
         return Persistence()
     if name == "seasonal_naive":

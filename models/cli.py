@@ -77,8 +77,8 @@ def train(
     max_samples: Annotated[Optional[int], typer.Option(
         help="issue steps drawn per epoch (default: all training steps)")] = None,
     budget_minutes: Annotated[Optional[float], typer.Option(
-        help="train each learned model (the tower, LightGBM) for at most this many minutes; stops cleanly with"
-             " the best weights on validation (0: no limit, up to --epochs with early stopping)")] = 3.0,
+        help="train the learned models for about this many minutes in all (the tower 60 %, LightGBM 40 %);"
+             " each stops cleanly with its best state on validation (0: no limit, up to --epochs)")] = 5.0,
     models: Annotated[Optional[str], typer.Option(
         help="comma-separated candidates (default: persistence, seasonal_naive, historical_average, ridge_unit,"
              " ridge_pooled, lightgbm, tower)")] = None,

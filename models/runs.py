@@ -18,7 +18,7 @@ import torch
 from ciu.alerts import AlertRule
 from ciu.clock import utc
 from ciu.errors import NotFound, ValidationError
-from ciu.models.champion import DEFAULT_MODELS, Competition, compete
+from ciu.models.champion import DEFAULT_MODELS, Competition, compete, share_budget
 from ciu.models.data import chronological_split
 from ciu.models.forecaster import ChampionForecaster
 from ciu.models.graph import build_graph, target_step
@@ -139,13 +139,18 @@ def train_on_twin(twin: Twin, config: TrainConfig, *, target: str = "people",
     window_days
         Train on the last ``window_days`` days of ``target`` only (default: all
         of them). The split fractions apply to the window.
+
+    ``config.budget_minutes`` is the budget of the whole training, shared among
+    the learned candidates (:func:`ciu.models.champion.share_budget`); the run
+    records each one's share.
     """
     settings = settings or ModelSettings()
     start, end = training_window(twin, target, window_days)
     series = build_graph(twin, target=target, levels=levels, start=start, end=end)
     split = chronological_split(series, history=config.history, horizons=config.horizons, fractions=fractions)
-    params = {"train": config.to_dict(), "target": target, "levels": series.level_names, "window_days": window_days,
-              "models": list(models), "step": str(series.step), "timezone": series.timezone,
+    budgets = share_budget(config.budget_minutes, models)
+    params = {"train": config.to_dict(), "budgets": budgets, "target": target, "levels": series.level_names,
+              "window_days": window_days, "models": list(models), "step": str(series.step), "timezone": series.timezone,
               "times": [str(series.times[0]), str(series.times[-1])], "split": {
                   "fractions": list(fractions), "train": len(split.train), "val": len(split.val),
                   "test": len(split.test)}}
@@ -153,7 +158,7 @@ def train_on_twin(twin: Twin, config: TrainConfig, *, target: str = "people",
                                       data_hash=twin.data_hash(), code_version=code_version(),
                                       status="training")
     try:
-        comp = compete(series, split, config, models=models)
+        comp = compete(series, split, config, models=models, options=budgets)
         comp.score_test()
         metrics = jsonable(comp.summary())
         # run ids count per database: twins kept side by side in one cluster get their own folders

@@ -6,7 +6,7 @@
 # The model covers the lowest level where the variable is observed and every level above
 # it, and learns from the variable's last DEMO_WINDOW_DAYS days (default 56: eight weeks
 # hold the weekly lag and a 70/15/15 split, and training time does not grow with years of
-# history); the tower trains for at most DEMO_TRAIN_MINUTES minutes (default 1.25).
+# history); its learned models train for about DEMO_TRAIN_MINUTES minutes in all (default 1.5).
 # Ctrl-C stops both servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ CIU=${CIU:-.venv/bin/ciu}
 PY=${PY:-.venv/bin/python}
 TARGET=${1:-people}
 WINDOW_DAYS=${DEMO_WINDOW_DAYS:-56}
-TRAIN_MINUTES=${DEMO_TRAIN_MINUTES:-1.25}
+TRAIN_MINUTES=${DEMO_TRAIN_MINUTES:-1.5}
 API_PORT=${CIU_API_PORT:-8000}
 DASH_PORT=${CIU_DASHBOARD_PORT:-8050}
 

@@ -9,7 +9,8 @@ import pytest
 from ciu.errors import ValidationError
 from ciu.models.baselines import HistoricalAverage, Neural, Persistence, Ridge, SeasonalNaive, roll_up
 from ciu.models.boosting import GradientBoosting
-from ciu.models.champion import compete, from_state, load_forecaster
+from ciu.models.champion import (BENCHMARK_MODELS, DEFAULT_MODELS, compete, from_state, load_forecaster, make,
+                                 share_budget)
 from ciu.models.data import ExternalScaler, HierSeries, Level, Scaler, chronological_split, fit_stop
 from ciu.models.datasets import manhattan_districts, manhattan_flows, shared_data
 from ciu.models.inputs import Inputs
@@ -119,6 +120,17 @@ def test_lightgbm_keeps_the_variant_that_wins_on_validation_and_follows_a_shock(
     back = from_state(model.state())
     assert back.relative and back.transform == "log1p"
     np.testing.assert_allclose(back.predict(inputs, split.val), model.predict(inputs, split.val), rtol=1e-5, atol=1e-5)
+
+
+def test_the_training_budget_is_shared_among_the_learned_candidates():
+    shares = share_budget(5.0, DEFAULT_MODELS)
+    assert shares == {"lightgbm": {"budget_minutes": pytest.approx(2.0)}, "tower": {"budget_minutes": pytest.approx(3.0)}}
+    assert sum(o["budget_minutes"] for o in share_budget(3.0, BENCHMARK_MODELS).values()) == pytest.approx(3.0)
+    assert share_budget(None, DEFAULT_MODELS) == {} and share_budget(2.0, ("ridge_unit", "persistence")) == {}
+    cfg = TrainConfig(**{**CONFIG.to_dict(), "budget_minutes": 5.0})
+    assert make("lightgbm", cfg, **shares["lightgbm"]).budget_minutes == pytest.approx(2.0)
+    assert make("tower", cfg, **shares["tower"]).config.budget_minutes == pytest.approx(3.0)
+    assert make("tower", cfg).config.budget_minutes == 5.0
 
 
 def test_champion_selection_never_reads_the_test_split():
