@@ -1,10 +1,11 @@
 -- The current value of a variable for every unit of one level: its base-level
 -- observations at one time aggregated over each unit's subtree by the roll-up
 -- rule in one step. Used for sum, max and min only, where one step equals the
--- level-by-level rule of ciu.rollup (ciu/api_store.py, ONE_STEP_EXACT; a test
--- holds the two together); other rules go level by level. The caller composes the subtree
--- condition from the fixed fragments in ciu/api_store.py. The arrays come back as
--- text literals, which the API hands to api_tile.sql as they are.
+-- level-by-level rule of ciu.rollup (ciu/store/publish.py, ONE_STEP_EXACT;
+-- tests/ciu/api/test_rollup_rule.py holds the two together); other rules go
+-- level by level. The caller composes the subtree condition from the fixed
+-- fragments in ciu/store/publish.py. The arrays come back as text literals,
+-- which the API hands to api_tile.sql as they are.
 SELECT coalesce(array_agg(c.id), ARRAY[]::bigint[])::text, coalesce(array_agg(c.v), ARRAY[]::float8[])::text
   FROM (
     SELECT t.id,

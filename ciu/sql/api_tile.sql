@@ -4,7 +4,7 @@
 -- seconds, and passed in as arrays of unit ids and values).
 -- Restricted attributes are merged in only for the names in the allowed list ('*' = all).
 -- The caller composes the attributes expression from the fixed fragments in
--- ciu/api_store.py.
+-- ciu/store/publish.py.
 -- The statement runs as a prepared generic plan: the envelope is materialised so it
 -- is computed once (not once per unit), and so are the clipped geometries (the
 -- "geometry left after clipping" test would otherwise clip each unit twice).
