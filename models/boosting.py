@@ -118,7 +118,7 @@ class GradientBoosting:
 
     def _fit_variant(self, inputs: Inputs, split: Split, transform: str, relative: bool, allowance: Allowance,
                      horizons: range) -> dict[str, Any]:
-        """Boosters of ``horizons`` for one variant (the same training rows, whichever horizons)."""
+        """Boosters of ``horizons`` for one variant (the same training issue steps, whichever horizons)."""
         import lightgbm as lgb
 
         rng = np.random.default_rng(self.seed)
