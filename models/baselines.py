@@ -59,10 +59,11 @@ def _unscale(inputs: Inputs, z: np.ndarray) -> np.ndarray:
 
 
 def scaler_for(inputs: Inputs, split: Split, transform: str) -> Scaler | None:
-    """A scaler of ``transform`` fitted on the training steps, or ``None`` when the inputs' own is that one."""
+    """A scaler of ``transform`` fitted on the training steps (shared by the models that ask for it), or ``None``
+    when the inputs' own is that one."""
     if transform == inputs.scaler.transform:
         return None
-    return Scaler.fit(inputs.series, stop=fit_stop(split, inputs.horizons), transform=transform)
+    return inputs.fitted_scaler(transform, fit_stop(split, inputs.horizons))
 
 
 def view_of(inputs: Inputs, scaler: Scaler | None) -> Inputs:

@@ -97,7 +97,9 @@ class GradientBoosting:
                               (len(variants) + inputs.horizons - 1) * inputs.channels)
         tried, best = {}, None
         for transform, relative in variants:
-            info = self._fit_variant(inputs, split, transform, relative, allowance, range(1, 2))
+            self.transform, self.relative = transform, relative
+            self.scaler = scaler_for(inputs, split, transform)
+            info = self._fit_variant(inputs, split, allowance, range(1, 2))
             err = float(np.mean((self.predict(inputs, val, horizons=1)[seen] - truth[seen]) ** 2))
             tried[f"{transform}{', relative' if relative else ''}"] = err
             if best is None or err < best[0]:
@@ -109,21 +111,19 @@ class GradientBoosting:
         info = best[1]
         if inputs.horizons > 1:
             first = self.boosters
-            more = self._fit_variant(inputs, split, self.transform, self.relative, allowance,
-                                     range(2, inputs.horizons + 1))
+            more = self._fit_variant(inputs, split, allowance, range(2, inputs.horizons + 1))
             self.boosters = first + self.boosters
             info = {**info, "rounds": info["rounds"] + more["rounds"]}
         self.__dict__.pop("_parsed", None)
         return {**info, "validation_mse": tried}
 
-    def _fit_variant(self, inputs: Inputs, split: Split, transform: str, relative: bool, allowance: Allowance,
-                     horizons: range) -> dict[str, Any]:
-        """Boosters of ``horizons`` for one variant (the same training issue steps, whichever horizons)."""
+    def _fit_variant(self, inputs: Inputs, split: Split, allowance: Allowance, horizons: range) -> dict[str, Any]:
+        """Boosters of ``horizons`` for the variant set (:attr:`transform`, :attr:`relative`, :attr:`scaler`);
+        the same training issue steps whichever horizons."""
         import lightgbm as lgb
 
         rng = np.random.default_rng(self.seed)
-        self.transform, self.relative = transform, relative
-        self.scaler = scaler_for(inputs, split, transform)
+        transform, relative = self.transform, self.relative
         inputs = view_of(inputs, self.scaler)
         n = inputs.z[0].shape[1]
         most_train = self.max_rows

@@ -85,6 +85,14 @@ class Inputs:
                                                history=self.history, horizons=self.horizons))
         return views[key][1]
 
+    def fitted_scaler(self, transform: str, stop: int) -> Scaler:
+        """A scaler of ``transform`` fitted on the steps before ``stop``; fitted once, so the models that ask
+        for the same one share it and its :meth:`view`."""
+        scalers = self.__dict__.setdefault("_scalers", {})
+        if (transform, stop) not in scalers:
+            scalers[(transform, stop)] = Scaler.fit(self.series, stop=stop, transform=transform)
+        return scalers[(transform, stop)]
+
     def truth(self, ts: np.ndarray) -> list[np.ndarray]:
         """The true values of the targets of issue steps ``ts``, per level ``(B, N_l, H, C)`` (NaN where unknown)."""
         tgt = target_index(ts, self.horizons)
