@@ -101,9 +101,7 @@ def _summary(runs: list[Any]) -> Any:
 
 def coherence(model: Neural, comp: Any, ts: np.ndarray) -> float:
     """Largest relative gap between a parent's forecast and the sum of its children's (the tower's own levels)."""
-    assert model.model is not None
-    device = next(model.model.parameters()).device
-    levels = predict(model.model, comp.inputs.tensors(device), ts[:64], levels=True)
+    levels = model.predict(comp.inputs, ts[:64], levels=True)
     summed = roll_up(levels[0], comp.series)
     worst = 0.0
     for own, total in zip(levels[1:], summed[1:]):
@@ -120,19 +118,16 @@ def run_harness(series: HierSeries, split: Split, config: TrainConfig, *, seeds:
     for seed in seeds:
         log(f" seed {seed}")
         cfg = replace(config, seed=seed)
-        lstm_cfg = replace(cfg, budget_minutes=None if cfg.budget_minutes is None else cfg.budget_minutes * lstm_share)
-        fitted = dict(shared)
-        if "unit_lstm" in models:
-            unit = Neural.unit_lstm(lstm_cfg)
-            unit._info = unit.fit(compete_inputs(series, split, cfg), split)  # type: ignore[attr-defined]
-            fitted["unit_lstm"] = unit
-        comp = compete(series, split, cfg, models=models, fitted=fitted, metric_kw=metric_kw, options=options, log=log)
+        opts = dict(options or {})
+        if cfg.budget_minutes is not None:
+            opts["unit_lstm"] = {"budget_minutes": cfg.budget_minutes * lstm_share}
+        comp = compete(series, split, cfg, models=models, fitted=dict(shared), metric_kw=metric_kw, options=opts,
+                       log=log)
         for name in DETERMINISTIC:
             if name in comp.models:
                 shared[name] = comp.models[name]
         comp.score_test()
         summary = comp.summary()
-        summary["training"]["unit_lstm"] = dict(getattr(fitted.get("unit_lstm"), "_info", {}))
         summary["coherence_max_relative_gap"] = coherence(comp.models["tower"], comp, split.test)
         summary["seed"] = seed
         runs.append(jsonable(summary))
@@ -256,9 +251,11 @@ def suite_ablation(profile: dict[str, Any], log=print) -> dict[str, Any]:
     rows = {}
     variants = {**{k: (False, v) for k, v in ABLATIONS.items()},
                 "bottom level only (no hierarchy)": (True, {"neighbours": False, "top_down": False})}
+    ridge = make("ridge_unit", cfg)  # the base of the variants, and the ridge row below
+    ridge_info = ridge.fit(inputs, split)
     for name, (bottom_only, change) in variants.items():
         log(f"ablation: {name}")
-        model = Neural(replace(cfg, **change), bottom_only, "tower")
+        model = Neural(replace(cfg, **change), bottom_only, "tower", base=ridge)  # type: ignore[arg-type]
         info = model.fit(inputs, split)
         row = {"change": change, "bottom_only": bottom_only, "seconds": info["seconds"],
                "cpu_seconds": info["cpu_seconds"], "epochs": info["epochs"], "best_val_loss": info["best_val_loss"]}
@@ -271,8 +268,8 @@ def suite_ablation(profile: dict[str, Any], log=print) -> dict[str, Any]:
         log(f"  zone RMSE h1..h3 arrivals {[round(z['rmse'][h][1], 2) for h in range(3)]}")
     baselines = {}
     for name in ("seasonal_naive", "historical_average", "ridge_unit"):  # the neighbours on the same inputs
-        model = make(name, cfg)
-        info = model.fit(inputs, split)
+        model = ridge if name == "ridge_unit" else make(name, cfg)
+        info = ridge_info if name == "ridge_unit" else model.fit(inputs, split)
         baselines[name] = jsonable({"seconds": info.get("seconds"), "test": level_metrics(
             roll_up(model.predict(inputs, split.test), series), truth["test"], series.level_names, nonzero_only=True)})
     return {"protocol": "Manhattan bike, 70/10/20, 12 h in, h = 1..3, masked where truth == 0; one seed (0), the "

@@ -16,7 +16,8 @@ of the bottom forecasts (:func:`roll_up`), so every forecaster is coherent.
 - :class:`~ciu.models.boosting.GradientBoosting` (its own module): LightGBM on
   the same features, one model for all units;
 - :class:`Neural`: the tower, or the per-unit LSTM (the tower's encoder and head on
-  the bottom level alone, no hierarchy, no neighbours, no unit embeddings).
+  the bottom level alone, no hierarchy, no neighbours, no unit embeddings); one
+  that loses to its ridge on validation learns the ridge's correction instead.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from ciu.errors import ValidationError
 from ciu.models.data import HierSeries, Scaler, Split, fit_stop
 from ciu.models.inputs import Inputs
 from ciu.models.tower import Tower
-from ciu.models.train import FitResult, TrainConfig, fit, predict, thin
+from ciu.models.train import FitResult, TrainConfig, base_loss, fit, predict, thin
 
 
 class Forecaster(Protocol):
@@ -303,9 +305,27 @@ class Ridge:
 
 
 # -- neural ------------------------------------------------------------------------------------
+#: what a neural model may learn on top of: the better ridge on validation, or one of them
+BASES = ("ridge", "ridge_unit", "ridge_pooled")
+#: the share of its budget that a network that lost to its ridge on validation trains again on top of it
+BASE_SHARE = 1.0
+
+
 @dataclass
 class Neural:
-    """The tower (``bottom_only=False``) or the per-unit LSTM (``bottom_only=True``)."""
+    """The tower (``bottom_only=False``) or the per-unit LSTM (``bottom_only=True``).
+
+    With a ``config.base`` (a ridge: the harness gives it its best ridge on
+    validation; without one it fits its own), validation decides what the
+    network forecasts. It is first trained alone on the whole budget; if its
+    best validation loss does not beat the ridge's, it is trained again, for
+    :data:`BASE_SHARE` of the budget more, to forecast the correction to the
+    ridge, starting from the ridge itself (a residual tower keeps a round only
+    where it beats the ridge on validation). A network alone is the better
+    forecaster where it learns the city's rhythm (TaxiNYC, Manhattan bikes); the
+    ridge on the log scale is where the levels shift far from the training
+    years (Manhattan taxis in 2020), see ``docs/model.md``.
+    """
 
     config: TrainConfig
     bottom_only: bool = False
@@ -313,6 +333,7 @@ class Neural:
     learned: bool = True
     model: Tower | None = None
     result: FitResult | None = None
+    base: Ridge | None = None
 
     @classmethod
     def tower(cls, config: TrainConfig, *, name: str = "tower") -> Neural:
@@ -322,19 +343,53 @@ class Neural:
     def unit_lstm(cls, config: TrainConfig, *, name: str = "unit_lstm") -> Neural:
         return cls(replace(config, neighbours=False, top_down=False, use_unit_embedding=False), True, name)
 
+    @_timed
     def fit(self, inputs: Inputs, split: Split) -> dict[str, Any]:
-        self.result = fit(inputs, split, self.config, name=self.name, levels=1 if self.bottom_only else None)
+        cfg, levels = self.config, 1 if self.bottom_only else None
+        if cfg.base is not None and cfg.base not in BASES:
+            raise ValidationError(f"unknown base {cfg.base!r}; known: {list(BASES)} or none", field="base")
+        alone = fit(inputs, split, cfg, name=self.name, levels=levels)
+        self.result, info = alone, {"base": None}
+        if cfg.base is not None:
+            if self.base is None:
+                per_unit = cfg.base != "ridge_pooled"
+                self.base = Ridge(per_unit=per_unit, name="ridge_unit" if per_unit else "ridge_pooled",
+                                  loss_power=cfg.loss_power)
+                info["base_fit"] = self.base.fit(inputs, split)
+            base = lambda ts: self._base_z(inputs, ts)  # noqa: E731
+            info["base_val_loss"] = base_loss(inputs, split, cfg, base, levels=levels)
+            if alone.best_val >= info["base_val_loss"]:
+                budget = None if cfg.budget_minutes is None else cfg.budget_minutes * BASE_SHARE
+                self.result = fit(inputs, split, replace(cfg, budget_minutes=budget), name=f"{self.name} on "
+                                  f"{self.base.name}", levels=levels, base=base)
+                info.update(base=self.base.name, alone=alone.info())
         self.model = self.result.model
-        return self.result.info()
+        if info["base"] is None:
+            self.base = None  # not part of this forecaster
+        return {**self.result.info(), **info}
 
-    def predict(self, inputs: Inputs, ts: np.ndarray, *, bottom_mask: np.ndarray | None = None) -> np.ndarray:
+    def _base_z(self, inputs: Inputs, ts: np.ndarray) -> np.ndarray:
+        """The base's forecasts of issue steps ``ts``, standardised like the network's bottom level."""
+        assert self.base is not None
+        mean, sd = inputs.scaler.mean[0][None, :, None], inputs.scaler.sd[0][None, :, None]
+        return ((self.base.predict(inputs, ts) - mean) / sd).astype(np.float32)
+
+    def predict(self, inputs: Inputs, ts: np.ndarray, *, bottom_mask: np.ndarray | None = None,
+                levels: bool = False) -> np.ndarray:
+        """Bottom forecasts ``(B, N0, H, C)``; with ``levels`` the network's own forecast of every level."""
         assert self.model is not None, "fit first"
+        ts = np.asarray(ts)
         device = next(self.model.parameters()).device
         mask = None if bottom_mask is None else torch.as_tensor(bottom_mask, dtype=torch.float32, device=device)
-        return predict(self.model, inputs.tensors(device), np.asarray(ts), bottom_mask=mask)  # type: ignore[return-value]
+        base = None
+        if self.model.config.residual:
+            base = torch.as_tensor(self._base_z(inputs, ts), device=device)
+        return predict(self.model, inputs.tensors(device), ts, bottom_mask=mask, base=base,  # type: ignore[return-value]
+                       levels=levels)
 
     def state(self) -> dict[str, Any]:
         assert self.model is not None, "fit first"
         return {"kind": "neural", "name": self.name, "bottom_only": self.bottom_only,
                 "train": self.config.to_dict(), "tower": self.model.config.to_dict(),
-                "state_dict": {k: v.cpu() for k, v in self.model.state_dict().items()}}
+                "state_dict": {k: v.cpu() for k, v in self.model.state_dict().items()},
+                "base": None if self.base is None else self.base.state()}

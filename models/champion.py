@@ -143,7 +143,9 @@ def from_state(state: dict[str, Any]) -> Forecaster:
         model = Tower(TowerConfig.from_dict(state["tower"])).to(device)
         model.load_state_dict(state["state_dict"])
         model.eval()
-        return Neural(TrainConfig.from_dict(state["train"]), bool(state["bottom_only"]), state["name"], True, model)
+        base = None if state.get("base") is None else from_state(state["base"])
+        return Neural(TrainConfig.from_dict(state["train"]), bool(state["bottom_only"]), state["name"], True, model,
+                      base=base)  # type: ignore[arg-type]
     raise ValueError(f"unknown forecaster kind {kind!r}")
 
 
@@ -173,6 +175,17 @@ def cross_fitted(preds: dict[str, np.ndarray], truth: np.ndarray) -> np.ndarray:
         w = blend_weights({n: p[fit_on] for n, p in preds.items()}, truth[fit_on])
         parts.append(sum(w[n] * p[apply_to] for n, p in preds.items()))
     return np.concatenate(parts)
+
+
+def best_ridge(done: dict[str, Forecaster], validation: dict[str, dict[str, Any]], kind: str = "ridge") -> Ridge | None:
+    """The base of the neural candidates: the fitted ridge ``kind`` (``ridge_unit`` or ``ridge_pooled``), or with
+    ``ridge`` the one of them with the best validation score; ``None`` when none was fitted (the network then fits
+    its own)."""
+    ridges = [n for n, m in done.items() if isinstance(m, Ridge) and n in validation and kind in ("ridge", n)]
+    if not ridges:
+        return None
+    reference = validation.get(REFERENCE) or validation[ridges[0]]
+    return done[min(ridges, key=lambda n: _score(validation[n], reference))]  # type: ignore[return-value]
 
 
 def _score(val: dict[str, Any], reference: dict[str, Any]) -> float:
@@ -299,6 +312,8 @@ def compete(series: HierSeries, split: Split, config: TrainConfig, *, models: Se
     for name in models:
         model = fitted.get(name) or make(name, config, **(options or {}).get(name, {}))
         if name not in fitted:
+            if isinstance(model, Neural) and model.config.base is not None and model.base is None:
+                model.base = best_ridge(done, validation, model.config.base)
             info[name] = model.fit(inputs, split)
             model._info = info[name]  # type: ignore[attr-defined]  # kept for reuse by later seeds
         else:

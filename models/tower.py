@@ -20,6 +20,11 @@ then children are pooled into their parent with attention (torch-geometric
 ``softmax``/``scatter`` over the child → parent edges), same-level neighbours
 are mixed in, and a top-down pass hands the upper levels' context back down.
 
+With a base forecast (``residual``: the ridge regression of the harness, in
+closed form), the head forecasts the correction to it and starts at zero, so
+the untrained tower is the base and training only moves it where the
+validation loss says it helps.
+
 Coherence is by construction: only the bottom level has a density head; every
 level's forecast is the sum of its bottom descendants' forecasts, so children
 sum to their parent exactly (see ``docs/model.md``). Upper levels still shape
@@ -179,6 +184,7 @@ class TowerConfig:
     top_down: bool
     neighbours: bool
     nonnegative: bool = True
+    residual: bool = False
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -297,6 +303,9 @@ class Tower(nn.Module):
         for m in self.head:
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
+        if self.config.residual:  # a correction of the base forecast starts at none: the untrained model is the base
+            nn.init.zeros_(self.head[-1].weight)
+            nn.init.zeros_(self.head[-1].bias)
 
     def encode(self, batch: Batch, static: list[Tensor], parent: list[Tensor],
                neighbours: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
@@ -318,7 +327,8 @@ class Tower(nn.Module):
         return hs, attention
 
     def forward(self, batch: Batch, *, static: list[Tensor], parent: list[Tensor], neighbours: list[Tensor],
-                mean: list[Tensor], sd: list[Tensor], bottom_mask: Tensor | None = None) -> TowerOutput:
+                mean: list[Tensor], sd: list[Tensor], bottom_mask: Tensor | None = None,
+                base: Tensor | None = None) -> TowerOutput:
         """Forecast every level.
 
         Parameters
@@ -332,11 +342,16 @@ class Tower(nn.Module):
             Per level ``(N_l, C)``: the scaler; forecasts come back on the original scale and standardised.
         bottom_mask
             Optional ``(N_0,)`` 0/1 multiplier of the bottom forecasts (closures).
+        base
+            Optional ``(B, N_0, H, C)`` base forecast of the bottom level, standardised
+            by the bottom scaler: the head then forecasts its correction.
         """
         cfg = self.config
         hs, attention = self.encode(batch, static, parent, neighbours)
         b, n0 = hs[0].shape[:2]
         z0 = self.head(hs[0]).reshape(b, n0, cfg.horizons, cfg.channels)
+        if base is not None:
+            z0 = z0 + base
         bottom = z0 * sd[0][None, :, None] + mean[0][None, :, None]
         if cfg.nonnegative and not self.training:
             bottom = bottom.clamp_min(0.0)

@@ -52,6 +52,7 @@ class TrainConfig:
     use_seasonal_lags: bool = True
     top_down: bool = True
     neighbours: bool = True
+    base: str | None = "ridge"
     epochs: int = 30
     batch_size: int | None = None
     batch_units: int = 4096
@@ -99,8 +100,9 @@ def use_threads(threads: int | None) -> int:
     return n
 
 
-def build_tower(inputs: Inputs, config: TrainConfig, *, levels: int | None = None) -> Tower:
-    """A tower sized for ``inputs`` (its first ``levels`` levels; 1 = the bottom level alone)."""
+def build_tower(inputs: Inputs, config: TrainConfig, *, levels: int | None = None, residual: bool = False) -> Tower:
+    """A tower sized for ``inputs`` (its first ``levels`` levels; 1 = the bottom level alone); ``residual``: one
+    that forecasts the correction to a base forecast, starting at none."""
     s = inputs.series
     n = inputs.n_levels if levels is None else levels
     shared = {f.name: getattr(config, f.name) for f in fields(TowerConfig) if f.name in TrainConfig.__dataclass_fields__}
@@ -110,7 +112,7 @@ def build_tower(inputs: Inputs, config: TrainConfig, *, levels: int | None = Non
         "covariates": 0 if inputs.cov is None else inputs.cov[0].shape[2],
         "static": tuple(lv.static.shape[1] for lv in s.levels[:n]), "external": inputs.external.shape[1],
         "slots_per_day": s.steps_per_day, "lstm_window": min(config.lstm_window, config.history),
-        "top_down": config.top_down and n > 1,
+        "top_down": config.top_down and n > 1, "residual": residual,
         "nonnegative": bool(np.nanmin(s.values) >= 0) if np.isfinite(s.values).any() else True})
     return Tower(cfg)
 
@@ -135,18 +137,20 @@ def batch_size_for(inputs: Inputs, config: TrainConfig) -> int:
     return int(min(64, max(1, config.batch_units // inputs.z[0].shape[1])))
 
 
-def forward(model: Tower, tin: TorchInputs, ts: Tensor | np.ndarray, *, bottom_mask: Tensor | None = None):
+def forward(model: Tower, tin: TorchInputs, ts: Tensor | np.ndarray, *, bottom_mask: Tensor | None = None,
+            base: Tensor | None = None):
+    """The batch of issue steps ``ts`` and the model's output; ``base``: their base forecasts ``(B, N0, H, C)``."""
     n = len(model.config.levels)
     batch = tin.batch(ts, levels=n)
     out = model(batch, static=tin.static[:n], parent=tin.parent[:n - 1], neighbours=tin.neighbours[:n],
-                mean=tin.mean[:n], sd=tin.sd[:n], bottom_mask=bottom_mask)
+                mean=tin.mean[:n], sd=tin.sd[:n], bottom_mask=bottom_mask, base=base)
     return batch, out
 
 
 def loss_fn(model: Tower, tin: TorchInputs, ts: Tensor | np.ndarray, config: TrainConfig,
-            weights: list[Tensor]) -> Tensor:
+            weights: list[Tensor], base: Tensor | None = None) -> Tensor:
     """Masked, unit-weighted MSE of standardised values: bottom level + ``level_weight`` × mean of the others."""
-    batch, out = forward(model, tin, ts)
+    batch, out = forward(model, tin, ts, base=base)
     terms = []
     for i, (pred, true, seen) in enumerate(zip(out.z, batch.target, batch.seen)):
         w = seen * weights[i][None, :, None]
@@ -159,12 +163,17 @@ def loss_fn(model: Tower, tin: TorchInputs, ts: Tensor | np.ndarray, config: Tra
 
 @torch.no_grad()
 def predict(model: Tower, tin: TorchInputs, ts: np.ndarray, *, batch_size: int = 64,
-            bottom_mask: Tensor | None = None, levels: bool = False) -> np.ndarray | list[np.ndarray]:
-    """Forecasts on the original scale: the bottom level ``(B, N0, H, C)``, or every level with ``levels``."""
+            bottom_mask: Tensor | None = None, levels: bool = False,
+            base: Tensor | None = None) -> np.ndarray | list[np.ndarray]:
+    """Forecasts on the original scale: the bottom level ``(B, N0, H, C)``, or every level with ``levels``.
+
+    ``base``: the base forecasts of the issue steps ``ts`` (standardised, ``(B, N0, H, C)``) of a residual model.
+    """
     model.eval()
     parts: list[list[np.ndarray]] = [[] for _ in model.config.levels]
     for i in range(0, len(ts), batch_size):
-        _, out = forward(model, tin, ts[i:i + batch_size], bottom_mask=bottom_mask)
+        _, out = forward(model, tin, ts[i:i + batch_size], bottom_mask=bottom_mask,
+                         base=None if base is None else base[i:i + batch_size])
         for j, v in enumerate(out.value):
             parts[j].append(v.cpu().numpy())
     per_level = [np.concatenate(p) if p else np.zeros((0,)) for p in parts]
@@ -173,13 +182,14 @@ def predict(model: Tower, tin: TorchInputs, ts: np.ndarray, *, batch_size: int =
 
 @torch.no_grad()
 def validation_loss(model: Tower, tin: TorchInputs, ts: np.ndarray, config: TrainConfig,
-                    weights: list[Tensor], *, batch_size: int = 64) -> float:
+                    weights: list[Tensor], *, batch_size: int = 64, base: Tensor | None = None) -> float:
     """The training loss over the issue steps ``ts`` (no dropout): what early stopping watches."""
     model.eval()
     total, n = 0.0, 0
     for i in range(0, len(ts), batch_size):
         chunk = ts[i:i + batch_size]
-        total += float(loss_fn(model, tin, chunk, config, weights)) * len(chunk)
+        total += float(loss_fn(model, tin, chunk, config, weights,
+                               None if base is None else base[i:i + batch_size])) * len(chunk)
         n += len(chunk)
     return total / max(n, 1)
 
@@ -205,13 +215,14 @@ class FitResult:
     samples_seen: int = 0
     stopped: str = "epochs"
     train_windows: int = 0
+    base_val: float | None = None
 
     def info(self) -> dict[str, Any]:
         return {"best_epoch": self.best_epoch, "best_val_loss": self.best_val, "epochs": len(self.history),
                 "passes": self.samples_seen / max(1, self.train_windows),
                 "seconds": self.seconds, "cpu_seconds": self.cpu_seconds, "samples_seen": self.samples_seen,
                 "samples_per_s": self.samples_seen / max(self.seconds, 1e-9), "stopped": self.stopped,
-                "history": self.history}
+                "base_val_loss": self.base_val, "history": self.history}
 
 
 def progress_bar(total: int, *, desc: str, unit: str, enabled: bool = True) -> tqdm:
@@ -315,10 +326,15 @@ class _Stream:
 
 
 def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower", levels: int | None = None,
+        base: Callable[[np.ndarray], np.ndarray] | None = None,
         log: Callable[[dict[str, float]], None] | None = None) -> FitResult:
     """Train a tower on ``inputs``; keep the weights of the round with the lowest validation loss.
 
-    ``levels=1`` trains the bottom level alone (the per-unit model). The test
+    ``levels=1`` trains the bottom level alone (the per-unit model). ``base``
+    gives the base forecasts of issue steps (standardised, ``(B, N0, H, C)``)
+    that a residual tower corrects; they are computed once for the training
+    and validation steps, and the base alone is the first checkpoint (the
+    training keeps a round only where it beats the base on validation). The test
     issue steps are never looked at. With ``config.budget_minutes`` the run
     times its first steps and plans its rounds to fit the budget (:class:`Plan`),
     shortens the learning-rate schedule to them, and stops cleanly (best
@@ -330,7 +346,7 @@ def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower
     seed_everything(config.seed)
     device = pick_device(config.device)
     tin = inputs.tensors(device)
-    model = build_tower(inputs, config, levels=levels).to(device)
+    model = build_tower(inputs, config, levels=levels, residual=base is not None).to(device)
     weights = unit_weights(tin, config.loss_power)
     opt = optimizer(model, config)
     bs = batch_size_for(inputs, config)
@@ -345,6 +361,10 @@ def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower
     best_state = copy.deepcopy(model.state_dict())
     budget = None if config.budget_minutes is None else 60.0 * config.budget_minutes
     t0, c0 = time.perf_counter(), time.process_time()
+    base_of = _base_table(base, np.concatenate([split.train, val_ts]), device) if base is not None else None
+    val_base = None if base_of is None else base_of(val_ts)
+    if val_base is not None:
+        result.best_val = result.base_val = validation_loss(model, tin, val_ts, config, weights, base=val_base)
     bad, done, round_ = 0, 0, 0
     step_seconds = check_seconds = 0.0
     bar = progress_bar(plan.total, desc=name, unit="step", enabled=config.progress)
@@ -356,7 +376,7 @@ def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower
             while steps < plan.steps:
                 ts = stream.take(bs)
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model, tin, ts, config, weights)
+                loss = loss_fn(model, tin, ts, config, weights, None if base_of is None else base_of(ts))
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
                 opt.step()
@@ -377,7 +397,7 @@ def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower
                     break
             checked = time.perf_counter()
             step_seconds += checked - started
-            val = validation_loss(model, tin, val_ts, config, weights)
+            val = validation_loss(model, tin, val_ts, config, weights, base=val_base)
             check_seconds += time.perf_counter() - checked
             rec = {"epoch": round_, "steps": steps, "train_loss": run / max(steps, 1), "val_loss": val,
                    "lr": float(opt.param_groups[0]["lr"]), "seconds": time.perf_counter() - t0}
@@ -415,6 +435,28 @@ def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower
     if config.progress:
         print(f"{name}: {len(result.history)} epochs of {plan.steps} steps ({result.info()['passes']:.1f} passes over"
               f" the {len(split.train):,} training windows) in {result.seconds:.0f} s ({result.cpu_seconds / 60:.1f}"
-              f" CPU min), best validation loss {result.best_val:.4f} at epoch {result.best_epoch + 1}, stopped by"
-              f" {result.stopped}", file=sys.stderr, flush=True)
+              f" CPU min), best validation loss {result.best_val:.4f} at epoch {result.best_epoch + 1}"
+              + ("" if result.base_val is None else f" (the base alone: {result.base_val:.4f})")
+              + f", stopped by {result.stopped}", file=sys.stderr, flush=True)
     return result
+
+
+def base_loss(inputs: Inputs, split: Split, config: TrainConfig, base: Callable[[np.ndarray], np.ndarray], *,
+              levels: int | None = None) -> float:
+    """The validation loss of the ``base`` forecasts alone (what :func:`fit` watches, on the same steps)."""
+    device = pick_device(config.device)
+    tin = inputs.tensors(device)
+    model = build_tower(inputs, config, levels=levels, residual=True).to(device)  # untrained: the base itself
+    val_ts = thin(split.val, config.max_val_samples)
+    return validation_loss(model, tin, val_ts, config, unit_weights(tin, config.loss_power),
+                           base=_base_table(base, val_ts, device)(val_ts))
+
+
+def _base_table(base: Callable[[np.ndarray], np.ndarray], ts: np.ndarray,
+                device: torch.device) -> Callable[[np.ndarray], Tensor]:
+    """The base forecasts of issue steps ``ts``, computed once; returns a lookup by issue step."""
+    ts = np.unique(ts)
+    table = torch.as_tensor(np.ascontiguousarray(base(ts), dtype=np.float32), device=device)
+    row = np.full(int(ts.max()) + 1, -1, dtype=np.int64)
+    row[ts] = np.arange(len(ts))
+    return lambda steps: table[torch.as_tensor(row[np.asarray(steps)], device=device)]

@@ -105,6 +105,32 @@ def test_learned_models_fit_predict_and_come_back_from_their_state():
     assert Neural.unit_lstm(CONFIG).config.neighbours is False
 
 
+def test_a_network_that_loses_to_its_ridge_on_validation_learns_the_ridges_correction_instead():
+    from dataclasses import replace
+
+    s = toy_series()
+    split, inputs = inputs_of(s)
+    ridge = Ridge(per_unit=True)
+    ridge.fit(inputs, split)
+    frozen = replace(CONFIG, lr=1e-9, epochs=1)  # a network that cannot learn loses to the ridge...
+    model = Neural(frozen, base=ridge)
+    info = model.fit(inputs, split)
+    assert info["base"] == "ridge_unit" and info["alone"]["best_val_loss"] >= info["base_val_loss"]
+    assert model.model.config.residual and info["best_val_loss"] <= info["base_val_loss"]
+    # ... and is trained again on top of it, starting from the ridge itself
+    np.testing.assert_allclose(model.predict(inputs, split.val), ridge.predict(inputs, split.val), rtol=1e-4, atol=1e-4)
+    back = from_state(model.state())
+    np.testing.assert_allclose(back.predict(inputs, split.val), model.predict(inputs, split.val), rtol=1e-5, atol=1e-5)
+    useless = Ridge(per_unit=True, coef=[np.zeros_like(c) for c in ridge.coef], penalty=ridge.penalty,
+                    scaler=ridge.scaler)  # forecasts each unit's mean
+    model = Neural(replace(CONFIG, epochs=8), base=useless)
+    info = model.fit(inputs, split)  # a network that beats its ridge stands alone
+    assert info["base"] is None and info["best_val_loss"] < info["base_val_loss"]
+    assert not model.model.config.residual and model.state()["base"] is None
+    with pytest.raises(ValidationError, match="unknown base"):
+        Neural(replace(CONFIG, base="lasso")).fit(inputs, split)
+
+
 def test_lightgbm_keeps_the_variant_that_wins_on_validation_and_follows_a_shock():
     s = toy_series(hours=24 * 35)
     split, _ = inputs_of(s)

@@ -172,7 +172,7 @@ def test_a_budgeted_plan_uses_the_time_that_the_first_steps_misjudged():
 def test_a_time_budget_stops_cleanly_with_the_best_weights(setup, capsys):
     split, inputs = setup
     cfg = TrainConfig(**{**CONFIG.to_dict(), "epochs": 500, "patience": 500, "budget_minutes": 0.05,
-                         "progress": True})
+                         "progress": True, "base": None})  # the network alone (its base: test_model_baselines)
     model = Neural.tower(cfg)
     info = model.fit(inputs, split)
     assert info["stopped"] == "budget" and info["epochs"] < 500
