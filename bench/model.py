@@ -51,9 +51,9 @@ DETERMINISTIC = ("persistence", "seasonal_naive", "historical_average", "ridge_u
 TAXINYC_VARIANTS = (("identity", False),)
 #: time budgets (minutes of training per learned model and seed; LightGBM gets the tower's) and sizes per profile
 PROFILES: dict[str, dict[str, Any]] = {
-    "full": {"seeds": 3, "tower_minutes": {"taxinyc": 6.0, "manhattan_bike": 2.5, "manhattan_taxi": 1.5,
-                                           "synthetic": 2.0},
-             "lstm_share": 0.3, "ablation_minutes": 1.0, "epochs": 40, "scale_floors": 1_000_000,
+    "full": {"seeds": 3, "tower_minutes": {"taxinyc": 6.0, "manhattan_bike": 2.5, "manhattan_taxi": 1.0,
+                                           "synthetic": 1.75},
+             "lstm_share": 0.3, "ablation_minutes": 0.8, "epochs": 40, "scale_floors": 1_000_000,
              "taxinyc_samples": 8192, "taxinyc_lightgbm": {"max_rows": 1_000_000, "leaves": 127,
                                                            "variants": TAXINYC_VARIANTS}},
     "quick": {"seeds": 2, "tower_minutes": {"taxinyc": 0.5, "manhattan_bike": 0.3, "manhattan_taxi": 0.3,
