@@ -14,6 +14,9 @@ from ciu.scenarios import issue_time
 from ciu.store import Store
 from ciu.twin import Twin
 
+#: the horizons of a scenario that names none, run by a model without a limit of its own (the historical average)
+DEFAULT_HORIZONS = 6
+
 
 class ScenarioRunner:
     """Runs scenarios on a small thread pool with their own connections; remembers fitted models.
@@ -29,9 +32,10 @@ class ScenarioRunner:
         self._models: dict[tuple[str, str], tuple[Any, str]] = {}
         self._lock = threading.Lock()
 
-    def run(self, variable: str | None, issued_at: Any | None, horizons: int,
-            overrides: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str, pd.Timestamp]:
-        """The baseline and the scenario forecasts, the model's name and the issue time."""
+    def run(self, variable: str | None, issued_at: Any | None, horizons: int | None,
+            overrides: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str, pd.Timestamp, int]:
+        """The baseline and the scenario forecasts, the model's name, the issue time and the horizons (``None``:
+        as many as the model serves)."""
         future: Future = self.executor.submit(self._run, variable, issued_at, horizons, overrides)
         try:
             return future.result(timeout=self.timeout_s)
@@ -39,17 +43,18 @@ class ScenarioRunner:
             future.cancel()
             raise TimeLimitExceeded(f"the scenario did not finish within {self.timeout_s:g} s") from None
 
-    def _run(self, variable: str | None, issued_at: Any | None, horizons: int,
-             overrides: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str, pd.Timestamp]:
+    def _run(self, variable: str | None, issued_at: Any | None, horizons: int | None,
+             overrides: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str, pd.Timestamp, int]:
         with self.pool.connection() as conn:
             twin = Twin(Store(conn))
             with twin.statement_timeout(self.timeout_s):
                 variable = variable or forecast_variable(twin)
                 model, name = self._model(twin, variable)
                 issued = issue_time(twin, variable, issued_at)
+                horizons = horizons or int(getattr(model, "horizons", DEFAULT_HORIZONS))
                 base = model.forecast(twin, issued_at=issued.to_pydatetime(), horizons=horizons)
                 what = model.forecast(twin, issued_at=issued.to_pydatetime(), horizons=horizons, overrides=overrides)
-        return base, what, name, issued
+        return base, what, name, issued, horizons
 
     def _model(self, twin: Twin, variable: str) -> tuple[Any, str]:
         newest = twin.newest_run(target=variable)  # the run load_forecaster would load: one row

@@ -274,7 +274,7 @@ class ScenarioRequest(BaseModel):
     """A "what if": an event, a closure, a weather or holiday override (any combination)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
-        "issued_at": "2026-04-10T15:00:00Z", "horizons": 6,
+        "issued_at": "2026-04-10T15:00:00Z", "horizons": 3,
         "event": {"code": CODE_EXAMPLE, "time": "2026-04-10T18:00:00Z", "people": 800, "hours": 3},
         "levels": ["building", "grid", "district", "city"]}})
     variable: str | None = Field(None, examples=["people"],
@@ -282,7 +282,9 @@ class ScenarioRequest(BaseModel):
                                              "else people")
     issued_at: datetime | None = Field(None, description="forecast origin; default: the latest observation of the "
                                                          "variable")
-    horizons: int = Field(6, ge=1, le=168)
+    horizons: int | None = Field(None, ge=1, le=168, examples=[3],
+                                 description="steps ahead; default: as many as the model serves (the historical "
+                                             "average: 6)")
     event: Event | None = None
     closure: Closure | None = None
     weather: Weather | None = None

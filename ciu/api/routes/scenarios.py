@@ -39,7 +39,7 @@ def _overrides(req: ScenarioRequest) -> dict[str, Any]:
                          "time (504).")
 def scenario(ctx: Ctx, body: ScenarioRequest, request: Request) -> dict:
     ctx.who.require("key")
-    if body.horizons > ctx.settings.scenario_max_horizons:
+    if body.horizons is not None and body.horizons > ctx.settings.scenario_max_horizons:
         raise ValidationError(f"at most {ctx.settings.scenario_max_horizons} horizons", field="horizons")
     levels = ctx.twin.levels
     if body.variable is not None:
@@ -52,8 +52,8 @@ def scenario(ctx: Ctx, body: ScenarioRequest, request: Request) -> dict:
     if not (body.event or body.closure or body.weather or body.holiday):
         raise ValidationError("give at least one of event, closure, weather, holiday", field="event")
     started = time.perf_counter()
-    base, what, model, issued = request.app.state.scenarios.run(body.variable, body.issued_at, body.horizons,
-                                                                _overrides(body))
+    base, what, model, issued, horizons = request.app.state.scenarios.run(body.variable, body.issued_at,
+                                                                          body.horizons, _overrides(body))
     found = compare(base, what, levels=list(levels), keep_levels=body.levels,
                     max_units=ctx.settings.scenario_max_units)
     rows, totals = found.rows, found.totals
@@ -77,7 +77,7 @@ def scenario(ctx: Ctx, body: ScenarioRequest, request: Request) -> dict:
     tb, ts = shown(totals["value_b"], variable), shown(totals["value_s"], variable)
     ctx.audit(units=int(rows["code"].nunique()))
     return {
-        "model": model, "issued_at": issued.isoformat(), "horizons": body.horizons,
+        "model": model, "issued_at": issued.isoformat(), "horizons": horizons,
         "overrides": _overrides(body), "affected": found.affected, "truncated": found.truncated,
         "totals": [{"level": r.level, "horizon": int(r.horizon), "baseline": b, "scenario": s}
                    for r, b, s in zip(totals.itertuples(index=False), tb, ts)],

@@ -251,3 +251,12 @@ def test_model_endpoints_in_the_openapi_document(client) -> None:
 def test_skill_examples_run() -> None:
     result = doctest.testmod(ciu.skill)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_scenario_that_names_no_horizons_forecasts_as_many_as_the_model_serves(client, trained: TrainedWorld) -> None:
+    answer = client.post("/scenarios", headers=trained.viewer, json={"holiday": True, "levels": ["city"]})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["horizons"] == 3 and sorted({t["horizon"] for t in body["totals"]}) == [1, 2, 3]
+    too_far = client.post("/scenarios", headers=trained.viewer, json={"holiday": True, "horizons": 4})
+    assert too_far.status_code == 422 and "1..3" in too_far.json()["detail"]
