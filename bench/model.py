@@ -409,11 +409,14 @@ def _cpu(row: dict[str, Any]) -> str:
     return f"{_mean(wall) / 60:.1f} ({_mean(cpu) / 60:.1f})" if cpu is not None else f"{_mean(wall) / 60:.1f}"
 
 
-def _label(name: str, row: dict[str, Any]) -> str:
+def _label(name: str, row: dict[str, Any], runs: list[dict[str, Any]] | None = None) -> str:
     if name == "champion":
         chosen = ", ".join(row.get("chosen", []))
         return f"**champion** (per seed: {chosen})"
-    return name + ("" if row.get("deterministic") else " †")
+    bases = [((r.get("training") or {}).get(name) or {}).get("base") for r in runs or []]
+    on = sorted({b for b in bases if b})
+    trained_on = f" on {', '.join(on)} ({sum(1 for b in bases if b)} of {len(bases)} seeds)" if on else ""
+    return name + trained_on + ("" if row.get("deterministic") else " †")
 
 
 def _models_note(res: dict[str, Any]) -> list[str]:
@@ -459,7 +462,7 @@ def render(results: dict[str, dict[str, Any]]) -> str:
                   "| model | RMSE cell | MAPE cell (truth > 10) | RMSE block | RMSE city | train min (CPU) |",
                   "|---|---|---|---|---|---|"]
         for name, row in r["models"].items():
-            lines.append(f"| {_label(name, row)} | {_fmt(_get(row, 'cell', 'rmse_all'))} |"
+            lines.append(f"| {_label(name, row, r.get('runs'))} | {_fmt(_get(row, 'cell', 'rmse_all'))} |"
                          f" {_fmt(_get(row, 'cell', 'mape_all'), 3)} | {_fmt(_get(row, 'block', 'rmse_all'))} |"
                          f" {_fmt(_get(row, 'city', 'rmse_all'))} | {_cpu(row)} |")
         for name, v in r["published"].items():
@@ -481,7 +484,7 @@ def render(results: dict[str, dict[str, Any]]) -> str:
                     cells = [_fmt(_get(row, "zone", "rmse", h, c)) for h in range(3)]
                     cells += [_fmt(_get(row, "zone", "mae", h, c)) for h in range(3)]
                     cells.append(_fmt(_get(row, "zone", "mape", 0, c), 3))
-                    lines.append(f"| {_label(name, row)} | " + " | ".join(cells) + f" | {_cpu(row)} |")
+                    lines.append(f"| {_label(name, row, rr.get('runs'))} | " + " | ".join(cells) + f" | {_cpu(row)} |")
                 if mode == "bike":
                     for anchor, vals in ANCHORS["manhattan_bike"].get(ch, {}).items():
                         lines.append(f"| {anchor} (published) | " + " | ".join(
@@ -492,7 +495,7 @@ def render(results: dict[str, dict[str, Any]]) -> str:
                       + " | ".join(f"city {c}" for c in chans) + " |", "|---|" + "---|" * (2 * len(chans))]
             for name, row in rr["models"].items():
                 cells = [_fmt(_get(row, lv, "rmse", 0, c)) for lv in ("district", "city") for c in range(len(chans))]
-                lines.append(f"| {_label(name, row)} | " + " | ".join(cells) + " |")
+                lines.append(f"| {_label(name, row, rr.get('runs'))} | " + " | ".join(cells) + " |")
             lines += [""] + _models_note(rr) + _prob_table(f"Manhattan {mode}", rr.get("probabilistic"))
     if "synthetic" in results:
         r = results["synthetic"]
@@ -500,7 +503,7 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         lines += ["## The sample city (`make demo`'s Aurora): RMSE over horizons 1–3 at every level", "",
                   "| model | " + " | ".join(levels) + " | train min (CPU) |", "|---|" + "---|" * (len(levels) + 1)]
         for name, row in r["models"].items():
-            lines.append(f"| {_label(name, row)} | " + " | ".join(_fmt(_get(row, lv, "rmse_all"), 3) for lv in levels)
+            lines.append(f"| {_label(name, row, r.get('runs'))} | " + " | ".join(_fmt(_get(row, lv, "rmse_all"), 3) for lv in levels)
                          + f" | {_cpu(row)} |")
         champ = r["models"]["champion"]
         gains = []

@@ -78,7 +78,8 @@ def train(
         help="issue steps drawn per epoch (default: all training steps)")] = None,
     budget_minutes: Annotated[Optional[float], typer.Option(
         help="train the learned models for about this many minutes in all (the tower 60 %, LightGBM 40 %);"
-             " each stops cleanly with its best state on validation (0: no limit, up to --epochs)")] = 5.0,
+             " each stops cleanly with its best state on validation; a tower that loses to the ridge on validation"
+             " trains its share once more, on the ridge (0: no limit, up to --epochs)")] = 5.0,
     models: Annotated[Optional[str], typer.Option(
         help="comma-separated candidates (default: persistence, seasonal_naive, historical_average, ridge_unit,"
              " ridge_pooled, lightgbm, tower)")] = None,
