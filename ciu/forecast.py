@@ -54,7 +54,10 @@ OVERRIDE_KEYS = ("event", "closure", "weather", "holiday")
 
 
 class Forecaster(Protocol):
-    """What the API and the dashboard call to forecast."""
+    """What the API and the dashboard call to forecast; ``horizons``: the most steps ahead it serves (``None``: no
+    limit of its own)."""
+
+    horizons: int | None
 
     def forecast(self, twin: Twin, *, issued_at: datetime, horizons: int,
                  overrides: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -123,6 +126,7 @@ class HistoricalAverageForecaster:
     variable: str = "people"
     capacity_attr: str = "capacity"
     end: datetime | None = None
+    horizons: int | None = None  # a weekly profile forecasts any number of hours ahead
     name: str = "historical_average"
     _fit: dict[str, Any] | None = field(default=None, repr=False)
 

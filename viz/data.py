@@ -88,7 +88,7 @@ def publish_forecast(twin: Twin, *, variable: str, horizons: int = 12, threshold
     """
     rule = AlertRule.configured(threshold)
     forecaster, name = load_forecaster(twin, variable)
-    horizons = min(horizons, int(getattr(forecaster, "horizons", horizons)))
+    horizons = min(horizons, forecaster.horizons or horizons)
     issued = pd.Timestamp(issued_at) if issued_at is not None else latest_hour(twin, variable)
     frame = forecaster.forecast(twin, issued_at=issued.to_pydatetime(), horizons=horizons)
     frame = frame[frame["variable"] == variable]
@@ -424,7 +424,7 @@ class DashboardData:
     def horizons(self) -> int:
         """Forecast hours of a scenario: the settings' ``horizons``, no more than the forecaster serves."""
         model, _ = self.forecaster()
-        return min(self.settings.horizons, int(getattr(model, "horizons", self.settings.horizons)))
+        return min(self.settings.horizons, model.horizons or self.settings.horizons)
 
     @_locked
     def scenario(self, overrides: dict[str, Any], *, horizons: int | None = None) -> dict[str, Any]:

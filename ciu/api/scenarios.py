@@ -51,7 +51,7 @@ class ScenarioRunner:
                 variable = variable or forecast_variable(twin)
                 model, name = self._model(twin, variable)
                 issued = issue_time(twin, variable, issued_at)
-                horizons = horizons or int(getattr(model, "horizons", DEFAULT_HORIZONS))
+                horizons = horizons or model.horizons or DEFAULT_HORIZONS
                 base = model.forecast(twin, issued_at=issued.to_pydatetime(), horizons=horizons)
                 what = model.forecast(twin, issued_at=issued.to_pydatetime(), horizons=horizons, overrides=overrides)
         return base, what, name, issued, horizons
