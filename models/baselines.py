@@ -307,8 +307,11 @@ class Ridge:
 # -- neural ------------------------------------------------------------------------------------
 #: what a neural model may learn on top of: the better ridge on validation, or one of them
 BASES = ("ridge", "ridge_unit", "ridge_pooled")
-#: the share of its budget that a network that lost to its ridge on validation trains again on top of it
-BASE_SHARE = 1.0
+#: a budgeted network whose validation loss is still this many times its ridge's halfway through its budget
+#: stops training alone and spends the rest of its budget on top of the ridge
+GIVE_UP = 2.0
+#: the share of its budget that a network that lost to its ridge only at the end trains again on top of it
+BASE_SHARE = 0.25
 
 
 @dataclass
@@ -317,14 +320,17 @@ class Neural:
 
     With a ``config.base`` (a ridge: the harness gives it its best ridge on
     validation; without one it fits its own), validation decides what the
-    network forecasts. It is first trained alone on the whole budget; if its
-    best validation loss does not beat the ridge's, it is trained again, for
-    :data:`BASE_SHARE` of the budget more, to forecast the correction to the
-    ridge, starting from the ridge itself (a residual tower keeps a round only
-    where it beats the ridge on validation). A network alone is the better
-    forecaster where it learns the city's rhythm (TaxiNYC, Manhattan bikes); the
-    ridge on the log scale is where the levels shift far from the training
-    years (Manhattan taxis in 2020), see ``docs/model.md``.
+    network forecasts. It is first trained alone. If, halfway through its
+    budget, its best validation loss is still :data:`GIVE_UP` times the ridge's
+    or more, it stops and spends the other half learning the correction to the
+    ridge instead; if it loses to the ridge only at the end, it learns the
+    correction for what is left of its budget, and at least :data:`BASE_SHARE`
+    of it more. A residual network
+    starts from the ridge itself and keeps a round only where it beats the ridge
+    on validation. A network alone is the better forecaster where it learns the
+    city's rhythm (TaxiNYC, Manhattan bikes); the ridge on the log scale is where
+    the levels shift far from the training years (Manhattan taxis in 2020), see
+    ``docs/model.md``.
     """
 
     config: TrainConfig
@@ -348,8 +354,8 @@ class Neural:
         cfg, levels = self.config, 1 if self.bottom_only else None
         if cfg.base is not None and cfg.base not in BASES:
             raise ValidationError(f"unknown base {cfg.base!r}; known: {list(BASES)} or none", field="base")
-        alone = fit(inputs, split, cfg, name=self.name, levels=levels)
-        self.result, info = alone, {"base": None}
+        info: dict[str, Any] = {"base": None}
+        base = base_val = None
         if cfg.base is not None:
             if self.base is None:
                 per_unit = cfg.base != "ridge_pooled"
@@ -357,12 +363,17 @@ class Neural:
                                   loss_power=cfg.loss_power)
                 info["base_fit"] = self.base.fit(inputs, split)
             base = lambda ts: self._base_z(inputs, ts)  # noqa: E731
-            info["base_val_loss"] = base_loss(inputs, split, cfg, base, levels=levels)
-            if alone.best_val >= info["base_val_loss"]:
-                budget = None if cfg.budget_minutes is None else cfg.budget_minutes * BASE_SHARE
-                self.result = fit(inputs, split, replace(cfg, budget_minutes=budget), name=f"{self.name} on "
-                                  f"{self.base.name}", levels=levels, base=base)
-                info.update(base=self.base.name, alone=alone.info())
+            base_val = info["base_val_loss"] = base_loss(inputs, split, cfg, base, levels=levels)
+        alone = fit(inputs, split, cfg, name=self.name, levels=levels,
+                    give_up=None if base_val is None else GIVE_UP * base_val)
+        self.result = alone
+        if base is not None and base_val is not None and alone.best_val >= base_val:
+            budget = cfg.budget_minutes
+            if budget is not None:  # what is left of the budget (half when it gave up), at least a share more
+                budget = max(budget - alone.seconds / 60, BASE_SHARE * budget)
+            self.result = fit(inputs, split, replace(cfg, budget_minutes=budget),
+                              name=f"{self.name} on {self.base.name}", levels=levels, base=base)
+            info.update(base=self.base.name, alone=alone.info())
         self.model = self.result.model
         if info["base"] is None:
             self.base = None  # not part of this forecaster

@@ -253,6 +253,8 @@ class _Schedule:
 CHECKS = 10
 #: steps timed before a budgeted run plans
 PROBE_STEPS = 20
+#: the share of its budget after which a budgeted run with a ``give_up`` loss it has not beaten stops
+DECIDE_AT = 0.5
 
 
 @dataclass
@@ -326,7 +328,7 @@ class _Stream:
 
 
 def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower", levels: int | None = None,
-        base: Callable[[np.ndarray], np.ndarray] | None = None,
+        base: Callable[[np.ndarray], np.ndarray] | None = None, give_up: float | None = None,
         log: Callable[[dict[str, float]], None] | None = None) -> FitResult:
     """Train a tower on ``inputs``; keep the weights of the round with the lowest validation loss.
 
@@ -338,7 +340,10 @@ def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower
     issue steps are never looked at. With ``config.budget_minutes`` the run
     times its first steps and plans its rounds to fit the budget (:class:`Plan`),
     shortens the learning-rate schedule to them, and stops cleanly (best
-    weights kept) if the budget runs out mid-round.
+    weights kept) if the budget runs out mid-round. A budgeted run whose best
+    validation loss is still at or above ``give_up`` once :data:`DECIDE_AT` of
+    its budget is spent stops there (``stopped="give_up"``), leaving the rest of
+    the budget to another try.
     """
     if len(split.train) == 0 or len(split.val) == 0:
         raise ValidationError("the split leaves no training or no validation samples", field="split")
@@ -412,6 +417,10 @@ def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower
             round_ += 1
             bar.set_postfix_str(f"epoch {round_}/{plan.rounds} train {rec['train_loss']:.4f} val {val:.4f}"
                                 f" best {result.best_val:.4f}@{result.best_epoch + 1}")
+            if (give_up is not None and budget is not None and result.best_val >= give_up
+                    and time.perf_counter() - t0 >= DECIDE_AT * budget):
+                result.stopped = "give_up"
+                break
             if budget is not None and time.perf_counter() - t0 > budget:
                 result.stopped = "budget"
                 break
@@ -437,7 +446,9 @@ def fit(inputs: Inputs, split: Split, config: TrainConfig, *, name: str = "tower
               f" the {len(split.train):,} training windows) in {result.seconds:.0f} s ({result.cpu_seconds / 60:.1f}"
               f" CPU min), best validation loss {result.best_val:.4f} at epoch {result.best_epoch + 1}"
               + ("" if result.base_val is None else f" (the base alone: {result.base_val:.4f})")
-              + f", stopped by {result.stopped}", file=sys.stderr, flush=True)
+              + (f", stopped by {result.stopped}" if result.stopped != "give_up" else
+                 f", stopped at {DECIDE_AT:.0%} of its budget: still at or above {give_up:.4f}"),
+              file=sys.stderr, flush=True)
     return result
 
 

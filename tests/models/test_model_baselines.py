@@ -121,6 +121,12 @@ def test_a_network_that_loses_to_its_ridge_on_validation_learns_the_ridges_corre
     np.testing.assert_allclose(model.predict(inputs, split.val), ridge.predict(inputs, split.val), rtol=1e-4, atol=1e-4)
     back = from_state(model.state())
     np.testing.assert_allclose(back.predict(inputs, split.val), model.predict(inputs, split.val), rtol=1e-5, atol=1e-5)
+    # with a budget, a network still far behind the ridge halfway through it gives up training alone there and
+    # spends the rest on top of the ridge
+    budgeted = Neural(replace(frozen, epochs=10_000, patience=10_000, budget_minutes=0.05), base=ridge)
+    info = budgeted.fit(inputs, split)
+    assert info["alone"]["stopped"] == "give_up" and info["alone"]["best_val_loss"] >= 2 * info["base_val_loss"]
+    assert info["alone"]["epochs"] >= 1 and budgeted.model.config.residual and info["base"] == "ridge_unit"
     useless = Ridge(per_unit=True, coef=[np.zeros_like(c) for c in ridge.coef], penalty=ridge.penalty,
                     scaler=ridge.scaler)  # forecasts each unit's mean
     model = Neural(replace(CONFIG, epochs=8), base=useless)
