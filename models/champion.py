@@ -23,14 +23,15 @@ from typing import Any
 import numpy as np
 from scipy.optimize import nnls
 
+from ciu.alerts import AlertRule
 from ciu.errors import ValidationError
 from ciu.models.baselines import Forecaster, HistoricalAverage, Neural, Persistence, Ridge, SeasonalNaive, roll_up
 from ciu.models.boosting import GradientBoosting
 from ciu.models.data import ExternalScaler, HierSeries, Scaler, Split, fit_stop
 from ciu.models.inputs import Inputs
-from ciu.models.metrics import level_metrics, skill
-from ciu.models.probabilistic import (WINDOW, Calibration, ResidualBank, active_units, base_rates, distribution, rolling,
-                                  scores, thresholds)
+from ciu.models.metrics import alert_skill, level_metrics, skill
+from ciu.models.probabilistic import (WINDOW, Calibration, Distribution, ResidualBank, active_units, base_rates,
+                                  distribution, rolling, scores, thresholds)
 from ciu.models.tower import Tower, TowerConfig
 from ciu.models.train import TrainConfig, pick_device
 
@@ -253,6 +254,7 @@ class Competition:
         dist = rolling(steps, point, known, len(prior), self.bank, self.series, self.limits, self.calibration,
                        horizons=self.inputs.horizons, samples=SCORING_SAMPLES)
         self.probabilistic["test"] = scores(dist, truth, self.limits, self.rates, names, self.active)
+        self.probabilistic["alerts"] = alert_scores(self.series, dist, truth, self.limits, ts)
         return self.test
 
     def summary(self) -> dict[str, Any]:
@@ -273,6 +275,18 @@ class Competition:
                         for part, table in (("validation", self.validation), ("test", self.test or {}))
                         if REFERENCE in table}
         return out
+
+
+def alert_scores(series: HierSeries, dist: Distribution, truth: list[np.ndarray], limits: list[np.ndarray],
+                 ts: np.ndarray, rule: AlertRule | None = None) -> dict[str, Any]:
+    """Per level, the alerts that the one alert rule raises from the calibrated risk of issue steps ``ts``, against
+    the exceedances of the units' thresholds and, where the series has known events (its covariates, summed up the
+    levels), against the events (:func:`~ciu.models.metrics.alert_skill`)."""
+    rule = rule or AlertRule.configured()
+    events = None if series.covariates is None else [
+        v[..., 0] > 0 for v in series.sum_up(np.nan_to_num(series.covariates[..., :1]))]
+    return {name: alert_skill(risk, t, thr, ts, level=rule.threshold, events=None if events is None else events[i])
+            for i, (name, risk, t, thr) in enumerate(zip(series.level_names, dist.risk, truth, limits))}
 
 
 def missing_counts(series: HierSeries, split: Split, horizons: int) -> dict[str, Any]:

@@ -47,6 +47,26 @@ def echo_skill(metrics: dict[str, Any], *, split: str = "test", models: list[str
             typer.echo(f"    {level:<10} coverage {_fmt(100 * p['coverage_p10_p90'] if p['coverage_p10_p90'] is not None else None, 1)} %,"
                        f" Brier {_fmt(p['brier'], 4)} ({_fmt(p['brier_climatology'], 4)}), exceedances"
                        f" {_fmt(100 * p['event_rate'] if p['event_rate'] is not None else None, 1)} %")
+    if split == "test":
+        echo_alerts(metrics)
+
+
+def echo_alerts(metrics: dict[str, Any]) -> None:
+    """Per level: the test alerts of the one alert rule against the exceedances and, where known, the events."""
+    alerts = (metrics.get("probabilistic") or {}).get("alerts") or {}
+    if not alerts:
+        return
+    level = next(iter(alerts.values()))["level"]
+    typer.echo(f"  alerts on the test steps (risk at or above {level:.2f}; one per unit and step), precision and recall:")
+    for name, a in alerts.items():
+        line = (f"    {name:<10} {a['alerts']:>7,} alerts: exceedances {_fmt(a['precision'])} / {_fmt(a['recall'])}"
+                f" ({a['exceedances']:,})")
+        ev = a.get("events")
+        if ev:
+            line += (f"; events {_fmt(ev['precision'])} / {_fmt(ev['recall'])} per step, {ev['alert_episodes_right']}"
+                     f" of {ev['alert_episodes']} alert episodes met an event, {ev['episodes_caught']} of"
+                     f" {ev['episodes']} event episodes alerted")
+        typer.echo(line)
 
 
 def echo_champion(metrics: dict[str, Any], *, split: str = "test") -> None:
@@ -111,6 +131,7 @@ def train(
     else:
         typer.echo(f"model run {rep.run_id} of {target!r}, checkpoint {rep.checkpoint}")
     echo_champion(m, split="test" if m.get("test") else "validation")
+    echo_alerts(m)
 
 
 def evaluate(

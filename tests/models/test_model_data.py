@@ -11,7 +11,7 @@ from ciu.errors import ValidationError
 from ciu.models.data import (HOLIDAY_CLASS, ExternalScaler, HierSeries, Level, Scaler, chronological_split, fit_stop,
                          forward_filled, infer_step, issue_steps, target_index, window_index)
 from ciu.models.inputs import Inputs
-from ciu.models.metrics import metrics
+from ciu.models.metrics import alert_skill, metrics
 from ciu.models.train import TrainConfig, build_tower, loss_fn, unit_weights
 
 
@@ -132,3 +132,28 @@ def test_scaler_is_per_unit_and_fitted_on_training_steps() -> None:
     np.testing.assert_allclose(log.unscale(0, log.scale(0, values[:50])), values[:50], rtol=1e-9)
     assert torch.is_tensor(Inputs.build(s, scaler=scaler, ext_scaler=ExternalScaler.fit(s.external, stop=50),
                                         history=3, horizons=1).tensors().z[0])
+
+
+def test_alert_skill_counts_per_unit_and_target_step_and_per_episode() -> None:
+    # two units, issue steps 10..19, two horizons: unit 0 holds an event at target steps 14-16, unit 1 none
+    ts = np.arange(10, 20)
+    truth = np.full((10, 2, 2, 1), 5.0)
+    risk = np.zeros((10, 2, 2, 1))
+    for b, t in enumerate(ts):
+        for h in (1, 2):
+            if 14 <= t + h <= 16:
+                truth[b, 0, h - 1, 0] = 50.0  # above the threshold of 10
+    risk[3, 0, 1, 0] = 0.9  # issued at 13, horizon 2: target 15 (an event step) alerted at horizon 2 only
+    risk[8, 1, 0, 0] = 0.95  # issued at 18, horizon 1: target 19 alerted at unit 1, where nothing happens
+    events = np.zeros((40, 2), dtype=bool)
+    events[14:17, 0] = True
+    out = alert_skill(risk, truth, np.full((2, 1), 10.0), ts, level=0.8, events=events)
+    assert out["alerts"] == 2 and out["exceedances"] == 3
+    assert out["precision"] == pytest.approx(0.5) and out["recall"] == pytest.approx(1 / 3)
+    ev = out["events"]
+    assert ev["steps"] == 3 and ev["recall"] == pytest.approx(1 / 3) and ev["precision"] == pytest.approx(0.5)
+    assert (ev["episodes"], ev["episodes_caught"], ev["alert_episodes"], ev["alert_episodes_right"]) == (1, 1, 2, 1)
+    assert ev["episode_recall"] == 1.0 and ev["episode_precision"] == pytest.approx(0.5)
+    # an unseen truth is not scored
+    truth[:, 1] = np.nan
+    assert alert_skill(risk, truth, np.full((2, 1), 10.0), ts, level=0.8)["alerts"] == 1
