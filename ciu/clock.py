@@ -39,6 +39,16 @@ def utc_or_none(value: Any) -> datetime | None:
     return None if value is None else utc(value).to_pydatetime()
 
 
+def local_label(value: Any, tz: str, fmt: str = "%a %Y-%m-%d %H:%M") -> str:
+    """A time as the people of a city in zone ``tz`` read it, with the zone's abbreviation.
+
+    >>> local_label("2026-05-24 15:00", "Europe/Amsterdam")
+    'Sun 2026-05-24 17:00 CEST'
+    """
+    ts = utc(value).tz_convert(tz)
+    return f"{ts.strftime(fmt)} {ts.tzname()}"
+
+
 def forecast_times(issued_at: Any, horizons: int, step: pd.Timedelta) -> pd.DatetimeIndex:
     """The times of horizons ``1 .. horizons`` of a forecast issued at ``issued_at`` (the forecast contract)."""
     issued = utc(issued_at)

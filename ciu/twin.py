@@ -140,6 +140,14 @@ class Twin:
         """The twin's lowest level of ``kind`` (``structure``: buildings, ``storey``: floors), or ``None``."""
         return of_kind(self.level_specs, kind)
 
+    @property
+    def timezone(self) -> str:
+        """The city's time zone: the top unit's ``timezone`` attribute (UTC when none is given)."""
+        for attrs in self.units(level=self.levels[-1])["attrs"]:
+            if isinstance(attrs, dict) and attrs.get("timezone"):
+                return str(attrs["timezone"])
+        return "UTC"
+
     def levels_from(self, variable: str) -> list[str]:
         """The levels where ``variable`` is known, bottom to top (empty when it has no observations).
 
@@ -380,15 +388,24 @@ class Twin:
         """Stored forecasts; ``filters`` as :meth:`ciu.store.forecasts.Forecasts.predictions` takes them."""
         return self.store.predictions(**filters)
 
-    def write_alerts(self, frame: pd.DataFrame, *, run_id: int | None) -> int:
-        return self.store.write_alerts(frame, run_id=run_id)
+    def write_alerts(self, frame: pd.DataFrame, *, run_id: int | None, step: pd.Timedelta | None = None,
+                     covering: Sequence[str] | None = None) -> int:
+        """Raise alerts as episodes (:meth:`ciu.store.forecasts.Forecasts.write_alerts`); ``covering``: the units
+        a forecast covered, whose live episodes it no longer raises are resolved."""
+        return self.store.write_alerts(frame, run_id=run_id, step=step, covering=covering)
 
     def alerts(self, *, open_only: bool = False, limit: int = 1000, **filters: Any) -> pd.DataFrame:
-        """Alerts, newest first; ``filters``: ``codes``, ``level``, ``severity``, ``ids``."""
+        """Alert episodes, newest first; ``filters``: ``codes``, ``level``, ``severity``, ``ids``, ``state``."""
         return self.store.alerts(open_only=open_only, limit=limit, **filters)
 
     def acknowledge_alert(self, alert_id: int, *, by: str) -> None:
         self.store.acknowledge_alert(alert_id, by=by)
+
+    def resolve_alert(self, alert_id: int, *, by: str, note: str = "") -> None:
+        self.store.resolve_alert(alert_id, by=by, note=note)
+
+    def alert_history(self, alert_id: int) -> pd.DataFrame:
+        return self.store.alert_history(alert_id)
 
     # -- who is asking ------------------------------------------------------------------
     def role(self, token: str | None = None, *, without_key: str = "operator") -> Role:

@@ -131,15 +131,6 @@ def check_levels(twin: Twin, target: str, levels: Sequence[str]) -> list[str]:
     return levels
 
 
-def twin_timezone(twin: Twin) -> str:
-    """The city's time zone (the root unit's ``timezone`` attribute; UTC when none is given)."""
-    units = twin.units(level=twin.levels[-1])
-    for attrs in units["attrs"]:
-        if isinstance(attrs, dict) and attrs.get("timezone"):
-            return str(attrs["timezone"])
-    return "UTC"
-
-
 def target_step(twin: Twin, target: str, level: str) -> pd.Timedelta:
     """The fixed step of ``target`` where it is observed (a clear error when its times are irregular)."""
     lowest = target_levels(twin, target)[0]
@@ -226,7 +217,7 @@ def build_graph(
     external = np.concatenate([hol, np.stack(ext_cols, axis=1)], axis=1) if ext_cols else hol
     capacity = bottom["attrs"].apply(lambda a: a.get("capacity") if isinstance(a, dict) else None)
     graph = HierSeries(nodes, values, full, [target], external.astype(np.float32), hol_names + ext_names, step=step,
-                       timezone=twin_timezone(twin),
+                       timezone=twin.timezone,
                        capacity=pd.to_numeric(capacity, errors="coerce").to_numpy(dtype=np.float64))
 
     if covariate is not None and covariate in names:

@@ -155,6 +155,7 @@ class DashboardData:
         self._bottom: str | None = None
         self._role: Role | None = None
         self._forecaster: Any = None
+        self._tz: str | None = None
 
     # -- who is looking ---------------------------------------------------------------
     @_locked
@@ -251,6 +252,14 @@ class DashboardData:
             self._peaks[level] = past.groupby("code")["value"].max()
         return np.nan_to_num(self._peaks[level].reindex(codes).to_numpy(dtype=float), nan=0.0)
 
+    @property
+    def timezone(self) -> str:
+        """The city's time zone (times on the pages are local)."""
+        if self._tz is None:
+            with self._lock:
+                self._tz = self.twin.timezone
+        return self._tz
+
     # -- values over time --------------------------------------------------------------------
     @_locked
     def now(self) -> pd.Timestamp:
@@ -277,7 +286,7 @@ class DashboardData:
                 ti = times.get_indexer(pd.to_datetime(frame["time"], utc=True))
                 ok = (ui >= 0) & (ti >= 0)
                 grid[ui[ok], ti[ok]] = frame["value"].to_numpy(dtype=float)[ok]
-        return LevelFrame(level, units, times, len(h_times), grid, self.reference(level, codes))
+        return LevelFrame(level, units, times, len(h_times), grid, self.reference(level, codes), self.timezone)
 
     @_locked
     def unit_series(self, code: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -396,6 +405,7 @@ class DashboardData:
             "value": self._shown_at(unit.level, code, when),
             "capacity": float(self.capacity().get(code, np.nan)) if self.has_capacity else None,
             "time": when,
+            "tz": self.timezone,
             "role": role.name,
         }
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pydeck as pdk
 
-from ciu.clock import utc
+from ciu.clock import local_label, utc
 
 if TYPE_CHECKING:
     from ciu.twin import Twin
@@ -148,10 +148,11 @@ def write_buildings_view(twin: Twin, out: Path | str, *, time: str | datetime | 
     people = twin.rollup(variable, level=bottom, start=when, end=when + timedelta(hours=1))
     values = people.set_index("code")["value"]
     districts = twin.units(level=twin.levels[-2]) if len(twin.levels) > 1 else twin.units(level=twin.levels[-1])
-    title = f"CIU Twin — {variable} per floor at {when:%Y-%m-%d %H:%M} UTC"
+    local = local_label(when, twin.timezone, "%Y-%m-%d %H:%M")
+    title = f"CIU Twin — {variable} per floor at {local}"
     deck = floors_deck(floors, values, districts, title=title)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     legend = legend_html("people ÷ floor capacity", low="0%", high="100% or more", heading=title)
     path.write_text(offline_html(deck, title=title, legend=legend), encoding="utf-8")
-    return path, f"{len(floors):,} {bottom}s, {variable} at {when:%Y-%m-%d %H:%M} UTC"
+    return path, f"{len(floors):,} {bottom}s, {variable} at {local}"

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from ciu.clock import local_label
+
 
 #: the forecast's colour, and its p10–p90 band's
 FORECAST_COLOR = "#f58518"
@@ -133,7 +135,7 @@ def card_rows(card: dict[str, Any]) -> list[tuple[str, str]]:
         ("weather", f"{num(card['temperature'], '.1f')} °C, rain {num(card['rain'], '.1f')} mm"),
         ("flow", f"{num(card['value'], ',.0f')} {card['variable']}"
                  + ("" if card.get("capacity") is None else f" of {num(card['capacity'], ',.0f')}")),
-        ("date", pd.Timestamp(card["time"]).strftime("%Y-%m-%d %H:%M UTC")),
+        ("date", local_label(card["time"], card.get("tz", "UTC"))),
     ]
 
 

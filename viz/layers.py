@@ -115,7 +115,7 @@ def floor_layer(floors: gpd.GeoDataFrame, *, layer_id: str = "floors", gap: floa
 
 def frame_payload(layer: dict[str, Any], *, base: list[dict[str, Any]], times: list[str], n_history: int,
                   values: np.ndarray, density: np.ndarray, view: dict[str, float], key: str, label: str,
-                  vmax: float = 1.0) -> dict[str, Any]:
+                  vmax: float = 1.0, tz: str = "UTC") -> dict[str, Any]:
     """Everything the renderer needs for one map at every time step.
 
     Parameters
@@ -136,11 +136,13 @@ def frame_payload(layer: dict[str, Any], *, base: list[dict[str, Any]], times: l
         Identifies what is drawn (level and drill-down); a new key re-frames the view.
     label
         What the values are (the variable's name), for the tooltip.
+    tz
+        The city's time zone: the time labels are local.
     """
     values = np.asarray(values, dtype=float)
     return {
         "key": key, "view": view, "base": base, "layer": layer, "times": times, "n_history": int(n_history),
-        "label": label,
+        "label": label, "tz": tz,
         "colors": density_colors(density, vmax=vmax),
         "values": [[None if not np.isfinite(v) else round(float(v), 1) for v in col] for col in values.T],
     }

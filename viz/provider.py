@@ -30,6 +30,7 @@ class LevelFrame:
     n_history: int
     values: np.ndarray  # units × times
     reference: np.ndarray  # units: what 100 % means (capacity, or the unit's recent peak)
+    tz: str = "UTC"  # the city's time zone: what the pages show times in
 
     @property
     def density(self) -> np.ndarray:
@@ -57,6 +58,9 @@ class DataProvider(Protocol):
 
     @property
     def horizons(self) -> int: ...
+
+    @property
+    def timezone(self) -> str: ...
 
     def role(self) -> Role: ...
 

@@ -64,7 +64,11 @@ def test_kpis_and_cards():
             "capacity": 40.0, "time": pd.Timestamp("2026-05-01T10:00Z")}
     rows = dict(card_rows(card))
     assert rows["tax status"] == "restricted" and rows["floor count"] == "5"
-    assert rows["weather"] == "11.2 °C, rain 0.0 mm" and rows["date"] == "2026-05-01 10:00 UTC"
+    assert rows["weather"] == "11.2 °C, rain 0.0 mm" and rows["date"] == "Fri 2026-05-01 10:00 UTC"
+    # people see the city's local time, daylight saving included
+    assert dict(card_rows({**card, "tz": "Europe/Amsterdam"}))["date"] == "Fri 2026-05-01 12:00 CEST"
+    assert dict(card_rows({**card, "time": pd.Timestamp("2026-01-05T10:00Z"), "tz": "Europe/Amsterdam"}))["date"] \
+        == "Mon 2026-01-05 11:00 CET"
     assert rows["flow"] == "12 people of 40"
     assert dict(card_rows({**card, "variable": "bike_arrivals", "capacity": None}))["flow"] == "12 bike_arrivals"
     fig = series_figure(pd.DataFrame({"time": [1, 2], "value": [3, 4]}),
@@ -144,3 +148,17 @@ def test_skill_text_says_plainly_when_the_baseline_forecasts():
                                  ("test scores", "none: no model of trips has been trained")]
     assert skill_rows({**skill, "waiting": 4})[1] == ("test scores",
                                                      "none: model run 4 is trained but has not forecast yet")
+
+
+def test_the_time_slider_speaks_local_time_across_the_clock_change():
+    from ciu.viz.pages.common import slider_marks, time_label
+
+    # Europe/Amsterdam springs forward at 01:00 UTC on 2026-03-29: 02:00 CET is followed by 03:00 CEST
+    times = [f"2026-03-29T{h:02d}:00:00+00:00" for h in range(0, 5)]
+    tz = "Europe/Amsterdam"
+    assert time_label(times, 2, None, tz) == "Sun 2026-03-29 03:00 CEST · observed"
+    assert time_label(times, 2, 0, tz) == "Sun 2026-03-29 01:00 CET · observed (1 h ago)"
+    assert time_label(times, 2, 4, tz) == "Sun 2026-03-29 06:00 CEST · forecast +3 h"
+    assert time_label(times, 2, 4) == "Sun 2026-03-29 04:00 UTC · forecast +3 h"
+    marks = slider_marks(times, 2, tz)
+    assert marks[4] == "06h" and marks[1]["label"] == "now" and 0 not in marks  # 01:00 local is no sixth hour

@@ -9,27 +9,28 @@ import numpy as np
 import pandas as pd
 from dash import dcc, html
 
+from ciu.clock import local_label, utc
 from ciu.viz.layers import base_layers, floor_layer, frame_payload, ramp_css, unit_layer, view_of
 from ciu.viz.provider import DataProvider, LevelFrame
 
 
-def time_label(times: list[str], n_history: int, step: int | None) -> str:
-    """What a step of the time slider shows, in words."""
+def time_label(times: list[str], n_history: int, step: int | None, tz: str = "UTC") -> str:
+    """What a step of the time slider shows, in words, in the city's local time."""
     if not times:
         return "no data"
     i = n_history - 1 if step is None else max(0, min(int(step), len(times) - 1))
-    when = pd.Timestamp(times[i])
+    when = local_label(times[i], tz)
     if i < n_history:
         ago = n_history - 1 - i
-        return f"{when:%a %Y-%m-%d %H:%M} UTC · observed" + ("" if ago == 0 else f" ({ago} h ago)")
-    return f"{when:%a %Y-%m-%d %H:%M} UTC · forecast +{i - n_history + 1} h"
+        return f"{when} · observed" + ("" if ago == 0 else f" ({ago} h ago)")
+    return f"{when} · forecast +{i - n_history + 1} h"
 
 
-def slider_marks(times: list[str], n_history: int) -> dict[int, Any]:
-    """Marks at every sixth hour, the present and the last forecast hour."""
+def slider_marks(times: list[str], n_history: int, tz: str = "UTC") -> dict[int, Any]:
+    """Marks at every sixth local hour, and the present."""
     marks: dict[int, Any] = {}
     for i, t in enumerate(times):
-        ts = pd.Timestamp(t)
+        ts = utc(t).tz_convert(tz)
         if ts.hour % 6 == 0:
             marks[i] = f"{ts:%H}h"
     if times:
@@ -70,7 +71,7 @@ def level_payload(frame: LevelFrame, *, base: list[dict[str, Any]], key: str, ex
     layer = floor_layer(frame.units) if extruded else unit_layer(frame.units, reference=frame.reference)
     view = view_of(frame.units if frame_on is None else frame_on, pitch=pitch, bearing=bearing)
     return frame_payload(layer, base=base, times=[t.isoformat() for t in frame.times], n_history=frame.n_history,
-                         values=frame.values, density=frame.density, view=view, key=key, label=label)
+                         values=frame.values, density=frame.density, view=view, key=key, label=label, tz=frame.tz)
 
 
 def kpi_cards(items: list[dict[str, str]]) -> list[html.Div]:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
+from ciu.clock import local_label
 from ciu.viz.figures import kpis, series_figure, skill_rows
 from ciu.viz.ids import Id
 from ciu.viz.provider import DataProvider
@@ -71,13 +72,20 @@ def _navigate(data: DataProvider, trigger: Any, selected: str | None, within: st
     return no_update, no_update
 
 
-def _alert_rows(frame: pd.DataFrame) -> list[html.Div] | html.Div:
+def _span(first: Any, last: Any, tz: str) -> str:
+    """An alert episode's steps in local time: ``Sun 18:00`` or ``Sun 18:00–20:00 CEST``."""
+    start = local_label(first, tz, "%a %H:%M")
+    return start if pd.Timestamp(last) == pd.Timestamp(first) else f"{start[:-len(start.split()[-1]) - 1]}" \
+        f"–{local_label(last, tz, '%H:%M')}"
+
+
+def _alert_rows(frame: pd.DataFrame, tz: str = "UTC") -> list[html.Div] | html.Div:
     if frame.empty:
         return html.Div("no open alerts", className="muted")
     rows = []
     for a in frame.itertuples(index=False):
         rows.append(html.Div(className=f"alert {a.severity}", children=[
-            html.Div(f"{a.severity} · {pd.Timestamp(a.time):%a %H:%M}", className="alert-head"),
+            html.Div(f"{a.severity} · {_span(a.time, getattr(a, 'until', a.time), tz)}", className="alert-head"),
             html.Div(a.message, className="alert-msg"),
             html.Button("acknowledge", id={"type": Id.OPS_ACK, "index": int(a.id)}, n_clicks=0,
                         className="btn small ack"),
@@ -110,11 +118,11 @@ def register(app: Dash, data: DataProvider) -> None:
         keep = old is not None and old.get("key") == key and step is not None
         value = min(int(step), len(frame.times) - 1) if keep else frame.n_history - 1
         path = f"{level}s in {within}" if within else f"every {level}"
-        return payload, len(frame.times) - 1, slider_marks(payload["times"], frame.n_history), value, path
+        return payload, len(frame.times) - 1, slider_marks(payload["times"], frame.n_history, frame.tz), value, path
 
     @app.callback(Output(Id.OPS_TIME_LABEL, "children"), Input(Id.OPS_TIME, "value"), State(Id.OPS_FRAME, "data"))
     def label(step: int | None, payload: dict | None):
-        return time_label(payload["times"], payload["n_history"], step) if payload else ""
+        return time_label(payload["times"], payload["n_history"], step, payload.get("tz", "UTC")) if payload else ""
 
     @app.callback(Output(Id.OPS_KPIS, "children"), Input(Id.OPS_TIME, "value"), Input(Id.OPS_FRAME, "data"),
                   Input(Id.OPS_ALERTS, "children"))
@@ -135,7 +143,7 @@ def register(app: Dash, data: DataProvider) -> None:
         trig = ctx.triggered_id
         if isinstance(trig, dict) and ctx.triggered and ctx.triggered[0]["value"]:
             data.acknowledge(int(trig["index"]))
-        return _alert_rows(data.alerts())
+        return _alert_rows(data.alerts(), data.timezone)
 
     @app.callback(Output(Id.OPS_SKILL_TITLE, "children"), Output(Id.OPS_SKILL, "children"),
                   Input(Id.OPS_LEVEL, "value"), Input(Id.REFRESH, "n_intervals"))

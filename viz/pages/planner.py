@@ -9,6 +9,7 @@ import dash
 import pandas as pd
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
+from ciu.clock import local_label
 from ciu.errors import CiuError
 from ciu.viz.figures import card_rows, scenario_numbers, scenario_overrides, skill_rows
 from ciu.viz.ids import Id
@@ -90,9 +91,9 @@ def card_table(card: dict[str, Any], skill: dict[str, Any] | None = None) -> htm
     return rows_table(card_rows(card) + (skill_rows(skill) if skill is not None else []), prefix="f-")
 
 
-def numbers_table(nums: dict[str, Any], *, model: str, variable: str, unit: str) -> html.Div:
+def numbers_table(nums: dict[str, Any], *, model: str, variable: str, unit: str, tz: str = "UTC") -> html.Div:
     rows = [
-        ("hour compared", f"{nums['time']:%a %Y-%m-%d %H:%M} UTC (+{nums['horizon']} h)"),
+        ("hour compared", f"{local_label(nums['time'], tz)} (+{nums['horizon']} h)"),
         (f"{variable}, baseline", f"{nums['baseline_total']:,.0f}"),
         (f"{variable}, scenario", f"{nums['scenario_total']:,.0f}"),
         ("difference", f"{nums['scenario_total'] - nums['baseline_total']:+,.0f}"),
@@ -119,12 +120,12 @@ def register(app: Dash, data: DataProvider) -> None:
         payload = level_payload(frame, base=base_map(data), key=bottom, extruded=True, pitch=PITCH, bearing=BEARING,
                                 label=data.settings.variable)
         value = min(int(step), len(frame.times) - 1) if old is not None and step is not None else frame.n_history - 1
-        return payload, len(frame.times) - 1, slider_marks(payload["times"], frame.n_history), value
+        return payload, len(frame.times) - 1, slider_marks(payload["times"], frame.n_history, frame.tz), value
 
     @app.callback(Output(Id.PLAN_TIME_LABEL, "children"), Input(Id.PLAN_TIME, "value"),
                   State(Id.PLAN_FRAME, "data"))
     def label(step: int | None, payload: dict | None):
-        return time_label(payload["times"], payload["n_history"], step) if payload else ""
+        return time_label(payload["times"], payload["n_history"], step, payload.get("tz", "UTC")) if payload else ""
 
     @app.callback(Output(Id.PLAN_CARD, "children"), Input(Id.PLAN_CLICK, "data"), Input(Id.PLAN_TIME, "value"),
                   State(Id.PLAN_FRAME, "data"), prevent_initial_call=True)
@@ -157,7 +158,8 @@ def register(app: Dash, data: DataProvider) -> None:
         payload = difference_payload(floor_layer(floors), base=base_map(data), diff=diff,
                                      view=view_of(floors, pitch=PITCH, bearing=BEARING),
                                      key=f"scenario:{_n}")
-        return payload, numbers_table(nums, model=result["model"], variable=data.settings.variable, unit=bottom)
+        return payload, numbers_table(nums, model=result["model"], variable=data.settings.variable, unit=bottom,
+                                      tz=data.timezone)
 
     for map_id, click_id, frame_id, time_id, out_id in (
             (Id.PLAN_MAP, Id.PLAN_CLICK, Id.PLAN_FRAME, Id.PLAN_TIME, Id.PLAN_RENDERED),
