@@ -196,7 +196,7 @@ def predict_to_store(twin: Twin, *, issued_at: datetime | None = None, horizons:
     if frame.empty:
         raise ValidationError("the forecast is empty", field="issued_at")
     n = twin.write_predictions(frame.assign(issued_at=fc.issue_time(issued)), run_id=fc.run_id)
-    k = twin.write_alerts(rule.alerts(frame), run_id=fc.run_id)
+    k = twin.write_alerts(rule.alerts(frame), run_id=fc.run_id, step=fc.step, covering=pd.unique(frame["code"]))
     return fc.run_id, n, k
 
 

@@ -97,7 +97,7 @@ def publish_forecast(twin: Twin, *, variable: str, horizons: int = 12, threshold
     run = twin.add_model_run(name=name, kind="forecast", params=params, data_hash=twin.data_hash(),
                                    status="trained")
     n_pred = twin.write_predictions(frame.assign(issued_at=issued), run_id=run)
-    n_alerts = twin.write_alerts(rule.alerts(frame), run_id=run)
+    n_alerts = twin.write_alerts(rule.alerts(frame), run_id=run, covering=pd.unique(frame["code"]))
     return {"run_id": run, "model": name, "issued_at": issued, "predictions": n_pred, "alerts": n_alerts}
 
 

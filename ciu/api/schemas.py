@@ -239,19 +239,32 @@ class ModelRunDetail(ModelRun):
 
 
 class Alert(BaseModel):
+    """An alert episode: one unit's run of alerted steps of one kind, from ``time`` to ``until``."""
+
     id: int
-    run_id: int | None
+    run_id: int | None = Field(description="the forecast that raised or last extended it")
     code: str
     level: str
     kind: str = Field(examples=["crowding"])
     severity: Literal["info", "warning", "critical"]
-    time: datetime
-    issued_at: datetime
-    risk: float | None
-    threshold: float | None
+    time: datetime = Field(description="first alerted step")
+    until: datetime = Field(description="last alerted step")
+    issued_at: datetime = Field(description="when it was raised or last extended")
+    risk: float | None = Field(description="the highest calibrated probability of exceeding the unit's threshold")
+    threshold: float | None = Field(description="the alert rule's level of risk")
     message: str
+    state: Literal["open", "acknowledged", "resolved"]
     acknowledged_at: datetime | None
     acknowledged_by: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None = Field(description="who closed it ('forecast': the newest forecast no longer raises it)")
+
+
+class AlertEvent(BaseModel):
+    at: datetime
+    event: Literal["opened", "extended", "acknowledged", "resolved"]
+    by: str | None
+    note: str
 
 
 class Event(BaseModel):

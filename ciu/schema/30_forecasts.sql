@@ -54,9 +54,27 @@ CREATE TABLE ciu.alert (
     message text NOT NULL,
     acknowledged_at timestamptz,
     acknowledged_by text,
-    UNIQUE (run_id, unit_id, kind, time)
+    until timestamptz NOT NULL,
+    state text NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'acknowledged', 'resolved')),
+    resolved_at timestamptz,
+    resolved_by text,
+    CONSTRAINT alert_span CHECK (until >= time)
 );
-CREATE INDEX alert_open ON ciu.alert (time) WHERE acknowledged_at IS NULL;
+COMMENT ON COLUMN ciu.alert.time IS 'First step of the episode.';
+COMMENT ON COLUMN ciu.alert.until IS 'Last step of the episode.';
+CREATE INDEX alert_live ON ciu.alert (unit_id, kind) WHERE state <> 'resolved';
+CREATE INDEX alert_time ON ciu.alert (time DESC);
+
+-- What happened to each alert episode, by whom: opened, extended by a newer forecast, acknowledged, resolved.
+CREATE TABLE ciu.alert_history (
+    id bigserial PRIMARY KEY,
+    alert_id bigint NOT NULL REFERENCES ciu.alert (id) ON DELETE CASCADE,
+    at timestamptz NOT NULL DEFAULT now(),
+    event text NOT NULL CHECK (event IN ('opened', 'extended', 'acknowledged', 'resolved')),
+    by text,
+    note text NOT NULL DEFAULT ''
+);
+CREATE INDEX alert_history_alert ON ciu.alert_history (alert_id, at);
 
 -- The newest forecast issue of a scenario: the run given, else the newest run with
 -- stored forecasts (of the variable when given), and that run's latest issue time.

@@ -20,6 +20,19 @@ from ciu.skill import FORECAST_KINDS
 from ciu.store.base import PREDICTION_COLUMNS, QUANTILE_COLUMNS, StoreBase, _frame, _json_default, pg_micros
 
 
+#: the states of an alert episode, and ``live`` (any but resolved) as a filter
+ALERT_STATES = ("open", "acknowledged", "resolved", "live")
+#: the columns of :meth:`Forecasts.alerts`
+ALERT_FIELDS = ["id", "run_id", "code", "level", "kind", "severity", "time", "until", "issued_at", "risk", "threshold",
+                "message", "state", "acknowledged_at", "acknowledged_by", "resolved_at", "resolved_by"]
+
+
+def _runs(group: pd.DataFrame, step: pd.Timedelta) -> list[pd.DataFrame]:
+    """A unit's alerted steps (sorted by time) cut into runs of consecutive steps."""
+    gap = group["time"].diff() > step
+    return [g for _, g in group.groupby(gap.cumsum(), sort=True)]
+
+
 class Forecasts(StoreBase):
     """Forecasts: model runs, stored predictions and alerts."""
 
@@ -167,31 +180,99 @@ class Forecasts(StoreBase):
         frame["issued_at"] = pd.to_datetime(frame["issued_at"], utc=True)
         return frame
 
-    def write_alerts(self, frame: pd.DataFrame, *, run_id: int | None) -> int:
-        """Raise alerts (columns ``code, kind, severity, time, risk, threshold, message``); repeats are ignored."""
-        if frame.empty:
-            return 0
-        ids = self.unit_ids(pd.unique(frame["code"].astype(str)))
-        n = 0
+    def write_alerts(self, frame: pd.DataFrame, *, run_id: int | None, step: pd.Timedelta | None = None,
+                     covering: Sequence[str] | None = None) -> int:
+        """Raise alerts (columns ``code, kind, severity, time, risk, threshold, message``) as episodes.
+
+        An episode is one unit's run of alerted steps of one kind (``time`` ..
+        ``until``). An alerted step within one ``step`` (default: the smallest
+        gap between the frame's times, else an hour) of a live (not resolved)
+        episode of its unit and kind extends it (span, highest risk and
+        severity); else it opens a new one. ``covering`` (the units a forecast
+        covered) resolves their live episodes that this frame no longer raises.
+        Every change is written to the history. Returns how many episodes were
+        opened or extended.
+        """
+        ids = self.unit_ids(pd.unique(frame["code"].astype(str))) if len(frame) else {}
+        for code in frame["code"].astype(str) if len(frame) else []:
+            if code not in ids:
+                raise ValidationError(f"unit {code!r} is not in the twin", row=code, field="code")
+        covered = self.unit_ids(list(covering)) if covering is not None else {}
+        if step is None:
+            gaps = np.diff(np.unique(pd.to_datetime(frame["time"], utc=True).to_numpy())) if len(frame) else []
+            step = pd.Timedelta(gaps.min()) if len(gaps) else pd.Timedelta(hours=1)
+        touched: set[int] = set()
         with self.transaction():
-            for r in frame.itertuples(index=False):
-                if r.code not in ids:
-                    raise ValidationError(f"unit {r.code!r} is not in the twin", row=r.code, field="code")
-                cur = self.conn.execute(
-                    "INSERT INTO ciu.alert (run_id, unit_id, kind, severity, time, risk, threshold, message)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, unit_id, kind, time) DO NOTHING",
-                    (run_id, ids[r.code], r.kind, r.severity, r.time, float(r.risk), float(r.threshold), r.message),
-                )
-                n += cur.rowcount
-        return n
+            units = sorted({*ids.values(), *covered.values()})
+            live = pd.DataFrame(self.conn.execute(
+                "SELECT id, unit_id, kind, time, until, risk FROM ciu.alert WHERE state <> 'resolved'"
+                " AND unit_id = ANY(%s) ORDER BY id FOR UPDATE", (units,)).fetchall(),
+                columns=["id", "unit_id", "kind", "time", "until", "risk"])
+            if len(frame):
+                rows = frame.assign(unit_id=frame["code"].astype(str).map(ids),
+                                    time=pd.to_datetime(frame["time"], utc=True))
+                for (unit, kind), group in rows.sort_values("time").groupby(["unit_id", "kind"], sort=False):
+                    for run in _runs(group, step):
+                        touched.add(self._merge_episode(live, int(unit), str(kind), run, run_id, step))
+            for r in live.itertuples(index=False):
+                if int(r.id) not in touched and int(r.unit_id) in set(covered.values()):
+                    self.conn.execute(
+                        "UPDATE ciu.alert SET state = 'resolved', resolved_at = now(), resolved_by = 'forecast'"
+                        " WHERE id = %s", (int(r.id),))
+                    self._history(int(r.id), "resolved", None, "the newest forecast no longer raises it")
+        return len(touched)
+
+    def _merge_episode(self, live: pd.DataFrame, unit: int, kind: str, run: pd.DataFrame, run_id: int | None,
+                       step: pd.Timedelta) -> int:
+        """Extend the live episode that ``run`` (consecutive alerted steps) meets, or open one; returns its id."""
+        first, last = run["time"].min(), run["time"].max()
+        top = run.loc[run["risk"].astype(float).idxmax()]
+        severity = "critical" if (run["severity"] == "critical").any() else str(top["severity"])
+        mine = live[(live["unit_id"] == unit) & (live["kind"] == kind)]
+        meets = mine[(pd.to_datetime(mine["time"], utc=True) - step <= last)
+                     & (pd.to_datetime(mine["until"], utc=True) + step >= first)]
+        if len(meets):
+            alert_id = int(meets["id"].iloc[0])
+            self.conn.execute(
+                "UPDATE ciu.alert SET time = least(time, %(first)s), until = greatest(until, %(last)s),"
+                " run_id = coalesce(%(run)s, run_id), issued_at = now(),"
+                " severity = CASE WHEN severity = 'critical' OR %(sev)s = 'critical' THEN 'critical' ELSE %(sev)s END,"
+                " message = CASE WHEN %(risk)s >= coalesce(risk, 0) THEN %(msg)s ELSE message END,"
+                " risk = greatest(risk, %(risk)s), threshold = %(thr)s WHERE id = %(id)s",
+                {"first": first, "last": last, "run": run_id, "sev": severity, "risk": float(top["risk"]),
+                 "msg": str(top["message"]), "thr": float(top["threshold"]), "id": alert_id})
+            self._history(alert_id, "extended", None, f"{first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M} UTC")
+            return alert_id
+        row = self.conn.execute(
+            "INSERT INTO ciu.alert (run_id, unit_id, kind, severity, time, until, risk, threshold, message)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (run_id, unit, kind, severity, first, last, float(top["risk"]), float(top["threshold"]),
+             str(top["message"]))).fetchone()
+        alert_id = int(row[0])  # type: ignore[index]
+        live.loc[len(live)] = [alert_id, unit, kind, first, last, float(top["risk"])]
+        self._history(alert_id, "opened", None, "")
+        return alert_id
+
+    def _history(self, alert_id: int, event: str, by: str | None, note: str) -> None:
+        self.conn.execute("INSERT INTO ciu.alert_history (alert_id, event, by, note) VALUES (%s, %s, %s, %s)",
+                          (alert_id, event, by, note))
 
     def alerts(self, *, open_only: bool = False, codes: Sequence[str] | None = None, level: str | None = None,
-               severity: str | None = None, ids: Sequence[int] | None = None, limit: int = 1000) -> pd.DataFrame:
-        """Alerts, newest first, filtered in SQL (open only, units, level, severity, alert ids)."""
+               severity: str | None = None, ids: Sequence[int] | None = None, state: str | None = None,
+               limit: int = 1000) -> pd.DataFrame:
+        """Alert episodes, newest first, filtered in SQL (open only, state, units, level, severity, alert ids).
+
+        ``state`` is ``open``, ``acknowledged``, ``resolved`` or ``live`` (not resolved).
+        """
         where = [sql.SQL("TRUE")]
         params: dict[str, Any] = {"limit": int(limit)}
         if open_only:
-            where.append(sql.SQL("a.acknowledged_at IS NULL"))
+            where.append(sql.SQL("a.state = 'open'"))
+        if state is not None:
+            if state not in ALERT_STATES:
+                raise ValidationError(f"unknown alert state {state!r}; known: {list(ALERT_STATES)}", field="state")
+            where.append(sql.SQL("a.state <> 'resolved'") if state == "live" else sql.SQL("a.state = %(state)s"))
+            params["state"] = state
         if severity is not None:
             where.append(sql.SQL("a.severity = %(severity)s"))
             params["severity"] = severity
@@ -206,20 +287,44 @@ class Forecasts(StoreBase):
             where.append(sql.SQL("u.level = %(level)s"))
             params["level"] = level
         query = sql.SQL(
-            "SELECT a.id, a.run_id, u.code, u.level, a.kind, a.severity, a.time, a.issued_at, a.risk, a.threshold,"
-            " a.message, a.acknowledged_at, a.acknowledged_by FROM ciu.alert a JOIN ciu.unit u ON u.id = a.unit_id"
+            "SELECT a.id, a.run_id, u.code, u.level, a.kind, a.severity, a.time, a.until, a.issued_at, a.risk,"
+            " a.threshold, a.message, a.state, a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by"
+            " FROM ciu.alert a JOIN ciu.unit u ON u.id = a.unit_id"
             " WHERE {} ORDER BY a.time DESC, a.risk DESC NULLS LAST, a.id LIMIT %(limit)s"
         ).format(sql.SQL(" AND ").join(where))
         rows = self.conn.execute(query, params).fetchall()
-        return pd.DataFrame(rows, columns=["id", "run_id", "code", "level", "kind", "severity", "time", "issued_at",
-                                           "risk", "threshold", "message", "acknowledged_at", "acknowledged_by"])
+        return pd.DataFrame(rows, columns=ALERT_FIELDS)
 
     def acknowledge_alert(self, alert_id: int, *, by: str) -> None:
-        """Mark an alert acknowledged (idempotent: the first acknowledgement is kept)."""
+        """Acknowledge an alert episode (idempotent: the first acknowledgement is kept; a resolved one stays so)."""
         with self.transaction():
-            row = self.conn.execute(
-                "UPDATE ciu.alert SET acknowledged_at = coalesce(acknowledged_at, now()),"
-                " acknowledged_by = coalesce(acknowledged_by, %s) WHERE id = %s RETURNING id", (by, alert_id)
-            ).fetchone()
+            if self._lock_alert(alert_id)[1] is None:
+                self.conn.execute(
+                    "UPDATE ciu.alert SET acknowledged_at = now(), acknowledged_by = %s,"
+                    " state = CASE WHEN state = 'open' THEN 'acknowledged' ELSE state END WHERE id = %s",
+                    (by, alert_id))
+                self._history(alert_id, "acknowledged", by, "")
+
+    def resolve_alert(self, alert_id: int, *, by: str, note: str = "") -> None:
+        """Close an alert episode by hand (idempotent: the first resolution is kept)."""
+        with self.transaction():
+            if self._lock_alert(alert_id)[0] != "resolved":
+                self.conn.execute("UPDATE ciu.alert SET state = 'resolved', resolved_at = now(), resolved_by = %s"
+                                  " WHERE id = %s", (by, alert_id))
+                self._history(alert_id, "resolved", by, note)
+
+    def _lock_alert(self, alert_id: int) -> tuple[str, datetime | None]:
+        """The state and acknowledgement time of an alert, its row locked until the transaction ends."""
+        row = self.conn.execute("SELECT state, acknowledged_at FROM ciu.alert WHERE id = %s FOR UPDATE",
+                                (alert_id,)).fetchone()
         if row is None:
             raise NotFound(f"no alert with id {alert_id}")
+        return row[0], row[1]
+
+    def alert_history(self, alert_id: int) -> pd.DataFrame:
+        """What happened to one alert episode, oldest first (``at, event, by, note``)."""
+        rows = self.conn.execute("SELECT at, event, by, note FROM ciu.alert_history WHERE alert_id = %s"
+                                 " ORDER BY at, id", (alert_id,)).fetchall()
+        if not rows and self.conn.execute("SELECT 1 FROM ciu.alert WHERE id = %s", (alert_id,)).fetchone() is None:
+            raise NotFound(f"no alert with id {alert_id}")
+        return pd.DataFrame(rows, columns=["at", "event", "by", "note"])

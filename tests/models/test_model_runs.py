@@ -116,10 +116,26 @@ def test_predictions_quantiles_and_alerts_land_in_postgis(city, trained):
         np.testing.assert_allclose(merged[column], merged[f"{column}_fc"], rtol=1e-6, atol=1e-9)
     hot = frame[frame["risk"] >= rule.threshold]
     alerts = city.store.alerts()
-    assert k == len(alerts) == len(hot.drop_duplicates(["code", "time"]))
-    # idempotent: the same forecast again adds no alert and replaces the forecasts
-    assert predict_to_store(city, issued_at=ISSUED, rule=rule)[2] == 0
-    assert len(city.store.predictions(run_id=run_id)) == len(frame)
+    # one episode per unit and run of consecutive alerted hours, spanning them
+    spans = {code: (g["time"].min(), g["time"].max()) for code, g in hot.groupby("code")
+             if (g["time"].drop_duplicates().sort_values().diff().dropna() == pd.Timedelta("1h")).all()}
+    assert k == len(alerts) >= len(hot["code"].unique()) and (alerts["state"] == "open").all()
+    for r in alerts[alerts["code"].isin(spans)].itertuples():
+        assert (r.time, r.until) == spans[r.code]
+    # the same forecast again opens no episode (it extends the same ones) and replaces the forecasts
+    assert predict_to_store(city, issued_at=ISSUED, rule=rule)[2] == k
+    assert len(city.store.alerts()) == k and len(city.store.predictions(run_id=run_id)) == len(frame)
+    still = set(frame.loc[frame["risk"] >= 1.0, "code"])  # alerted even at a level of 1
+    first = int(alerts.loc[~alerts["code"].isin(still), "id"].iloc[0])
+    city.acknowledge_alert(first, by="operator test")
+    assert city.alerts(ids=[first]).iloc[0]["state"] == "acknowledged"
+    # a newer forecast that no longer raises them resolves every live episode of the units it covers
+    calm = AlertRule(threshold=1.0, critical=1.0)
+    predict_to_store(city, issued_at=ISSUED, rule=calm)
+    after = city.store.alerts().set_index("id")
+    assert (after.loc[~after["code"].isin(still), "state"] == "resolved").all()
+    assert (after.loc[~after["code"].isin(still), "resolved_by"] == "forecast").all()
+    assert list(city.alert_history(first)["event"]) == ["opened", "extended", "acknowledged", "resolved"]
 
 
 def test_default_issue_time_is_the_last_observation(city, trained):

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from ciu.api.deps import VARIABLE_DEFAULT, Ctx
 from ciu.api.features import check_level
 from ciu.api.privacy import public_counts, public_forecasts
-from ciu.api.schemas import Alert, PredictionPage, Risk, Series
+from ciu.api.schemas import Alert, AlertEvent, PredictionPage, Risk, Series
 from ciu.clock import utc_or_none
 from ciu.errors import NotFound, ValidationError
 from ciu.forecast import forecast_variable
@@ -150,31 +150,39 @@ def _published(ctx: Ctx, frame: pd.DataFrame) -> tuple[list[float | None], list[
 def _alert_rows(frame: pd.DataFrame) -> list[dict]:
     out = []
     for r in frame.to_dict("records"):
-        for key in ("risk", "threshold", "run_id"):
-            if pd.isna(r[key]):
+        for key in ("risk", "threshold", "run_id", "acknowledged_at", "acknowledged_by", "resolved_at", "resolved_by"):
+            if r[key] is None or pd.isna(r[key]):
                 r[key] = None
-        if pd.isna(r["acknowledged_at"]):
-            r["acknowledged_at"] = None
         if r["run_id"] is not None:
             r["run_id"] = int(r["run_id"])
         out.append(r)
     return out
 
 
-@router.get("/alerts", response_model=list[Alert], tags=["alerts"], summary="Risk alerts, newest first")
+@router.get("/alerts", response_model=list[Alert], tags=["alerts"], summary="Alert episodes, newest first")
 def alerts(
     ctx: Ctx,
-    open: Annotated[bool, Query(description="only alerts not yet acknowledged")] = False,
+    open: Annotated[bool, Query(description="only alerts not yet acknowledged (state open)")] = False,
+    state: Annotated[Literal["open", "acknowledged", "resolved", "live"] | None, Query(
+        description="only alerts in this state (live: open or acknowledged)")] = None,
     code: Annotated[list[str] | None, Query()] = None,
     level: Annotated[str | None, Query()] = None,
     severity: Annotated[Literal["info", "warning", "critical"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[dict]:
     check_level(ctx, level)
-    frame = ctx.twin.alerts(open_only=open, codes=code, level=level, severity=severity, limit=limit)
+    frame = ctx.twin.alerts(open_only=open, state=state, codes=code, level=level, severity=severity, limit=limit)
     rows = _alert_rows(frame)
     ctx.audit(units=len(rows))
     return rows
+
+
+def _one_alert(ctx: Ctx, alert_id: int) -> dict:
+    frame = ctx.twin.alerts(ids=[alert_id], limit=1)
+    if frame.empty:
+        raise NotFound(f"no alert with id {alert_id}")
+    ctx.audit(units=1)
+    return _alert_rows(frame)[0]
 
 
 @router.post("/alerts/{alert_id}/acknowledge", response_model=Alert, tags=["alerts"],
@@ -182,8 +190,21 @@ def alerts(
 def acknowledge(ctx: Ctx, alert_id: Annotated[int, Path(ge=1, le=2**62)]) -> dict:
     ctx.who.require("acknowledge")
     ctx.twin.acknowledge_alert(alert_id, by=ctx.who.label)
-    frame = ctx.twin.alerts(ids=[alert_id], limit=1)
-    if frame.empty:
-        raise NotFound(f"no alert with id {alert_id}")
+    return _one_alert(ctx, alert_id)
+
+
+@router.post("/alerts/{alert_id}/resolve", response_model=Alert, tags=["alerts"],
+             summary="Resolve an alert by hand (roles that may acknowledge)")
+def resolve(ctx: Ctx, alert_id: Annotated[int, Path(ge=1, le=2**62)],
+            note: Annotated[str, Query(max_length=500, description="why")] = "") -> dict:
+    ctx.who.require("acknowledge")
+    ctx.twin.resolve_alert(alert_id, by=ctx.who.label, note=note)
+    return _one_alert(ctx, alert_id)
+
+
+@router.get("/alerts/{alert_id}/history", response_model=list[AlertEvent], tags=["alerts"],
+            summary="What happened to an alert, oldest first")
+def history(ctx: Ctx, alert_id: Annotated[int, Path(ge=1, le=2**62)]) -> list[dict]:
+    frame = ctx.twin.alert_history(alert_id)
     ctx.audit(units=1)
-    return _alert_rows(frame)[0]
+    return [{**r, "by": None if r["by"] is None or pd.isna(r["by"]) else r["by"]} for r in frame.to_dict("records")]

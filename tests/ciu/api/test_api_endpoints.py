@@ -154,9 +154,26 @@ def test_alerts_list_filter_acknowledge(client, api_world: ApiWorld) -> None:
     ack = client.post(f"/alerts/{target}/acknowledge", headers=as_role(api_world, "operator"))
     assert ack.status_code == 200
     assert ack.json()["acknowledged_by"] == "operator test" and ack.json()["acknowledged_at"]
+    assert ack.json()["state"] == "acknowledged" and ack.json()["until"] == ack.json()["time"]
     open_ = client.get("/alerts", params={"open": True}).json()
     assert [a["code"] for a in open_] == [api_world.district]
     assert client.post("/alerts/999999/acknowledge", headers=as_role(api_world, "operator")).status_code == 404
+    # open → acknowledged → resolved, with who did what
+    live = client.get("/alerts", params={"state": "live"}).json()
+    assert [a["code"] for a in live] == [api_world.district, api_world.building]
+    district = live[0]["id"]
+    assert client.post(f"/alerts/{district}/resolve", headers=as_role(api_world, "viewer")).status_code == 403
+    done = client.post(f"/alerts/{district}/resolve", headers=as_role(api_world, "operator"),
+                       params={"note": "stewards sent"}).json()
+    assert done["state"] == "resolved" and done["resolved_by"] == "operator test" and done["resolved_at"]
+    assert [a["id"] for a in client.get("/alerts", params={"state": "resolved"}).json()] == [district]
+    assert [a["code"] for a in client.get("/alerts", params={"state": "live"}).json()] == [api_world.building]
+    events = client.get(f"/alerts/{district}/history").json()
+    assert [(e["event"], e["by"], e["note"]) for e in events] == [
+        ("opened", None, ""), ("resolved", "operator test", "stewards sent")]
+    assert [e["event"] for e in client.get(f"/alerts/{target}/history").json()] == ["opened", "acknowledged"]
+    assert client.get("/alerts/999999/history").status_code == 404
+    assert client.get("/alerts", params={"state": "gone"}).status_code == 422
 
 
 def test_scenario_event_closure_weather_holiday(client, api_world: ApiWorld) -> None:
