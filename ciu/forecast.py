@@ -102,6 +102,22 @@ def check_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def event_shares(capacity: np.ndarray | None, n: int) -> np.ndarray:
+    """How a scenario event's people spread over the ``n`` bottom units below its unit: by capacity where they
+    all have one, else evenly. The one rule of every forecaster: the shares sum to one, so an event of N people
+    adds N at its unit and at every unit above it."""
+    cap = None if capacity is None else np.asarray(capacity, dtype=float)
+    if cap is not None and len(cap) == n and np.isfinite(cap).all() and (cap >= 0).all() and cap.sum() > 0:
+        return cap / cap.sum()
+    return np.full(n, 1.0 / max(n, 1))
+
+
+def event_steps(times: pd.DatetimeIndex, event: dict[str, Any], step: pd.Timedelta) -> np.ndarray:
+    """Which of the forecast ``times`` a scenario event covers: from its start (on the step) for its hours."""
+    start = utc(event["time"]).floor(step)
+    return np.asarray((times >= start) & (times < start + pd.Timedelta(hours=event["hours"])))
+
+
 @dataclass
 class HistoricalAverageForecaster:
     """Mean of each (weekday, hour) per bottom-level unit, with weather sensitivity and overrides.
@@ -250,10 +266,8 @@ class HistoricalAverageForecaster:
         at = self._subtree(event["code"], codes, fit)
         if not at.any():
             return values
-        cap = fit["capacity"][at]
-        share = cap / cap.sum() if cap.sum() > 0 else np.full(at.sum(), 1.0 / at.sum())
-        start = event["time"].floor("h")
-        active = (times >= start) & (times < start + pd.Timedelta(hours=event["hours"]))
+        share = event_shares(fit["capacity"][at], int(at.sum()))
+        active = event_steps(times, event, pd.Timedelta(hours=1))
         out = values.copy()
         out[np.ix_(active, at)] += event["people"] * share[None, :]
         return out

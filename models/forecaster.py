@@ -15,10 +15,13 @@ history). The bands are calibrated on the model's own forecasts of the last
 targets were observed by then, the risk as fitted on validation
 (:class:`~ciu.models.probabilistic.Calibration`).
 
-Overrides change the model inputs of the forecast steps:
+Overrides change the forecast steps:
 
-- ``event`` ``{"code", "time", "people", "hours"}``: announced attendance, spread
-  evenly over the bottom units below ``code``, from ``time`` for ``hours``;
+- ``event`` ``{"code", "time", "people", "hours"}``: that many more people at
+  ``code`` from ``time`` for ``hours``, added to the bottom forecasts below it by
+  the rule every forecaster follows (:func:`ciu.forecast.event_shares`: by
+  capacity, else evenly), so the unit and every unit above it gain exactly
+  that many and nothing changes before the event starts;
 - ``closure`` ``{"code"}``: the unit and everything below it are closed: their
   recent series are zeroed and their bottom forecasts are zero;
 - ``weather`` ``{"temperature", "rain"}``: the weather of the forecast steps;
@@ -37,9 +40,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ciu.clock import forecast_times, naive_utc, utc
+from ciu.clock import forecast_times, utc
 from ciu.errors import NotFound, ValidationError
-from ciu.forecast import check_overrides
+from ciu.forecast import check_overrides, event_shares, event_steps
 from ciu.models.baselines import Forecaster, roll_up
 from ciu.models.champion import load_forecaster
 from ciu.models.data import ExternalScaler, HierSeries, Scaler
@@ -140,6 +143,8 @@ class ChampionForecaster:
         inputs = Inputs.build(series, scaler=self.scaler, ext_scaler=self.ext_scaler, history=self.config.history,
                               horizons=self.horizons)
         point = self.model.predict(inputs, np.array([t]))
+        if ov.get("event"):
+            self._add_event(series, point, ov["event"], issued)
         if closed is not None:
             point[:, closed] = 0.0
         dist = self.calibration.apply(distribution(point, self.bank, series, self.thresholds, seed=self.run_id),
@@ -177,20 +182,22 @@ class ChampionForecaster:
                     raise ValidationError(f"this model has no weather input {key!r}", field=f"weather.{key}")
                 series.external[fut, names.index(key)] = float(value)
         if ov.get("event"):
-            ev = ov["event"]
-            if series.covariates is None:
-                raise ValidationError("this model has no event input", field="event")
-            below = self._bottom_below(series, ev["code"])
-            when = naive_utc(ev["time"]).floor(self.step)
-            t0 = series.times.get_indexer([when])[0]
-            steps = max(1, math.ceil(pd.Timedelta(hours=ev["hours"]) / self.step))
-            if t0 >= 0 and len(below):
-                series.covariates[t0:t0 + steps, below, 0] += ev["people"] / len(below)
+            self._bottom_below(series, ov["event"]["code"])  # a unit of the model's levels, else a clear error
         if ov.get("closure"):
             below = self._bottom_below(series, ov["closure"]["code"])
             series.values[:t + 1, below] = np.where(np.isnan(series.values[:t + 1, below]), np.nan, 0.0)
             return below
         return None
+
+    def _add_event(self, series: HierSeries, point: np.ndarray, event: dict[str, Any], issued: pd.Timestamp) -> None:
+        """Add a scenario event's people to the bottom forecasts ``(1, N0, H, C)`` of the steps it covers, spread
+        by the one rule of every forecaster (:func:`ciu.forecast.event_shares`): N people add N at the event's unit
+        and at every unit above it, the distribution shifts with them, and nothing changes before it starts."""
+        below = self._bottom_below(series, event["code"])
+        cap = None if series.capacity is None else series.capacity[below]
+        share = event_shares(cap, len(below))
+        steps = np.flatnonzero(event_steps(forecast_times(issued, point.shape[2], self.step), event, self.step))
+        point[0, below[:, None], steps[None, :], :] += (event["people"] * share / point.shape[3])[:, None, None]
 
     def _frame(self, series: HierSeries, values: list[np.ndarray], quantiles: list[np.ndarray],
                risk: list[np.ndarray], issued: pd.Timestamp, horizons: int) -> pd.DataFrame:

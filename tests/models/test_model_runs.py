@@ -101,6 +101,43 @@ def test_overrides_change_the_inputs(city, trained):
         fc.forecast(city, issued_at=ISSUED, horizons=9)
 
 
+def test_scenario_invariants_hold_for_the_tower_and_the_historical_average(city, trained):
+    from ciu.forecast import HistoricalAverageForecaster
+
+    building = str(city.units(level="building").index[0])
+    above = []
+    code = building
+    while (parent := city.unit(code).parent_code) is not None:
+        above.append(parent)
+        code = parent
+    event = {"code": building, "time": (ISSUED + pd.Timedelta("2h")).isoformat(), "people": 500.0, "hours": 1}
+    stored_run, _, _ = predict_to_store(city, issued_at=ISSUED)
+    stored = city.store.predictions(run_id=stored_run).set_index(["code", "horizon"])
+    for fc in (ChampionForecaster.load(city), HistoricalAverageForecaster()):
+        name = type(fc).__name__
+        base = fc.forecast(city, issued_at=ISSUED, horizons=3).set_index(["code", "horizon"])
+        # no change: the scenario is the forecast (and the stored one of the same issue time, for the champion)
+        same = fc.forecast(city, issued_at=ISSUED, horizons=3, overrides={}).set_index(["code", "horizon"])
+        np.testing.assert_allclose(same["value"], base["value"], rtol=1e-9, err_msg=name)
+        if isinstance(fc, ChampionForecaster):
+            np.testing.assert_allclose(stored.loc[base.index, "value"], base["value"], rtol=1e-6, err_msg=name)
+        moved = fc.forecast(city, issued_at=ISSUED, horizons=3, overrides={"event": event})
+        _coherent(city, moved)
+        diff = moved.set_index(["code", "horizon"])["value"] - base["value"]
+        # nothing before the event starts, nothing after it ends
+        assert np.abs(diff.xs(1, level="horizon")).max() < 1e-6, name
+        assert np.abs(diff.xs(3, level="horizon")).max() < 1e-6, name
+        # N more people at the unit and at every unit above it, and nowhere else at its level
+        at = diff.xs(2, level="horizon")
+        for unit in [building, *above]:
+            assert at[unit] == pytest.approx(500.0, rel=1e-6), (name, unit)
+        others = [c for c in city.units(level="building").index if c != building]
+        assert np.abs(at[others]).max() < 1e-6, name
+        closed = fc.forecast(city, issued_at=ISSUED, horizons=3, overrides={"closure": {"code": building}})
+        below = closed[closed["code"].str.startswith(building)]
+        assert len(below) > 3 and (below["value"] == 0).all(), name
+
+
 def test_predictions_quantiles_and_alerts_land_in_postgis(city, trained):
     report, _ = trained
     frame = ChampionForecaster.load(city).forecast(city, issued_at=ISSUED, horizons=3)
