@@ -122,6 +122,7 @@ class ChampionForecaster:
         if not 1 <= horizons <= self.horizons:
             raise ValidationError(f"horizons must be 1..{self.horizons} for this model", field="horizons")
         ov = check_overrides(overrides)
+        self._check_units(twin)
         issued = self.issue_time(issued_at)
         back = self.lookback() + WINDOW + self.horizons  # the recent forecasts that calibrate the bands
         start = issued - back * self.step
@@ -150,6 +151,16 @@ class ChampionForecaster:
         dist = self.calibration.apply(distribution(point, self.bank, series, self.thresholds, seed=self.run_id),
                                       self._factors[issued])
         return self._frame(series, roll_up(point, series), dist.quantiles, dist.risk, issued, horizons)
+
+    def _check_units(self, twin: Twin) -> None:
+        """Refuse at once (one count per level, no graph built) a twin whose units per level changed since training."""
+        now = twin.store.count_units()
+        then = {lv: len(codes) for lv, codes in zip(self.checkpoint["levels"], self.checkpoint["codes"])}
+        changed = {lv: (n, now.get(lv, 0)) for lv, n in then.items() if now.get(lv, 0) != n}
+        if changed:
+            what = ", ".join(f"{lv} {a:,} then, {b:,} now" for lv, (a, b) in changed.items())
+            raise ValidationError(f"the twin's units differ from those model run {self.run_id} was trained on"
+                                  f" ({what}): train again (ciu train)", field="code")
 
     def _band_factors(self, series: HierSeries, t: int) -> list[np.ndarray]:
         """How far the model's bands must stretch to have held p10–p90 over its recent forecasts (before ``t``)."""

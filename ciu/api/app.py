@@ -77,7 +77,8 @@ def create_app(settings: ApiSettings | None = None, *, database_url: str | None 
         app.state.pool = pool
         app.state.recorder = Recorder(pool, metrics, settings)
         app.state.recorder.start()
-        app.state.scenarios = ScenarioRunner(pool, timeout_s=settings.scenario_timeout_s)
+        app.state.scenarios = ScenarioRunner(pool, workers=settings.scenario_workers,
+                                             timeout_s=settings.scenario_timeout_s)
         try:
             yield
         finally:

@@ -21,8 +21,12 @@ DEFAULT_HORIZONS = 6
 class ScenarioRunner:
     """Runs scenarios on a small thread pool with their own connections; remembers fitted models.
 
-    Each run gets the database's statement timeout of ``timeout_s`` and the
-    caller waits at most as long (:class:`ciu.errors.TimeLimitExceeded`).
+    ``workers`` scenarios run side by side (``CIU_API_SCENARIO_WORKERS``); more
+    wait for a free worker. Each run gets the database's statement timeout of
+    ``timeout_s`` and the caller waits at most as long
+    (:class:`ciu.errors.TimeLimitExceeded`); a run whose caller gave up is
+    cancelled: dropped if it has not started, else stopped before its next
+    forecast, so it does not hold a worker for nothing.
     """
 
     def __init__(self, pool: Any, *, workers: int = 1, timeout_s: float) -> None:
@@ -36,15 +40,22 @@ class ScenarioRunner:
             overrides: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str, pd.Timestamp, int]:
         """The baseline and the scenario forecasts, the model's name, the issue time and the horizons (``None``:
         as many as the model serves)."""
-        future: Future = self.executor.submit(self._run, variable, issued_at, horizons, overrides)
+        stop = threading.Event()
+        future: Future = self.executor.submit(self._run, variable, issued_at, horizons, overrides, stop)
         try:
             return future.result(timeout=self.timeout_s)
         except FutureTimeout:
+            stop.set()
             future.cancel()
             raise TimeLimitExceeded(f"the scenario did not finish within {self.timeout_s:g} s") from None
 
-    def _run(self, variable: str | None, issued_at: Any | None, horizons: int | None,
-             overrides: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str, pd.Timestamp, int]:
+    def _run(self, variable: str | None, issued_at: Any | None, horizons: int | None, overrides: dict[str, Any],
+             stop: threading.Event) -> tuple[pd.DataFrame, pd.DataFrame, str, pd.Timestamp, int]:
+        def going() -> None:
+            if stop.is_set():
+                raise TimeLimitExceeded("the scenario was cancelled: its caller stopped waiting")
+
+        going()
         with self.pool.connection() as conn:
             twin = Twin(Store(conn))
             with twin.statement_timeout(self.timeout_s):
@@ -52,7 +63,9 @@ class ScenarioRunner:
                 model, name = self._model(twin, variable)
                 issued = issue_time(twin, variable, issued_at)
                 horizons = horizons or model.horizons or DEFAULT_HORIZONS
+                going()
                 base = model.forecast(twin, issued_at=issued.to_pydatetime(), horizons=horizons)
+                going()
                 what = model.forecast(twin, issued_at=issued.to_pydatetime(), horizons=horizons, overrides=overrides)
         return base, what, name, issued, horizons
 

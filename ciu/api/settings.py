@@ -30,6 +30,7 @@ class ApiSettings(BaseSettings):
     page_default: int = Field(100, ge=1)
     page_max: int = Field(1000, ge=1)
     scenario_timeout_s: float = Field(30.0, gt=0, description="a scenario run that takes longer answers 504")
+    scenario_workers: int = Field(2, ge=1, le=64, description="scenarios run side by side; others wait for a worker")
     scenario_max_horizons: int = Field(48, ge=1)
     scenario_max_units: int = Field(500, ge=1, description="most units listed in a scenario answer")
     key_cache_s: float = Field(30.0, ge=0, description="how long a key lookup is cached (revocation delay)")

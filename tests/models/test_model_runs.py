@@ -99,6 +99,18 @@ def test_overrides_change_the_inputs(city, trained):
         fc.forecast(city, issued_at=ISSUED, horizons=3, overrides={"meteor": {}})
     with pytest.raises(ValidationError):
         fc.forecast(city, issued_at=ISSUED, horizons=9)
+    # a twin whose units changed since training is refused at once, before any graph is built, naming the change
+    import geopandas as gpd
+
+    floor = city.units(level="floor").iloc[[0]]
+    parent = floor["parent_code"].iloc[0]
+    top = float(city.units(level="floor").query("parent_code == @parent")["z_max"].max())
+    city.load_units(gpd.GeoDataFrame([dict(code=f"{parent}/f98", parent_code=parent, level="floor",
+                                           geometry=floor.geometry.iloc[0], z_min=top, z_max=top + 3.0)],
+                                     geometry="geometry", crs=4326))
+    n = len(city.units(level="floor"))
+    with pytest.raises(ValidationError, match=f"floor {n - 1:,} then, {n:,} now"):
+        fc.forecast(city, issued_at=ISSUED, horizons=3)
 
 
 def test_scenario_invariants_hold_for_the_tower_and_the_historical_average(city, trained):

@@ -6,6 +6,7 @@ import time
 
 import mapbox_vector_tile
 import pandas as pd
+import pytest
 import shapely
 
 from ciu.api.schemas import PredictionPage
@@ -293,3 +294,21 @@ def test_openapi_is_complete_with_examples(client) -> None:
         assert "example" in schemas[name], name
     assert any("examples" in p.get("schema", {}) or "examples" in p for p in
                spec["paths"]["/units"]["get"]["parameters"])
+
+
+def test_a_scenario_past_its_time_is_cancelled_and_frees_its_worker(api_world: ApiWorld) -> None:
+    from psycopg_pool import ConnectionPool
+
+    from ciu.api.scenarios import ScenarioRunner
+    from ciu.errors import TimeLimitExceeded
+
+    with ConnectionPool(api_world.url, min_size=1, max_size=2, open=False) as pool:
+        runner = ScenarioRunner(pool, workers=1, timeout_s=0.001)
+        try:
+            with pytest.raises(TimeLimitExceeded):
+                runner.run("people", None, 3, {"holiday": True})
+            runner.timeout_s = 120.0  # the one worker is free for the next planner
+            base, what, name, issued, horizons = runner.run("people", None, 3, {"holiday": True})
+            assert horizons == 3 and len(base) == len(what) > 0 and name
+        finally:
+            runner.close()
