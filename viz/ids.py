@@ -52,6 +52,7 @@ class Id(StrEnum):
     SCN_RAIN = "scn-rain"
     SCN_HOLIDAY = "scn-holiday"
     SCN_RUN = "scn-run"
+    SCN_HORIZONS = "scn-horizons"
     SCN_FRAME = "scn-frame"
     SCN_MAP = "scn-map"
     SCN_RENDERED = "scn-rendered"

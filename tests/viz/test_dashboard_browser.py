@@ -183,6 +183,7 @@ def test_champion_forecast_shows_its_band_and_skill(city_url, city, champion):
         assert page.locator(".f-forecast-by").inner_text() == expected["floor"]["forecast by"]
         assert page.locator(".f-test-rmse").inner_text() == expected["floor"]["test RMSE"]
         assert page.locator("#scn-hours").get_attribute("max") == "3"
+        assert "forecasts 3 hours ahead" in page.locator("#scn-horizons").inner_text()
         page.locator("#scn-run").click()
         _wait_drawn(page, "scn-rendered", "scenario:")
         assert page.locator(".scn-7").inner_text() == best

@@ -39,6 +39,8 @@ def scenario_form(data: DataProvider) -> html.Div:
     h = data.horizons
     return html.Div(className="scenario-form", children=[
         html.H3("Scenario"),
+        html.Div(f"the model forecasts {h} hour{'s' if h != 1 else ''} ahead: a scenario covers those",
+                 className="muted", id=Id.SCN_HORIZONS),
         dcc.RadioItems(id=Id.SCN_KIND, options=[{"label": "event", "value": "event"},
                                                 {"label": "closure", "value": "closure"},
                                                 {"label": "none", "value": "none"}], value="event", inline=True),
