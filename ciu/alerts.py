@@ -59,7 +59,8 @@ class AlertRule:
         return "critical" if risk >= self.critical else "warning"
 
     def alerts(self, forecast: pd.DataFrame) -> pd.DataFrame:
-        """The alerts of a forecast frame (columns ``code, level, variable, horizon, time, value, risk``)."""
+        """The alerts of a forecast frame (columns ``code, level, variable, horizon, time, value, risk`` and, when the
+        forecaster gives it, ``limit``: the unit's threshold, named in the message)."""
         hot = forecast[forecast["risk"] >= self.threshold]
         if hot.empty:
             return pd.DataFrame(columns=ALERT_COLUMNS)
@@ -69,6 +70,7 @@ class AlertRule:
             "severity": np.where(hot["risk"] >= self.critical, "critical", "warning"),
             "time": pd.to_datetime(hot["time"], utc=True).dt.to_pydatetime(), "risk": hot["risk"].to_numpy(),
             "threshold": self.threshold,
-            "message": [f"{r.level} {r.code}: {r.variable} forecast {r.value:.0f} (risk {r.risk:.2f}) at horizon "
-                        f"{r.horizon}" for r in hot.itertuples()],
+            "message": [f"{r.level} {r.code}: {r.variable} forecast {r.value:.0f}"
+                        + (f" against a threshold of {r.limit:.0f}" if np.isfinite(getattr(r, "limit", np.nan)) else "")
+                        + f" (risk {r.risk:.2f}) at horizon {r.horizon}" for r in hot.itertuples()],
         })

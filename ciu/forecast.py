@@ -47,7 +47,9 @@ from ciu.errors import ConfigError, UnknownUnit, ValidationError
 if TYPE_CHECKING:
     from ciu.twin import Twin
 
-FORECAST_COLUMNS = ["code", "level", "variable", "horizon", "time", "value", "risk"]
+#: what a forecast frame holds; ``limit`` is the unit's threshold that ``risk`` is about (its capacity, else its usual
+#: peak), so an alert can say why a unit is at risk
+FORECAST_COLUMNS = ["code", "level", "variable", "horizon", "time", "value", "risk", "limit"]
 #: day classes of the profile: Monday..Saturday are 0..5, Sunday and public holidays are 6
 SUNDAY = 6
 OVERRIDE_KEYS = ("event", "closure", "weather", "holiday")
@@ -307,6 +309,7 @@ class HistoricalAverageForecaster:
                 "horizon": np.repeat(np.arange(1, len(times) + 1), current.shape[1]),
                 "time": np.repeat(times, current.shape[1]),
                 "value": current.to_numpy().ravel(), "risk": np.clip(risk, 0.0, 1.0).ravel(),
+                "limit": np.tile(ref, len(times)).astype(float),
             }))
         out = pd.concat(frames, ignore_index=True)
         return out[FORECAST_COLUMNS]

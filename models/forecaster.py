@@ -55,7 +55,8 @@ if TYPE_CHECKING:
     from ciu.twin import Twin
 
 #: the columns of a forecast frame
-FORECAST_COLUMNS = ["code", "level", "variable", "horizon", "time", "value", "q10", "q50", "q90", "risk"]
+#: what a forecast frame holds; ``risk`` is the calibrated probability of exceeding ``limit``, the unit's threshold
+FORECAST_COLUMNS = ["code", "level", "variable", "horizon", "time", "value", "q10", "q50", "q90", "risk", "limit"]
 
 
 class ChampionForecaster:
@@ -225,6 +226,7 @@ class ChampionForecaster:
                 "horizon": hs, "time": np.tile(times, n), "value": v.ravel().astype(float),
                 "q10": q[..., 0].ravel().astype(float), "q50": q[..., 1].ravel().astype(float),
                 "q90": q[..., 2].ravel().astype(float), "risk": r.ravel().astype(float),
+                "limit": np.repeat(self.thresholds[i].sum(-1), horizons).astype(float),
             }))
         return pd.concat(frames, ignore_index=True)[FORECAST_COLUMNS]
 

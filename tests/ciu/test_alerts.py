@@ -39,3 +39,9 @@ def test_the_rule_reads_its_settings_and_refuses_thresholds_outside_zero_one(mon
     assert AlertRule.configured(0.3).severity(0.89) == "warning"
     with pytest.raises(ConfigError, match="alert thresholds"):
         AlertRule(threshold=1.5)
+
+
+def test_the_message_says_why_a_unit_is_at_risk() -> None:
+    frame = _forecast([("a", 2, "h1", 0.93)]).assign(limit=115.0)
+    message = AlertRule(threshold=0.8).alerts(frame)["message"].iloc[0]
+    assert message == "building a: people forecast 93 against a threshold of 115 (risk 0.93) at horizon 2"
