@@ -92,7 +92,8 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(
         help="issue steps per training step (default: about 4,096 bottom units per step)")] = None,
     lr: Annotated[float, typer.Option(help="peak learning rate (warm-up, then cosine decay)")] = 2e-3,
-    patience: Annotated[int, typer.Option(help="epochs without validation gain before stopping")] = 5,
+    patience: Annotated[int, typer.Option(
+        help="epochs without validation gain before stopping (with a budget: in its last quarter only)")] = 5,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     max_samples: Annotated[Optional[int], typer.Option(
         help="issue steps drawn per epoch (default: all training steps)")] = None,

@@ -183,3 +183,17 @@ def test_a_time_budget_stops_cleanly_with_the_best_weights(setup, capsys):
                                                                                            rel=1e-5)
     err = capsys.readouterr().err
     assert "tower:" in err and "stopped by budget" in err and "best validation loss" in err
+
+
+def test_under_a_budget_patience_waits_for_the_last_quarter(setup):
+    from ciu.models.train import PATIENCE_AFTER
+
+    split, inputs = setup
+    # a network that cannot learn has no validation gain after its first round: patience 1 would stop it at once
+    cfg = TrainConfig(**{**CONFIG.to_dict(), "epochs": 10_000, "patience": 1, "lr": 1e-12, "budget_minutes": 0.05,
+                         "base": None})
+    info = Neural.tower(cfg).fit(inputs, split)
+    assert info["stopped"] == "patience" and info["epochs"] > 2
+    assert info["history"][-1]["seconds"] >= PATIENCE_AFTER * 60 * cfg.budget_minutes  # not before its last quarter
+    unbudgeted = Neural.tower(TrainConfig(**{**cfg.to_dict(), "budget_minutes": None, "epochs": 50})).fit(inputs, split)
+    assert unbudgeted["stopped"] == "patience" and unbudgeted["epochs"] == 2
