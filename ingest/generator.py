@@ -4,7 +4,10 @@ It makes districts (Voronoi cells of the city boundary), an H3 grid,
 buildings with footprints, floor counts, heights, land use, ownership and
 restricted tax/security status, floors with z-ranges, and hourly people
 counts per floor with daily and weekly rhythms by land use, weather
-(temperature per district, rain), public holidays and occasional events.
+(temperature per district, rain), public holidays and occasional events,
+announced ahead (``event_expected``). With ``end_hour`` the observations stop
+at that hour of the last day, and ``tonight_events`` events are announced for
+the hours right after it, so the twin's first forecast has events to foresee.
 People are generated per floor only; every level above gets its ground truth
 by the roll-up rules, so the truth is consistent at every level.
 
@@ -41,7 +44,7 @@ if TYPE_CHECKING:
     from ciu.domain import LoadReport
     from ciu.twin import Twin
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 LOADER = "ingest.generator"
 
 #: The variables the sample city carries.
@@ -77,6 +80,11 @@ class SampleConfig(BaseModel):
     start: date = date(2026, 3, 30)
     weeks: int = Field(8, ge=1)
     events_per_week: int = Field(2, ge=0)
+    #: the local hour of the last day at which observations stop (the twin's "now"; none: the day's end); events
+    #: after it stay announced (``event_expected``) but are not observed
+    end_hour: int | None = Field(None, ge=0, le=23)
+    #: events announced for the hours right after the last observation (what the twin's first forecast foretells)
+    tonight_events: int = Field(0, ge=0)
 
     @field_validator("name")
     @classmethod
@@ -348,6 +356,17 @@ def _series(
         mean_people[on, start:start + length] += (extra * capacity[on] / capacity[on].sum())[:, None]
         for t in range(start, min(start + length, n_h)):
             ev_rows.append((codes[b], "event_expected", hours_utc[t], float(round(extra))))
+    if cfg.end_hour is not None and cfg.tonight_events and len(venue):
+        # the evening after the last observation: announced events, drawn apart so the rest stays the same
+        late = np.random.default_rng(cfg.seed + 1)
+        now = (cfg.weeks * 7 - 1) * 24 + cfg.end_hour
+        for b in keys[late.choice(venue, size=min(cfg.tonight_events, len(venue)), replace=False)]:
+            start, length = now + int(late.integers(1, 3)), int(late.integers(3, 5))
+            on = floor_building == b
+            extra = capacity[on].sum() * late.uniform(0.9, 1.3)
+            mean_people[on, start:start + length] += (extra * capacity[on] / capacity[on].sum())[:, None]
+            for t in range(start, min(start + length, n_h)):
+                ev_rows.append((codes[b], "event_expected", hours_utc[t], float(round(extra))))
     people = rng.poisson(mean_people).astype(float)
 
     floor_codes = np.array([f"{codes[b]}/f{k:02d}" for b, k in zip(floors["building"], floors["floor"])])
@@ -368,6 +387,9 @@ def _series(
         frames.append(ev.groupby(["code", "variable", "time"], as_index=False)["value"].sum())
     obs = pd.concat(frames, ignore_index=True)
     obs["time"] = pd.to_datetime(obs["time"], utc=True)
+    if cfg.end_hour is not None:  # nothing is observed after "now"; announcements and the calendar are known ahead
+        now = hours_utc[(cfg.weeks * 7 - 1) * 24 + cfg.end_hour]
+        obs = obs[(obs["time"] <= now) | obs["variable"].isin(["event_expected", "holiday"])].reset_index(drop=True)
     return obs
 
 
