@@ -443,6 +443,35 @@ def _prob_table(title: str, prob: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _alert_table(title: str, runs: list[dict[str, Any]] | None) -> list[str]:
+    """The champion's alerts on test (the one alert rule) against exceedances and, where known, events; mean ± sd
+    over seeds. Nothing for runs recorded before alerts were scored."""
+    per_seed = [(r.get("probabilistic") or {}).get("alerts") for r in runs or []]
+    if not per_seed or not all(per_seed):
+        return []
+    alerts = _summary(per_seed)
+    level = _mean(next(iter(alerts.values()))["level"])
+    events = all("events" in a for a in alerts.values())
+    lines = [f"Champion's alerts, {title} (test): one per unit and step where the calibrated risk is at least"
+             f" {level:.2f} (the one alert rule, at its default level), against the steps whose truth exceeded the"
+             " unit's threshold" + (" and against the announced events (per step, and per episode: an event caught"
+                                    " when an alert falls in it, an alert episode right when it meets an event)"
+                                    if events else "") + ".", "",
+             "| level | alerts | precision | recall | exceedances" + (" | event precision | event recall |"
+                                                                  " event episodes caught | alert episodes right |"
+                                                                  if events else " |"),
+             "|---|---|---|---|---|" + ("---|---|---|---|" if events else "")]
+    for name, a in alerts.items():
+        row = (f"| {name} | {_fmt(a['alerts'], 0)} | {_fmt(a['precision'])} | {_fmt(a['recall'])} |"
+               f" {_fmt(a['exceedances'], 0)} |")
+        if events:
+            e = a["events"]
+            row += (f" {_fmt(e['precision'])} | {_fmt(e['recall'])} | {_fmt(e['episodes_caught'], 0)} of"
+                    f" {_fmt(e['episodes'], 0)} | {_fmt(e['alert_episodes_right'], 0)} of {_fmt(e['alert_episodes'], 0)} |")
+        lines.append(row)
+    return lines + [""]
+
+
 def render(results: dict[str, dict[str, Any]]) -> str:
     """The forecasting section of ``docs/benchmarks.md`` from the result files."""
     lines = ["# Forecasting benchmarks", "",
@@ -468,7 +497,8 @@ def render(results: dict[str, dict[str, Any]]) -> str:
                          f" {_fmt(_get(row, 'city', 'rmse_all'))} | {_cpu(row)} |")
         for name, v in r["published"].items():
             lines.append(f"| {name} (published) | {v} | | | | |")
-        lines += [""] + _models_note(r) + _prob_table("TaxiNYC", r.get("probabilistic"))
+        lines += [""] + _models_note(r) + _prob_table("TaxiNYC", r.get("probabilistic")) + _alert_table(
+            "TaxiNYC", r.get("runs"))
     if "manhattan" in results:
         r = results["manhattan"]
         for mode in ("bike", "taxi"):
@@ -497,7 +527,8 @@ def render(results: dict[str, dict[str, Any]]) -> str:
             for name, row in rr["models"].items():
                 cells = [_fmt(_get(row, lv, "rmse", 0, c)) for lv in ("district", "city") for c in range(len(chans))]
                 lines.append(f"| {_label(name, row, rr.get('runs'))} | " + " | ".join(cells) + " |")
-            lines += [""] + _models_note(rr) + _prob_table(f"Manhattan {mode}", rr.get("probabilistic"))
+            lines += [""] + _models_note(rr) + _prob_table(f"Manhattan {mode}", rr.get("probabilistic")) + _alert_table(
+                f"Manhattan {mode}", rr.get("runs"))
     if "synthetic" in results:
         r = results["synthetic"]
         levels = list(r["units"])
@@ -514,7 +545,8 @@ def render(results: dict[str, dict[str, Any]]) -> str:
                 c, b = _mean(_get(champ, lv, "rmse_all")), _mean(_get(r["models"][ref], lv, "rmse_all"))
                 cells.append("—" if not c or not b else f"{100 * (1 - c / b):.1f} %")
             gains.append(f"| champion's gain over {ref} | " + " | ".join(cells) + " | |")
-        lines += gains + [""] + _models_note(r) + _prob_table("sample city", r.get("probabilistic"))
+        lines += gains + [""] + _models_note(r) + _prob_table("sample city", r.get("probabilistic")) + _alert_table(
+            "sample city", r.get("runs"))
     coh = {k: v.get("coherence_max_relative_gap") for k, v in results.items() if "coherence_max_relative_gap" in v}
     for k, v in results.get("manhattan", {}).items():
         if isinstance(v, dict) and "coherence_max_relative_gap" in v:
