@@ -94,6 +94,13 @@ dashboard: setup
 bench-viz: setup-test
 	@$(PY) -m bench.viz
 
+# scenario latency, 8 planners beside one, on the trained twin of `make demo` (CIU_DB_NAME=manhattan: demo-nyc's)
+.PHONY: bench-scenarios
+bench-scenarios: setup
+	@$(CIU) db start
+	@$(PY) -m bench.scenarios
+	@$(PY) -m bench.report
+
 # tower-model benchmarks on real data (results in bench/results/model-*.json, table in docs/benchmarks.md)
 bench-model: setup
 	@$(PY) -m bench.model

@@ -140,6 +140,10 @@ class Twin:
         """The twin's lowest level of ``kind`` (``structure``: buildings, ``storey``: floors), or ``None``."""
         return of_kind(self.level_specs, kind)
 
+    def count_units(self) -> dict[str, int]:
+        """How many units each level holds (one query)."""
+        return self.store.count_units()
+
     @property
     def timezone(self) -> str:
         """The city's time zone: the top unit's ``timezone`` attribute (UTC when none is given)."""

@@ -155,7 +155,7 @@ class ChampionForecaster:
 
     def _check_units(self, twin: Twin) -> None:
         """Refuse at once (one count per level, no graph built) a twin whose units per level changed since training."""
-        now = twin.store.count_units()
+        now = twin.count_units()
         then = {lv: len(codes) for lv, codes in zip(self.checkpoint["levels"], self.checkpoint["codes"])}
         changed = {lv: (n, now.get(lv, 0)) for lv, n in then.items() if now.get(lv, 0) != n}
         if changed:

@@ -34,12 +34,14 @@ ERROR_CODES = (401, 403, 404, 413, 422, 429, 503)
 GENERIC_PLANS = "-c plan_cache_mode=force_generic_plan"
 
 
-def _pool(url: str, settings: ApiSettings) -> ConnectionPool:
+def _pool(url: str, settings: ApiSettings, *, size: tuple[int, int] | None = None, timeout: float | None = None,
+          name: str = "ciu-api") -> ConnectionPool:
     options = " ".join(filter(None, [conninfo_to_dict(url).get("options"), GENERIC_PLANS]))
+    low, high = size or (settings.pool_min, settings.pool_max)
     return ConnectionPool(
-        url, min_size=settings.pool_min, max_size=settings.pool_max, open=False,
+        url, min_size=low, max_size=high, open=False,
         kwargs={"autocommit": True, "connect_timeout": max(1, int(settings.db_timeout_s)), "options": options},
-        check=check_connection, timeout=settings.db_timeout_s, name="ciu-api",
+        check=check_connection, timeout=timeout or settings.db_timeout_s, name=name,
         reconnect_timeout=0,
     )
 
@@ -77,12 +79,18 @@ def create_app(settings: ApiSettings | None = None, *, database_url: str | None 
         app.state.pool = pool
         app.state.recorder = Recorder(pool, metrics, settings)
         app.state.recorder.start()
-        app.state.scenarios = ScenarioRunner(pool, workers=settings.scenario_workers,
+        # scenario workers get connections of their own: requests holding every connection of the main pool
+        # while they wait for a scenario must not starve the workers that would answer them
+        scenario_pool = _pool(url, settings, size=(0, settings.scenario_workers), timeout=settings.scenario_timeout_s,
+                              name="ciu-scenarios")
+        scenario_pool.open(wait=False)
+        app.state.scenarios = ScenarioRunner(scenario_pool, workers=settings.scenario_workers,
                                              timeout_s=settings.scenario_timeout_s)
         try:
             yield
         finally:
             app.state.scenarios.close()
+            scenario_pool.close()
             app.state.recorder.stop()
             pool.close()
 
