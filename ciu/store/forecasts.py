@@ -193,17 +193,18 @@ class Forecasts(StoreBase):
         Every change is written to the history. Returns how many episodes were
         opened or extended.
         """
-        ids = self.unit_ids(pd.unique(frame["code"].astype(str))) if len(frame) else {}
-        for code in frame["code"].astype(str) if len(frame) else []:
-            if code not in ids:
-                raise ValidationError(f"unit {code!r} is not in the twin", row=code, field="code")
-        covered = self.unit_ids(list(covering)) if covering is not None else {}
+        codes = pd.unique(frame["code"].astype(str)) if len(frame) else []
+        ids = self.unit_ids(codes) if len(codes) else {}
+        missing = [c for c in codes if c not in ids]
+        if missing:
+            raise ValidationError(f"unit {missing[0]!r} is not in the twin", row=missing[0], field="code")
+        covered = set(self.unit_ids(list(covering)).values()) if covering is not None else set()
         if step is None:
             gaps = np.diff(np.unique(pd.to_datetime(frame["time"], utc=True).to_numpy())) if len(frame) else []
             step = pd.Timedelta(gaps.min()) if len(gaps) else pd.Timedelta(hours=1)
         touched: set[int] = set()
         with self.transaction():
-            units = sorted({*ids.values(), *covered.values()})
+            units = sorted({*ids.values(), *covered})
             live = pd.DataFrame(self.conn.execute(
                 "SELECT id, unit_id, kind, time, until, risk FROM ciu.alert WHERE state <> 'resolved'"
                 " AND unit_id = ANY(%s) ORDER BY id FOR UPDATE", (units,)).fetchall(),
@@ -215,7 +216,7 @@ class Forecasts(StoreBase):
                     for run in _runs(group, step):
                         touched.add(self._merge_episode(live, int(unit), str(kind), run, run_id, step))
             for r in live.itertuples(index=False):
-                if int(r.id) not in touched and int(r.unit_id) in set(covered.values()):
+                if int(r.id) not in touched and int(r.unit_id) in covered:
                     self.conn.execute(
                         "UPDATE ciu.alert SET state = 'resolved', resolved_at = now(), resolved_by = 'forecast'"
                         " WHERE id = %s", (int(r.id),))
@@ -249,7 +250,6 @@ class Forecasts(StoreBase):
             (run_id, unit, kind, severity, first, last, float(top["risk"]), float(top["threshold"]),
              str(top["message"]))).fetchone()
         alert_id = int(row[0])  # type: ignore[index]
-        live.loc[len(live)] = [alert_id, unit, kind, first, last, float(top["risk"])]
         self._history(alert_id, "opened", None, "")
         return alert_id
 

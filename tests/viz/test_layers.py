@@ -162,3 +162,7 @@ def test_the_time_slider_speaks_local_time_across_the_clock_change():
     assert time_label(times, 2, 4) == "Sun 2026-03-29 04:00 UTC · forecast +3 h"
     marks = slider_marks(times, 2, tz)
     assert marks[4] == "06h" and marks[1]["label"] == "now" and 0 not in marks  # 01:00 local is no sixth hour
+    from ciu.viz.pages.operations import _span
+
+    assert _span("2026-05-24T16:00Z", "2026-05-24T18:00Z", tz) == "Sun 18:00–20:00 CEST"  # an alert episode
+    assert _span("2026-05-24T16:00Z", "2026-05-24T16:00Z", tz) == "Sun 18:00 CEST"

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
-from ciu.clock import local_label
+from ciu.clock import local_label, utc
 from ciu.viz.figures import kpis, series_figure, skill_rows
 from ciu.viz.ids import Id
 from ciu.viz.provider import DataProvider
@@ -73,10 +73,9 @@ def _navigate(data: DataProvider, trigger: Any, selected: str | None, within: st
 
 
 def _span(first: Any, last: Any, tz: str) -> str:
-    """An alert episode's steps in local time: ``Sun 18:00`` or ``Sun 18:00–20:00 CEST``."""
-    start = local_label(first, tz, "%a %H:%M")
-    return start if pd.Timestamp(last) == pd.Timestamp(first) else f"{start[:-len(start.split()[-1]) - 1]}" \
-        f"–{local_label(last, tz, '%H:%M')}"
+    """An alert episode's steps in local time: ``Sun 18:00 CEST`` or ``Sun 18:00–20:00 CEST``."""
+    start = utc(first).tz_convert(tz).strftime("%a %H:%M")
+    return local_label(last, tz, start if utc(last) == utc(first) else f"{start}–%H:%M")
 
 
 def _alert_rows(frame: pd.DataFrame, tz: str = "UTC") -> list[html.Div] | html.Div:
@@ -85,7 +84,7 @@ def _alert_rows(frame: pd.DataFrame, tz: str = "UTC") -> list[html.Div] | html.D
     rows = []
     for a in frame.itertuples(index=False):
         rows.append(html.Div(className=f"alert {a.severity}", children=[
-            html.Div(f"{a.severity} · {_span(a.time, getattr(a, 'until', a.time), tz)}", className="alert-head"),
+            html.Div(f"{a.severity} · {_span(a.time, a.until, tz)}", className="alert-head"),
             html.Div(a.message, className="alert-msg"),
             html.Button("acknowledge", id={"type": Id.OPS_ACK, "index": int(a.id)}, n_clicks=0,
                         className="btn small ack"),
