@@ -87,6 +87,8 @@ def test_the_models_roll_up_is_the_twins_sum_rule_and_an_unknown_child_makes_an_
 
 
 def test_learned_models_fit_predict_and_come_back_from_their_state():
+    from dataclasses import replace
+
     s = toy_series()
     split, inputs = inputs_of(s)
     truth = inputs.truth(split.val)[0]
@@ -103,6 +105,11 @@ def test_learned_models_fit_predict_and_come_back_from_their_state():
         if isinstance(model, Ridge):  # a linear model sees the rhythm and the wave
             assert float(np.nanmean((pred - truth) ** 2)) < persistence
     assert Neural.unit_lstm(CONFIG).config.neighbours is False
+    # the per-unit LSTM falls back on the per-unit ridge; the tower on the better ridge, or as told
+    assert CONFIG.base == "ridge" and Neural.unit_lstm(CONFIG).config.base == "ridge_unit"
+    assert Neural.tower(CONFIG).config.base == "ridge"
+    assert Neural.unit_lstm(replace(CONFIG, base="ridge_pooled")).config.base == "ridge_pooled"
+    assert Neural.unit_lstm(replace(CONFIG, base=None)).config.base is None
 
 
 def test_a_network_that_loses_to_its_ridge_on_validation_learns_the_ridges_correction_instead():
