@@ -108,10 +108,23 @@ def event_shares(capacity: np.ndarray | None, n: int) -> np.ndarray:
     """How a scenario event's people spread over the ``n`` bottom units below its unit: by capacity where they
     all have one, else evenly. The one rule of every forecaster: the shares sum to one, so an event of N people
     adds N at its unit and at every unit above it."""
-    cap = None if capacity is None else np.asarray(capacity, dtype=float)
-    if cap is not None and len(cap) == n and np.isfinite(cap).all() and (cap >= 0).all() and cap.sum() > 0:
-        return cap / cap.sum()
-    return np.full(n, 1.0 / max(n, 1))
+    cap = None if capacity is None or len(capacity) != n else np.asarray(capacity, dtype=float)
+    return shares_by_group(cap, np.zeros(n, dtype=np.int64))
+
+
+def shares_by_group(capacity: np.ndarray | None, group: np.ndarray) -> np.ndarray:
+    """:func:`event_shares` for many events' units at once: ``group`` holds each bottom unit's event unit (its
+    ancestor), and each group's shares (by capacity where all its units have one, else even) sum to one."""
+    group = np.asarray(group, dtype=np.int64)
+    count = np.bincount(group).astype(float)
+    even = 1.0 / count[group]
+    if capacity is None:
+        return even
+    cap = np.asarray(capacity, dtype=float)
+    usable = np.isfinite(cap) & (cap >= 0)
+    total = np.bincount(group, weights=np.where(usable, cap, 0.0))
+    by_cap = (np.bincount(group, weights=(~usable).astype(float)) == 0) & (total > 0)
+    return np.where(by_cap[group], np.where(usable, cap, 0.0) / np.where(total > 0, total, 1.0)[group], even)
 
 
 def event_steps(times: pd.DatetimeIndex, event: dict[str, Any], step: pd.Timedelta) -> np.ndarray:

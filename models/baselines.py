@@ -304,6 +304,52 @@ class Ridge:
                 "scaler": None if self.scaler is None else self.scaler.to_state()}
 
 
+# -- announced events ----------------------------------------------------------------------
+@dataclass
+class Announced:
+    """A forecaster of the city without its announced events, with the announced people counted back in.
+
+    The announced attendance of planned events (the series' covariate, spread
+    over the bottom units below the venue by :func:`ciu.forecast.event_shares`,
+    the rule of a scenario's event) is not left to be learned from the few
+    events of the training steps: ``model`` learns the series less it
+    (:meth:`HierSeries.less_announced`) and every forecast adds it back at its
+    target steps, so an event of N announced people adds N at its venue and at
+    every unit above it, in stored forecasts and scenarios alike.
+    """
+
+    model: Any
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def learned(self) -> bool:
+        return self.model.learned
+
+    def fit(self, inputs: Inputs, split: Split) -> dict[str, Any]:
+        return self.model.fit(inputs.less_announced(), split)
+
+    def predict(self, inputs: Inputs, ts: np.ndarray, **kw: Any) -> np.ndarray | list[np.ndarray]:
+        """The inner model's forecasts plus the announced people (``kw``: the inner model's options; with
+        ``levels=True`` every level's, the announced people summed up like the forecasts)."""
+        ts = np.asarray(ts)
+        out = self.model.predict(inputs.less_announced(), ts, **kw)
+        more = inputs.announced(ts).astype(np.float32)
+        if isinstance(out, list):
+            return [o + m for o, m in zip(out, roll_up(more, inputs.series))]
+        return out + more
+
+    def state(self) -> dict[str, Any]:
+        return {"kind": "announced", "name": self.name, "model": self.model.state()}
+
+
+def inner(model: Any) -> Any:
+    """The forecaster itself, without the :class:`Announced` wrapper."""
+    return model.model if isinstance(model, Announced) else model
+
+
 # -- neural ------------------------------------------------------------------------------------
 #: what a neural model may learn on top of: the better ridge on validation, or one of them. The per-unit LSTM
 #: takes "ridge" as the per-unit ridge: on Manhattan taxi (2020) the pooled ridge won the validation race by

@@ -25,7 +25,8 @@ from scipy.optimize import nnls
 
 from ciu.alerts import AlertRule
 from ciu.errors import ValidationError
-from ciu.models.baselines import Forecaster, HistoricalAverage, Neural, Persistence, Ridge, SeasonalNaive, roll_up
+from ciu.models.baselines import (Announced, Forecaster, HistoricalAverage, Neural, Persistence, Ridge, SeasonalNaive,
+                                 inner, roll_up)
 from ciu.models.boosting import GradientBoosting
 from ciu.models.data import ExternalScaler, HierSeries, Scaler, Split, fit_stop
 from ciu.models.inputs import Inputs
@@ -125,6 +126,8 @@ class Blend:
 def from_state(state: dict[str, Any]) -> Forecaster:
     """A fitted forecaster back from :meth:`state` (checkpoints)."""
     kind = state["kind"]
+    if kind == "announced":
+        return Announced(from_state(state["model"]))
     if kind == "persistence":
         return Persistence()
     if kind == "seasonal_naive":
@@ -182,11 +185,11 @@ def best_ridge(done: dict[str, Forecaster], validation: dict[str, dict[str, Any]
     """The base of the neural candidates: the fitted ridge ``kind`` (``ridge_unit`` or ``ridge_pooled``), or with
     ``ridge`` the one of them with the best validation score; ``None`` when none was fitted (the network then fits
     its own)."""
-    ridges = [n for n, m in done.items() if isinstance(m, Ridge) and n in validation and kind in ("ridge", n)]
+    ridges = [n for n, m in done.items() if isinstance(inner(m), Ridge) and n in validation and kind in ("ridge", n)]
     if not ridges:
         return None
     reference = validation.get(REFERENCE) or validation[ridges[0]]
-    return done[min(ridges, key=lambda n: _score(validation[n], reference))]  # type: ignore[return-value]
+    return inner(done[min(ridges, key=lambda n: _score(validation[n], reference))])
 
 
 def _score(val: dict[str, Any], reference: dict[str, Any]) -> float:
@@ -324,10 +327,15 @@ def compete(series: HierSeries, split: Split, config: TrainConfig, *, models: Se
     preds: dict[str, np.ndarray] = {}
     validation: dict[str, dict[str, Any]] = {}
     for name in models:
-        model = fitted.get(name) or make(name, config, **(options or {}).get(name, {}))
+        model = fitted.get(name)
+        if model is None:
+            model = make(name, config, **(options or {}).get(name, {}))
+            if config.announced and series.covariates is not None:
+                model = Announced(model)
         if name not in fitted:
-            if isinstance(model, Neural) and model.config.base is not None and model.base is None:
-                model.base = best_ridge(done, validation, model.config.base)
+            net = inner(model)
+            if isinstance(net, Neural) and net.config.base is not None and net.base is None:
+                net.base = best_ridge(done, validation, net.config.base)
             info[name] = model.fit(inputs, split)
             model._info = info[name]  # type: ignore[attr-defined]  # kept for reuse by later seeds
         else:

@@ -24,7 +24,7 @@ inputs, with an "observed" flag beside every input value.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -252,6 +252,21 @@ class HierSeries:
         """The seasonal lags in days for ``horizons``: every lag reaches back past the issue step."""
         least = int(np.ceil(horizons / self.steps_per_day))
         return tuple(sorted({max(d, least) for d in SEASONAL_DAYS}))
+
+    def announced(self) -> np.ndarray:
+        """The announced people ``(T, N0, C)`` at the bottom level: the first covariate (announced event
+        attendance) on the first channel, zero elsewhere and without covariates."""
+        out = np.zeros(self.values.shape)
+        if self.covariates is not None:
+            out[..., 0] = np.nan_to_num(self.covariates[..., 0])
+        return out
+
+    def less_announced(self) -> HierSeries:
+        """The city without its announced events: the bottom values less :meth:`announced` (never below zero,
+        gaps kept), no covariates. The forecasters learn this series; the announced people are counted back in by
+        the one event rule (:class:`ciu.models.baselines.Announced`)."""
+        values = np.where(np.isnan(self.values), np.nan, np.maximum(self.values - self.announced(), 0.0))
+        return replace(self, values=values, covariates=None)
 
     def subset(self, start: int, stop: int) -> HierSeries:
         """The steps ``start .. stop-1`` (levels shared)."""

@@ -14,6 +14,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 from ciu.errors import ValidationError
+from ciu.forecast import shares_by_group
 from ciu.models.data import HierSeries, calendar_features
 from ciu.models.graph import graph_from_arrays
 
@@ -188,11 +189,10 @@ def sample_city_graph(config: object | None = None) -> HierSeries:
     if len(ev):
         b_index = pd.Index(frames["building"].index)
         member = parents[0]
-        counts = np.bincount(member, minlength=len(b_index)).astype(float)
         ti = times.get_indexer(pd.DatetimeIndex(ev["time"]).tz_convert("UTC").tz_localize(None))
         bi = b_index.get_indexer(ev["code"])
         per_b = np.zeros((len(times), len(b_index)))
         np.add.at(per_b, (ti, bi), ev["value"].to_numpy())
-        cov[:, :, 0] = (per_b / np.where(counts > 0, counts, 1.0))[:, member]
+        cov[:, :, 0] = per_b[:, member] * shares_by_group(capacity, member)
     graph.covariates = cov.astype(np.float32)
     return graph

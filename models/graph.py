@@ -32,6 +32,7 @@ from torch_geometric.data import HeteroData
 
 from ciu.clock import naive_utc
 from ciu.errors import ValidationError
+from ciu.forecast import shares_by_group
 from ciu.models.data import HierSeries, Level, calendar_features, infer_step
 
 if TYPE_CHECKING:
@@ -165,7 +166,8 @@ def build_graph(
         Time range of the series (``end`` excluded).
     covariate
         A known-future per-unit variable (announced event attendance); its cube at
-        its own level is spread evenly over the bottom units below each unit.
+        its own level is spread over the bottom units below each unit by the event
+        rule (:func:`ciu.forecast.shares_by_group`: by capacity, else evenly).
     step
         The series' step (default: inferred from the stored times of ``target``).
     """
@@ -227,8 +229,7 @@ def build_graph(
             raw = np.nan_to_num(np.asarray(c[covariate].values, dtype=np.float64))
             if not raw.any():
                 continue
-            counts = np.bincount(member, minlength=raw.shape[0]).astype(float)
-            cov[:, :, 0] += (raw / np.where(counts > 0, counts, 1.0)[:, None])[member].T
+            cov[:, :, 0] += raw[member].T * shares_by_group(graph.capacity, member)
             break  # the covariate's own (lowest observed) level
         graph.covariates = cov.astype(np.float32)
     return graph

@@ -85,6 +85,21 @@ class Inputs:
                                                history=self.history, horizons=self.horizons))
         return views[key][1]
 
+    def announced(self, ts: np.ndarray) -> np.ndarray:
+        """The announced people at the bottom level at the targets of issue steps ``ts`` ``(B, N0, H, C)``."""
+        return self.series.announced()[target_index(np.asarray(ts), self.horizons)].transpose(0, 2, 1, 3)
+
+    def less_announced(self) -> Inputs:
+        """The same inputs of the series without its announced events (:meth:`HierSeries.less_announced`),
+        standardised by the same scalers; built once."""
+        if self.series.covariates is None:
+            return self
+        if "_less" not in self.__dict__:
+            self.__dict__["_less"] = Inputs.build(self.series.less_announced(), scaler=self.scaler,
+                                                  ext_scaler=self.ext_scaler, history=self.history,
+                                                  horizons=self.horizons)
+        return self.__dict__["_less"]
+
     def fitted_scaler(self, transform: str, stop: int) -> Scaler:
         """A scaler of ``transform`` fitted on the steps before ``stop``; fitted once, so the models that ask
         for the same one share it and its :meth:`view`."""

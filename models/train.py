@@ -53,6 +53,9 @@ class TrainConfig:
     top_down: bool = True
     neighbours: bool = True
     base: str | None = "ridge"
+    #: announced event attendance counted into the forecasts by the event rule, not learned
+    #: (:class:`ciu.models.baselines.Announced`); ``False`` leaves it to the models as an input
+    announced: bool = True
     epochs: int = 30
     batch_size: int | None = None
     batch_units: int = 4096

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ciu.errors import ValidationError
-from ciu.models.baselines import HistoricalAverage, Neural, Persistence, Ridge, SeasonalNaive, roll_up
+from ciu.models.baselines import Announced, HistoricalAverage, Neural, Persistence, Ridge, SeasonalNaive, roll_up
 from ciu.models.boosting import GradientBoosting
 from ciu.models.champion import (BENCHMARK_MODELS, DEFAULT_MODELS, compete, from_state, load_forecaster, make,
                                  share_budget)
@@ -270,3 +270,38 @@ def test_manhattan_graph_matches_the_flow_file():
     np.testing.assert_allclose(city[:, 0], raw.sum(axis=1), rtol=1e-6)
     assert s.channels == ["departures", "arrivals"] and s.step == pd.Timedelta("1h")
     assert s.level_names == ["zone", "district", "city"] and s.levels[0].neighbours.shape[1] > 69
+
+
+def test_announced_people_are_counted_in_by_the_event_rule_not_learned():
+    """Announced attendance (the covariate) is taken out of what the models learn and added back to every forecast:
+    N announced people add N at the venue's units and at every unit above them, whatever the model."""
+    s = toy_series()
+    cov = np.zeros(s.values.shape[:2] + (1,), dtype=np.float32)
+    cov[300:303, :2, 0] = [30.0, 10.0]  # an event of 40 at block b0's first two cells, spread by capacity 3:1
+    s.covariates = cov
+    s.values[300:303, :2, 0] += cov[300:303, :2, 0]
+    less = s.less_announced()
+    assert less.covariates is None and np.allclose(less.values[300:303, :2, 0], s.values[300:303, :2, 0] - [30, 10])
+    np.testing.assert_array_equal(less.values[:, :, 1], s.values[:, :, 1])  # only the first channel counts people
+    split, inputs = inputs_of(s)
+    ts = np.array([298])  # targets 299 and 300: the event starts at the second horizon
+    for model in (Announced(HistoricalAverage()), Announced(Ridge(per_unit=False, name="ridge_pooled"))):
+        model.fit(inputs, split)
+        got = model.predict(inputs, ts)
+        alone = model.model.predict(inputs.less_announced(), ts)
+        np.testing.assert_allclose(got[0, :, 0], alone[0, :, 0], rtol=1e-6)  # nothing before the event
+        np.testing.assert_allclose(got[0, :2, 1, 0] - alone[0, :2, 1, 0], [30, 10], rtol=1e-5)
+        extra = [lv[0, :, 1, 0] for lv in roll_up(got - alone, s)]
+        assert extra[1][0] == pytest.approx(40) and extra[2][0] == pytest.approx(40) and extra[1][1] == 0
+        back = from_state(model.state())
+        assert isinstance(back, Announced)
+        np.testing.assert_allclose(back.predict(inputs, ts), got, rtol=1e-5)
+
+
+def test_an_announced_event_is_spread_over_its_venue_by_capacity_else_evenly():
+    from ciu.forecast import event_shares, shares_by_group
+
+    np.testing.assert_allclose(shares_by_group(np.array([1, 3, 2, np.nan, 5.0]), np.array([0, 0, 1, 1, 2])),
+                               [0.25, 0.75, 0.5, 0.5, 1.0])
+    np.testing.assert_allclose(event_shares(np.array([1.0, 3.0]), 2), [0.25, 0.75])
+    np.testing.assert_allclose(event_shares(None, 4), [0.25] * 4)
