@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ciu.clock import local_label
+from ciu.scenarios import compare
 
 
 #: the forecast's colour, and its p10–p90 band's
@@ -162,6 +163,20 @@ def scenario_numbers(baseline: pd.DataFrame, scenario: pd.DataFrame, *, level: s
         "baseline_over": int((b.xs(hour, level="horizon")["risk"] >= 0.8).sum()),
         "scenario_over": int((s.xs(hour, level="horizon")["risk"] >= 0.8).sum()),
     }
+
+
+def scenario_units(baseline: pd.DataFrame, scenario: pd.DataFrame, *, levels: list[str], limit: int = 12) -> pd.DataFrame:
+    """The units a scenario changes, one row each at the hour it changes them most: the upper levels first, then
+    the largest change (:func:`ciu.scenarios.compare`, as the API answers). Columns ``code, level, time, value_b,
+    value_s, delta, risk_b, risk_s`` and the bands ``q10_b, q90_b, q10_s, q90_s`` (NaN without bands)."""
+    rows = compare(baseline, scenario, levels=levels, max_units=limit).rows
+    if rows.empty:
+        return rows
+    at = rows.loc[rows["delta"].abs().groupby(rows["code"], sort=False).idxmax()]
+    for col in ("q10_b", "q90_b", "q10_s", "q90_s"):
+        if col not in at:
+            at[col] = float("nan")
+    return at.reset_index(drop=True)
 
 
 def scenario_overrides(*, kind: str, code: str | None, people: float | None, hours: int | None,

@@ -316,6 +316,11 @@ class ScenarioRow(BaseModel):
     delta: float | None
     baseline_risk: float | None
     scenario_risk: float | None
+    baseline_p10: float | None = Field(None, description="the baseline's p10..p90 band (none from the historical "
+                                                         "average)")
+    baseline_p90: float | None = None
+    scenario_p10: float | None = Field(None, description="the scenario's p10..p90 band")
+    scenario_p90: float | None = None
 
 
 class LevelTotal(BaseModel):

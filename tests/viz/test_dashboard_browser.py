@@ -132,6 +132,10 @@ def test_dashboard_pages_offline(city_url, city, published):
         _wait_drawn(page, "scn-rendered", "scenario:")
         diff_text = page.locator(".scn-3").inner_text()
         assert diff_text.startswith("+") and diff_text != "+0"
+        changed = page.locator("tr.scn-unit")  # the per-unit table: the upper levels first, each with its change
+        assert changed.count() >= 2, page.locator("#scn-units").inner_text()
+        first = changed.first.locator("td")
+        assert first.nth(1).inner_text() == "city" and first.nth(5).inner_text().startswith("+")
         diff_png = page.locator("#scn-map").screenshot()
         assert painted_fraction(diff_png) > 0.05
         page.screenshot(path=str(SCREENSHOTS / "dashboard-planner-scenario.png"), full_page=True)

@@ -11,7 +11,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from ciu.clock import local_label
 from ciu.errors import CiuError
-from ciu.viz.figures import card_rows, scenario_numbers, scenario_overrides, skill_rows
+from ciu.viz.figures import card_rows, scenario_numbers, scenario_overrides, scenario_units, skill_rows
 from ciu.viz.ids import Id
 from ciu.viz.layers import difference_payload, floor_layer, view_of
 from ciu.viz.provider import DataProvider
@@ -108,6 +108,23 @@ def numbers_table(nums: dict[str, Any], *, model: str, variable: str, unit: str,
         html.Tr([html.Th(k), html.Td(v, className="scn-" + str(i))]) for i, (k, v) in enumerate(rows)])])
 
 
+def units_table(units: pd.DataFrame, *, tz: str = "UTC") -> html.Div:
+    """The units the scenario changes, at the hour it changes each most: baseline and scenario with their p10–p90
+    bands, the difference and the risk."""
+    def band(low: float, high: float) -> str:
+        return "" if pd.isna(low) or pd.isna(high) else f" ({low:,.0f}–{high:,.0f})"
+
+    head = html.Tr([html.Th(h) for h in ("unit", "level", "hour", "baseline (p10–p90)", "scenario (p10–p90)",
+                                         "difference", "risk")])
+    body = [html.Tr(className="scn-unit", children=[
+        html.Td("/".join(r.code.split("/")[-2:]), title=r.code), html.Td(r.level), html.Td(local_label(r.time, tz,
+                                                                                                "%a %H:%M")),
+        html.Td(f"{r.value_b:,.0f}{band(r.q10_b, r.q90_b)}"), html.Td(f"{r.value_s:,.0f}{band(r.q10_s, r.q90_s)}"),
+        html.Td(f"{r.delta:+,.0f}"), html.Td(f"{r.risk_b:.0%} → {r.risk_s:.0%}")]) for r in units.itertuples()]
+    return html.Div(id="scn-units", children=[html.H3(f"Units changed ({len(units)} shown)"),
+                                              html.Table(className="card-table units-table", children=[head, *body])])
+
+
 def register(app: Dash, data: DataProvider) -> None:
     """Register the page and its callbacks on ``app``."""
     dash.register_page("ciu.viz.pages.planner", path=PATH, name="Planner", title="CIU Twin · planner", order=1,
@@ -160,8 +177,9 @@ def register(app: Dash, data: DataProvider) -> None:
         payload = difference_payload(floor_layer(floors), base=base_map(data), diff=diff,
                                      view=view_of(floors, pitch=PITCH, bearing=BEARING),
                                      key=f"scenario:{_n}")
-        return payload, numbers_table(nums, model=result["model"], variable=data.settings.variable, unit=bottom,
-                                      tz=data.timezone)
+        changed = scenario_units(result["baseline"], result["scenario"], levels=data.levels[::-1])
+        return payload, [numbers_table(nums, model=result["model"], variable=data.settings.variable, unit=bottom,
+                                       tz=data.timezone), units_table(changed, tz=data.timezone)]
 
     for map_id, click_id, frame_id, time_id, out_id in (
             (Id.PLAN_MAP, Id.PLAN_CLICK, Id.PLAN_FRAME, Id.PLAN_TIME, Id.PLAN_RENDERED),

@@ -68,12 +68,15 @@ def scenario(ctx: Ctx, body: ScenarioRequest, request: Request) -> dict:
 
     variable = str(base["variable"].iloc[0]) if len(base) else body.variable
     b_vals, s_vals = shown(rows["value_b"], variable), shown(rows["value_s"], variable)
+    bands = {f"{side}_{q}": shown(rows[f"{col}_{x}"], variable) if f"{col}_{x}" in rows else [None] * len(rows)
+             for side, x in (("baseline", "b"), ("scenario", "s")) for q, col in (("p10", "q10"), ("p90", "q90"))}
     units = [{
         "code": r.code, "level": r.level, "variable": r.variable, "horizon": int(r.horizon),
         "time": pd.Timestamp(r.time).isoformat(), "baseline": b, "scenario": s,
         "delta": None if (b is None or s is None) else s - b,
         "baseline_risk": float(r.risk_b), "scenario_risk": float(r.risk_s),
-    } for r, b, s in zip(rows.itertuples(index=False), b_vals, s_vals)]
+        **{k: v[i] for k, v in bands.items()},
+    } for i, (r, b, s) in enumerate(zip(rows.itertuples(index=False), b_vals, s_vals))]
     tb, ts = shown(totals["value_b"], variable), shown(totals["value_s"], variable)
     ctx.audit(units=int(rows["code"].nunique()))
     return {

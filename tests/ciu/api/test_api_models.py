@@ -258,5 +258,11 @@ def test_a_scenario_that_names_no_horizons_forecasts_as_many_as_the_model_serves
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["horizons"] == 3 and sorted({t["horizon"] for t in body["totals"]}) == [1, 2, 3]
+    assert body["units"], "a holiday changes the city's forecast"
+    for row in body["units"]:  # the trained model's bands travel with its answer, each around its own forecast
+        for side in ("baseline", "scenario"):
+            low, mid, high = row[f"{side}_p10"], row[side], row[f"{side}_p90"]
+            assert low is not None and high is not None and low <= high, row
+            assert low - 1e-6 <= mid <= high + 1e-6, row
     too_far = client.post("/scenarios", headers=trained.viewer, json={"holiday": True, "horizons": 4})
     assert too_far.status_code == 422 and "1..3" in too_far.json()["detail"]
