@@ -84,6 +84,8 @@ class Series:
     loader: str
     loader_version: str
     params: dict[str, Any] = field(default_factory=dict)
+    #: what the reading changed or decided, for the load's report (e.g. times moved out of a skipped hour)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

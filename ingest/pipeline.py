@@ -38,8 +38,11 @@ def resolve_keys(twin: Twin, series: Series, *, level: str | None = None,
                  mapping: dict[str, str] | None = None) -> pd.Series:
     """Unit codes for the series' keys; an unknown key is refused naming file, row and field.
 
-    A key is a unit code, or (with ``level``) the last part of the code of a
-    unit at that level, or a key of ``mapping``.
+    A key is a unit code, or (with ``level``) the last part of the code of
+    exactly one unit at that level, or a key of ``mapping``. A key that is the
+    last part of several units' codes (``f00``: the ground floor of every
+    building) is refused naming its row and the candidates, never written to
+    one of them.
     """
     keys = series.frame["key"].astype(str)
     uniq = pd.unique(keys)
@@ -53,9 +56,20 @@ def resolve_keys(twin: Twin, series: Series, *, level: str | None = None,
         lookup.update({k: k for k in rest if k in stored})
         rest = [k for k in rest if k not in stored]
     if rest and level is not None:
-        codes = twin.units(level=level).index
-        by_tail = {c.rsplit("/", 1)[-1]: c for c in codes}
-        lookup.update({k: by_tail[k] for k in rest if k in by_tail})
+        by_tail: dict[str, list[str]] = {}
+        for c in twin.units(level=level).index:
+            by_tail.setdefault(c.rsplit("/", 1)[-1], []).append(c)
+        for k in rest:
+            found = by_tail.get(k, [])
+            if len(found) > 1:
+                r = series.frame.iloc[int(np.flatnonzero((keys == k).to_numpy())[0])]
+                shown = ", ".join(repr(c) for c in sorted(found)[:3]) + (f" and {len(found) - 3} more"
+                                                                          if len(found) > 3 else "")
+                raise ValidationError(f"unit {k!r} is ambiguous at level {level!r}: it ends {len(found)} codes"
+                                      f" ({shown}); give full codes or a mapping", source=series.uri,
+                                      row=int(r["row"]), field=series.params.get("key_field", "key"))
+            if found:
+                lookup[k] = found[0]
     codes = keys.map(lookup)
     if codes.isna().any():
         i = int(np.flatnonzero(codes.isna().to_numpy())[0])
@@ -85,6 +99,7 @@ def load_series(twin: Twin, series: Series, info: SourceInfo, *, codes: pd.Serie
                 raise type(exc)(exc.reason, source=exc.source, row=int(series.frame["row"].iloc[exc.row]),
                                 field=exc.field) from exc
             raise
+        report.notes.extend(series.notes)
         if report.conflicts:
             report.notes.append(f"{info.uri}: {report.conflicts} values differ from stored ones; kept the stored"
                                 " values")

@@ -142,9 +142,35 @@ def truncated_csv(city, tmp):
     return path, {"row": 5, "field": "value", "match": "missing"}
 
 
+def huge_count(city, tmp):
+    def edit(f):
+        f.loc[4, "value"] = 1e308  # summed up the levels it would become inf
+        return f
+    return _series_csv(city, tmp, "huge.csv", edit), {"row": 4, "field": "value", "match": "beyond"}
+
+
+def far_future(city, tmp):
+    def edit(f):
+        f.loc[2, "time"] = "2300-01-01T00:00:00Z"  # would become the twin's latest observation
+        return f
+    return _series_csv(city, tmp, "future.csv", edit), {"row": 2, "field": "time", "match": "outside the years"}
+
+
+def offset_and_none(city, tmp):
+    def edit(f):
+        f.loc[3, "time"] = "2032-01-01 01:00"  # the others state +00:00
+        return f
+    return _series_csv(city, tmp, "offsets.csv", edit), {"row": 3, "field": "time", "match": "lacks a UTC offset"}
+
+
+def header_only(city, tmp):
+    return _series_csv(city, tmp, "header.csv", lambda f: f.iloc[:0]), {"row": None, "field": "time",
+                                                                         "match": "no observations"}
+
+
 CASES = [bowtie, empty_polygon, missing_crs, missing_key_column, duplicate_ids, truncated_geojson, truncated_gpkg,
          nan_count, negative_count, missing_value_column, bad_timestamp, duplicate_observation, unknown_unit,
-         truncated_csv]
+         truncated_csv, huge_count, far_future, offset_and_none, header_only]
 
 
 @pytest.mark.parametrize("make", CASES, ids=[c.__name__ for c in CASES])
@@ -198,4 +224,21 @@ def test_bad_arrays(city, tmp_path, case):
         info = SourceInfo(uri=str(path), sha256="0" * 64, loader=series.loader, loader_version="1", params={})
         load_series(city, series, info)
     assert err.value.source == str(path) and err.value.row == want_row and err.value.field == want_field
+    assert fingerprint(city) == snap
+
+
+def test_a_key_that_ends_several_codes_is_refused_not_written_to_one_of_them(city, tmp_path):
+    """``f00`` at ``--level floor`` is the ground floor of every building: an error naming the row and candidates."""
+    floors = city.units(level="floor").index
+    tail = floors[0].rsplit("/", 1)[1]
+    assert sum(c.endswith("/" + tail) for c in floors) > 1, "the test city has several floors of that name"
+    path = tmp_path / "floors.csv"
+    pd.DataFrame({"code": [floors[0], tail],  # a full code, then a key that ends many
+                  "time": ["2032-01-01T00:00Z"] * 2, "variable": ["people"] * 2, "value": [5.0, 6.0]}).to_csv(
+        path, index=False)
+    snap = fingerprint(city)
+    with pytest.raises(ValidationError, match="ambiguous at level 'floor'") as err:
+        ingest_file(city, path, loader=loader_for(path), options=FileOptions(variable="people", level="floor"))
+    assert err.value.row == 1 and err.value.field == "code" and str(path) in str(err.value)
+    assert floors[0] in str(err.value) or "more" in str(err.value)
     assert fingerprint(city) == snap

@@ -119,6 +119,27 @@ def test_timeseries_wide_with_local_time(tmp_path):
     assert list(first["row"]) == [0, 1]
 
 
+def test_timeseries_clocks_offsets_daylight_saving_and_time_zones(tmp_path):
+    """Instants with different offsets are what they say; naive local times in the hour the clocks skip move forward
+    by the gap (counted in the notes); the hour they repeat is its first occurrence; an unknown zone is refused."""
+    path = tmp_path / "mixed.csv"
+    pd.DataFrame({"code": ["a", "b"], "time": ["2026-03-29T00:30:00Z", "2026-03-29T03:30:00+02:00"],
+                  "value": [1, 2]}).to_csv(path, index=False)
+    s = TimeSeriesLoader().read(path, variable="people")
+    assert list(s.frame["time"]) == [pd.Timestamp("2026-03-29 00:30", tz="UTC"),
+                                     pd.Timestamp("2026-03-29 01:30", tz="UTC")] and not s.notes
+    local = tmp_path / "local.csv"
+    pd.DataFrame({"code": ["a"] * 4, "time": ["2026-03-29 01:30", "2026-03-29 02:30", "2026-03-29 03:30",
+                                              "2026-10-25 02:30"], "value": [1, 2, 3, 4]}).to_csv(local, index=False)
+    s = TimeSeriesLoader().read(local, variable="people", tz="Europe/Amsterdam")
+    assert list(s.frame["time"]) == [pd.Timestamp(t, tz="UTC") for t in ("2026-03-29 00:30", "2026-03-29 01:00",
+                                                                          "2026-03-29 01:30", "2026-10-25 00:30")]
+    assert len(s.notes) == 1 and "1 local time(s)" in s.notes[0] and "row 1" in s.notes[0]
+    with pytest.raises(ValidationError, match="unknown time zone 'Mars/Olympus'") as err:
+        TimeSeriesLoader().read(local, variable="people", tz="Mars/Olympus")
+    assert err.value.field == "tz"
+
+
 def _mapping(n_t: int = 4, n_u: int = 3) -> ArrayMapping:
     return ArrayMapping(key="flows", units=[f"u{i}" for i in range(n_u)],
                         times=pd.date_range("2024-01-01", periods=n_t, freq="h"), channels={0: "out", 1: "in"})
