@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 FORECAST_COLUMNS = ["code", "level", "variable", "horizon", "time", "value", "risk", "limit"]
 #: day classes of the profile: Monday..Saturday are 0..5, Sunday and public holidays are 6
 SUNDAY = 6
+#: the variable that announces planned events' attendance; forecasters count it in by the event rule
+ANNOUNCED = "event_expected"
 OVERRIDE_KEYS = ("event", "closure", "weather", "holiday")
 
 
@@ -182,7 +184,13 @@ class HistoricalAverageForecaster:
         local = times.tz_convert(tz)
         day = np.where(holiday | (local.day_of_week == 6), SUNDAY, local.day_of_week)
         slot = day * 24 + local.hour.to_numpy()
+        capacity = np.array([
+            float((a or {}).get(self.capacity_attr) or 0.0) for a in units.loc[wide.columns, "attrs"]
+        ])
+        # the city without its announced events: their people are counted back in when forecasting
         values = wide.to_numpy(dtype=float)
+        values = np.where(np.isnan(values), np.nan,
+                          np.maximum(values - announced_people(twin, units, list(wide.columns), capacity, times), 0.0))
         profile = np.full((7 * 24, values.shape[1]), np.nan)
         frame = pd.DataFrame(values, index=slot)
         means = frame.groupby(level=0).mean()
@@ -203,9 +211,6 @@ class HistoricalAverageForecaster:
         rain_dev = np.nan_to_num(rain - rain_mean, nan=0.0)
         beta = _weather_fit(np.nan_to_num(values, nan=0.0), expected, rain_dev, temp_dev,
                             np.isfinite(values))
-        capacity = np.array([
-            float((a or {}).get(self.capacity_attr) or 0.0) for a in units.loc[wide.columns, "attrs"]
-        ])
         reference = capacity if capacity.sum() > 0 else profile.max(axis=0)
         self._fit = {
             "tz": tz, "codes": list(wide.columns), "profile": profile, "beta": beta, "rain_mean": rain_mean,
@@ -262,6 +267,7 @@ class HistoricalAverageForecaster:
             scale = 1.0 + np.outer(rain, fit["beta"][:, 0]) + np.outer(temp_dev, fit["beta"][:, 1])
             values = values * np.clip(scale, 0.0, None)
         codes = fit["codes"]
+        values = values + announced_people(twin, fit["units"], codes, fit["capacity"], times)
         if ov.get("event"):
             values = self._add_event(values, times, ov["event"], codes, fit)
         if ov.get("closure"):
@@ -326,6 +332,41 @@ class HistoricalAverageForecaster:
             }))
         out = pd.concat(frames, ignore_index=True)
         return out[FORECAST_COLUMNS]
+
+
+def announced_people(twin: Twin, units: pd.DataFrame, codes: list[str], capacity: np.ndarray | None,
+                     times: pd.DatetimeIndex) -> np.ndarray:
+    """The announced event attendance (:data:`ANNOUNCED`) at ``times`` ``(T, N)`` for the units ``codes`` of one
+    level, each announcement spread over the units below its own unit by the event rule
+    (:func:`shares_by_group`); zero where nothing is announced or the twin announces nothing."""
+    out = np.zeros((len(times), len(codes)))
+    if not len(times) or ANNOUNCED not in {v.name for v in twin.variables()}:
+        return out
+    observed = twin.observed_levels(ANNOUNCED)
+    if not observed:
+        return out
+    level = observed[0]
+    ann = twin.observations(ANNOUNCED, level=level, start=times.min(), end=times.max() + pd.Timedelta(hours=1))
+    if ann.empty:
+        return out
+    parent = units["parent_code"]
+    ancestor = pd.Series(codes, index=codes, dtype=object)
+    for _ in range(len(twin.levels)):  # climb until every unit stands at the announcements' level
+        below = units.loc[ancestor.dropna().to_numpy(), "level"].to_numpy() != level
+        if not below.any():
+            break
+        at = ancestor.dropna().index[below]
+        ancestor[at] = parent.reindex(ancestor[at].to_numpy()).to_numpy()
+    wide = ann.pivot_table(index="time", columns="code", values="value", aggfunc="sum")
+    wide.index = pd.DatetimeIndex(wide.index)
+    wide = wide.reindex(index=times, fill_value=0.0).fillna(0.0)
+    known = ancestor.isin(wide.columns).to_numpy()
+    if not known.any():
+        return out
+    group = pd.Index(sorted(set(ancestor[known]))).get_indexer(ancestor[known])
+    share = shares_by_group(None if capacity is None else np.asarray(capacity, dtype=float)[known], group)
+    out[:, known] = wide[ancestor[known].to_numpy()].to_numpy() * share[None, :]
+    return out
 
 
 def _weather_fit(obs: np.ndarray, expected: np.ndarray, rain: np.ndarray, temp: np.ndarray,

@@ -149,3 +149,36 @@ def test_a_trained_run_that_cannot_be_loaded_is_an_error_not_a_fallback(city: Tw
     finally:
         city.store.conn.execute("DELETE FROM ciu.model_run WHERE id = %s", (run,))
     assert load_forecaster(city, "people")[1] == "historical_average"
+
+
+def test_announced_events_are_counted_in_by_the_event_rule(fitted, monkeypatch) -> None:
+    """The historical average learns the city less its announced events and counts them back in: N announced people
+    add N at their venue and at every unit above it, spread over the venue's floors by capacity."""
+    import ciu.forecast as forecast
+
+    city, model, _ = fitted
+    ann = city.observations(forecast.ANNOUNCED)
+    assert not ann.empty, "the sample city announces events"
+    t = pd.Timestamp(ann["time"].min())
+    now = ann[ann["time"] == t].groupby("code")["value"].sum()
+    frame = model.forecast(city, issued_at=(t - pd.Timedelta("1h")).to_pydatetime(), horizons=1).set_index("code")
+    with monkeypatch.context() as m:  # the same forecast with nothing announced
+        m.setattr(forecast, "announced_people", lambda twin, units, codes, capacity, times: np.zeros((len(times),
+                                                                                                       len(codes))))
+        plain = model.forecast(city, issued_at=(t - pd.Timedelta("1h")).to_pydatetime(), horizons=1).set_index("code")
+    more = frame["value"] - plain["value"]
+    units = city.units()
+    for venue, people in now.items():
+        assert more[venue] == pytest.approx(people)
+        floors = units.index[units["parent_code"] == venue]
+        cap = np.array([units.loc[f, "attrs"]["capacity"] for f in floors], dtype=float)
+        np.testing.assert_allclose(more[floors].to_numpy(), people * cap / cap.sum(), rtol=1e-9)
+    top = str(city.units(level="city").index[0])
+    assert more[top] == pytest.approx(now.sum())
+    touched = set(units.index[units["parent_code"].isin(now.index)]) | set(now.index)
+    for venue in now.index:  # and every unit above a venue
+        up = units.loc[venue, "parent_code"]
+        while isinstance(up, str):
+            touched.add(up)
+            up = units.loc[up, "parent_code"]
+    assert (more.drop(sorted(touched)).abs() < 1e-9).all()  # nothing anywhere else
