@@ -40,7 +40,7 @@ def render() -> str:
         result = json.loads(path.read_text())
         name = result.get("benchmark", path.stem)
         try:
-            module = importlib.import_module(f"bench.{path.stem}")
+            module = importlib.import_module(f"bench.{path.stem.split('-')[0]}")  # scenarios-manhattan: scenarios
             body = module.markdown(result) if hasattr(module, "markdown") else None
         except ImportError:
             body = None

@@ -4,13 +4,15 @@ Starts the API (``ciu serve``) on the twin of the current settings (after
 ``make demo``: the sample city and its trained champion; ``CIU_DB_NAME=manhattan``
 after ``make demo-nyc``) once per worker count, and posts the planner's default
 what-if (an event of 500 people for two hours, an hour after the last
-observation, at a building drawn at random) first from one planner alone, one
+observation, at a building drawn at random, or a unit of the model's lowest
+level where it knows no buildings: Manhattan's taxi zones) first from one planner alone, one
 request after the other, then from eight planners at once. With ``W`` scenario
 workers, eight planners should wait about ``8 / W`` runs each and no longer: the
 p95 of the crowd beside the alone p50 says whether a request blocked another
 beyond the pool size.
 
-Writes ``bench/results/scenarios.json``. Run with ``make bench-scenarios``.
+Writes ``bench/results/scenarios.json`` (another twin: ``scenarios-<twin>.json``). Run with
+``make bench-scenarios`` (``CIU_DB_NAME=manhattan make bench-scenarios`` after ``make demo-nyc``).
 """
 
 from __future__ import annotations
@@ -106,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit("no trained model run in this twin: run `make demo` (or `ciu train`) first")
         target = str(newest["target"])
         last = last_observed(twin, target)
-        buildings = list(twin.units(level=twin.level_of_kind("structure").name).index
-                         if twin.level_of_kind("structure") is not None else twin.units(level=twin.levels[1]).index)
+        known = twin.levels_from(target)  # an event at a building where the model knows buildings, else at its units
+        structure = twin.level_of_kind("structure")
+        place = structure.name if structure is not None and structure.name in known else known[0]
+        buildings = list(twin.units(level=place).index)
         _, key = Access(twin.store.conn).create_key(name="scenario benchmark", role="operator")
         name = twin.name
     issued = pd.Timestamp(last).tz_convert("UTC").floor("h")
@@ -139,18 +143,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[scenarios] {workers} worker(s): {args.planners} planners × {args.each} at once…", flush=True)
             many = crowd(base, bodies, key, args.planners, args.each)
             runs.append({"workers": workers, "alone": alone, "crowd": many,
-                         "crowd_p95_over_alone_p50": round(many["p95_ms"] / alone["p50_ms"], 2),
-                         "queue_bound": round(np.ceil(args.planners / workers) + 1, 1)})
+                         "crowd_p95_over_alone_p50": round(many["p95_ms"] / alone["p50_ms"], 2)})
             print(f"[scenarios] {workers} worker(s): alone p50 {alone['p50_ms']:.0f} ms, p95 {alone['p95_ms']:.0f} ms;"
                   f" {args.planners} at once p50 {many['p50_ms']:.0f} ms, p95 {many['p95_ms']:.0f} ms,"
                   f" {many['ok']}/{many['requests']} answered 200", flush=True)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    path = write_result("scenarios", {"twin": name, "variable": target, "issued_at": issued.isoformat(),
-                                      "planners": args.planners, "each": args.each, "alone_requests": args.alone,
-                                      "scenario": "event of 500 people for 2 h, 1 h after the last observation,"
-                                                  " at a random building", "runs": runs})
+    path = write_result("scenarios" if name == "ciu" else f"scenarios-{name}", {
+        "twin": name, "variable": target, "issued_at": issued.isoformat(), "planners": args.planners,
+        "each": args.each, "alone_requests": args.alone,
+        "scenario": f"event of 500 for 2 h, 1 h after the last observation, at a random unit of level {place!r}",
+        "runs": runs})
     print(f"[scenarios] wrote {path}")
     return 0
 
