@@ -190,7 +190,8 @@ class HistoricalAverageForecaster:
         # the city without its announced events: their people are counted back in when forecasting
         values = wide.to_numpy(dtype=float)
         values = np.where(np.isnan(values), np.nan,
-                          np.maximum(values - announced_people(twin, units, list(wide.columns), capacity, times), 0.0))
+                          np.maximum(values - announced_people(twin, list(wide.columns), capacity, times,
+                                                               units=units), 0.0))
         profile = np.full((7 * 24, values.shape[1]), np.nan)
         frame = pd.DataFrame(values, index=slot)
         means = frame.groupby(level=0).mean()
@@ -267,7 +268,7 @@ class HistoricalAverageForecaster:
             scale = 1.0 + np.outer(rain, fit["beta"][:, 0]) + np.outer(temp_dev, fit["beta"][:, 1])
             values = values * np.clip(scale, 0.0, None)
         codes = fit["codes"]
-        values = values + announced_people(twin, fit["units"], codes, fit["capacity"], times)
+        values = values + announced_people(twin, codes, fit["capacity"], times, units=fit["units"])
         if ov.get("event"):
             values = self._add_event(values, times, ov["event"], codes, fit)
         if ov.get("closure"):
@@ -334,38 +335,40 @@ class HistoricalAverageForecaster:
         return out[FORECAST_COLUMNS]
 
 
-def announced_people(twin: Twin, units: pd.DataFrame, codes: list[str], capacity: np.ndarray | None,
-                     times: pd.DatetimeIndex) -> np.ndarray:
-    """The announced event attendance (:data:`ANNOUNCED`) at ``times`` ``(T, N)`` for the units ``codes`` of one
-    level, each announcement spread over the units below its own unit by the event rule
-    (:func:`shares_by_group`); zero where nothing is announced or the twin announces nothing."""
+def announced_people(twin: Twin, codes: list[str], capacity: np.ndarray | None, times: pd.DatetimeIndex, *,
+                     variable: str = ANNOUNCED, freq: str = "h", units: pd.DataFrame | None = None) -> np.ndarray:
+    """The announced attendance ``(T, N)`` at ``times`` for the units ``codes`` of one level: each announcement,
+    taken at the level where ``variable`` is observed (not a level below, where the cube would repeat it on every
+    unit), spread over the units below its own by the event rule (:func:`shares_by_group`: by ``capacity``, else
+    evenly); zero where nothing is announced. ``units`` (code-indexed, with ``level`` and ``parent_code``) saves
+    reading them again."""
     out = np.zeros((len(times), len(codes)))
-    if not len(times) or ANNOUNCED not in {v.name for v in twin.variables()}:
+    if not len(times) or not len(codes) or variable not in {v.name for v in twin.variables()}:
         return out
-    observed = twin.observed_levels(ANNOUNCED)
+    observed = twin.observed_levels(variable)
     if not observed:
         return out
     level = observed[0]
-    ann = twin.observations(ANNOUNCED, level=level, start=times.min(), end=times.max() + pd.Timedelta(hours=1))
-    if ann.empty:
-        return out
-    parent = units["parent_code"]
+    units = twin.units() if units is None else units
     ancestor = pd.Series(codes, index=codes, dtype=object)
-    for _ in range(len(twin.levels)):  # climb until every unit stands at the announcements' level
-        below = units.loc[ancestor.dropna().to_numpy(), "level"].to_numpy() != level
+    for _ in range(len(twin.levels)):  # climb until every unit stands at the announcements' level (or above the top)
+        alive = ancestor.dropna()
+        below = units["level"].reindex(alive.to_numpy()).to_numpy() != level
         if not below.any():
             break
-        at = ancestor.dropna().index[below]
-        ancestor[at] = parent.reindex(ancestor[at].to_numpy()).to_numpy()
-    wide = ann.pivot_table(index="time", columns="code", values="value", aggfunc="sum")
-    wide.index = pd.DatetimeIndex(wide.index)
-    wide = wide.reindex(index=times, fill_value=0.0).fillna(0.0)
-    known = ancestor.isin(wide.columns).to_numpy()
+        at = alive.index[below]
+        ancestor[at] = units["parent_code"].reindex(ancestor[at].to_numpy()).to_numpy()
+    naive = times.tz_convert("UTC").tz_localize(None) if times.tz is not None else times
+    cube = twin.cube(level=level, variables=[variable], start=naive.min().tz_localize("UTC"),
+                     end=naive.max().tz_localize("UTC") + pd.Timedelta(seconds=1), freq=freq).reindex(time=naive)
+    raw = pd.DataFrame(np.nan_to_num(np.asarray(cube[variable].values, dtype=np.float64)).T,
+                       columns=[str(c) for c in cube["unit"].values])
+    known = ancestor.isin(raw.columns).to_numpy()
     if not known.any():
         return out
     group = pd.Index(sorted(set(ancestor[known]))).get_indexer(ancestor[known])
     share = shares_by_group(None if capacity is None else np.asarray(capacity, dtype=float)[known], group)
-    out[:, known] = wide[ancestor[known].to_numpy()].to_numpy() * share[None, :]
+    out[:, known] = raw[ancestor[known].to_numpy()].to_numpy() * share[None, :]
     return out
 
 

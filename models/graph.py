@@ -32,7 +32,7 @@ from torch_geometric.data import HeteroData
 
 from ciu.clock import naive_utc
 from ciu.errors import ValidationError
-from ciu.forecast import shares_by_group
+from ciu.forecast import announced_people
 from ciu.models.data import HierSeries, Level, calendar_features, infer_step
 
 if TYPE_CHECKING:
@@ -165,9 +165,9 @@ def build_graph(
     start, end
         Time range of the series (``end`` excluded).
     covariate
-        A known-future per-unit variable (announced event attendance); its cube at
-        its own level is spread over the bottom units below each unit by the event
-        rule (:func:`ciu.forecast.shares_by_group`: by capacity, else evenly).
+        A known-future per-unit variable (announced event attendance), taken at
+        the level where it is observed and spread over the bottom units below each
+        unit by the event rule (:func:`ciu.forecast.announced_people`).
     step
         The series' step (default: inferred from the stored times of ``target``).
     """
@@ -223,15 +223,10 @@ def build_graph(
                        capacity=pd.to_numeric(capacity, errors="coerce").to_numpy(dtype=np.float64))
 
     if covariate is not None and covariate in names:
-        cov = np.zeros((len(full), len(bottom), 1))
-        for lv, member in zip(levels, graph.membership()):
-            c = twin.cube(level=lv, variables=[covariate], start=start, end=end, freq=freq).reindex(time=full)
-            raw = np.nan_to_num(np.asarray(c[covariate].values, dtype=np.float64))
-            if not raw.any():
-                continue
-            cov[:, :, 0] += raw[member].T * shares_by_group(graph.capacity, member)
-            break  # the covariate's own (lowest observed) level
-        graph.covariates = cov.astype(np.float32)
+        known = pd.concat([frames[lv][["level", "parent_code"]] for lv in levels])
+        cov = announced_people(twin, list(bottom.index), graph.capacity, full, variable=covariate, freq=freq,
+                               units=known)
+        graph.covariates = cov[:, :, None].astype(np.float32)
     return graph
 
 

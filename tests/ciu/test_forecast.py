@@ -163,7 +163,7 @@ def test_announced_events_are_counted_in_by_the_event_rule(fitted, monkeypatch) 
     now = ann[ann["time"] == t].groupby("code")["value"].sum()
     frame = model.forecast(city, issued_at=(t - pd.Timedelta("1h")).to_pydatetime(), horizons=1).set_index("code")
     with monkeypatch.context() as m:  # the same forecast with nothing announced
-        m.setattr(forecast, "announced_people", lambda twin, units, codes, capacity, times: np.zeros((len(times),
+        m.setattr(forecast, "announced_people", lambda twin, codes, capacity, times, **kw: np.zeros((len(times),
                                                                                                        len(codes))))
         plain = model.forecast(city, issued_at=(t - pd.Timedelta("1h")).to_pydatetime(), horizons=1).set_index("code")
     more = frame["value"] - plain["value"]

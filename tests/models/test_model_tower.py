@@ -59,6 +59,23 @@ def test_graph_has_every_level_edges_clock_and_capacity(city, series):
     assert series.external_names == ["holiday", "temperature", "rain"]
     assert series.step == pd.Timedelta("1h") and series.timezone == "Europe/Amsterdam"
     assert np.abs(series.covariates).sum() > 0  # announced events reach the floors
+    # once each, by capacity: a venue's floors hold its announcement between them (not each the whole of it)
+    ann = city.observations("event_expected")
+    at = ann.groupby(["code", "time"])["value"].sum()
+    times = series.times.tz_localize("UTC") if series.times.tz is None else series.times
+    floors = units["floor"]
+    checked = 0
+    for (venue, t), people in at.items():
+        if t not in times:
+            continue
+        below = np.flatnonzero(floors["parent_code"].to_numpy() == venue)
+        got = series.covariates[times.get_loc(t), below, 0]
+        cap = np.array([floors.iloc[i]["attrs"]["capacity"] for i in below], dtype=float)
+        np.testing.assert_allclose(got, people * cap / cap.sum(), rtol=1e-5)
+        checked += 1
+    assert checked > 0
+    np.testing.assert_allclose(series.covariates.sum(), at[at.index.get_level_values("time").isin(times)].sum(),
+                               rtol=1e-5)
     assert series.levels[0].static.shape[0] == len(units["floor"]) and series.levels[0].static.shape[1] > 3
     assert (series.capacity > 0).all() and len(series.capacity) == len(units["floor"])
 
