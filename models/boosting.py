@@ -21,15 +21,19 @@ class GradientBoosting:
 
     One model per horizon and channel for all units, on standardised values,
     units weighing in by their spread; early stopping on the validation steps.
-    Two variants race on the first horizon and the one with the lower
-    validation error there is kept and fitted for the other horizons:
-    values as they are, and counts on the log1p scale (a change of level is a
-    shift) taken *relative*: each issue step's window, seasonal lags,
-    neighbours and target less the unit's mean over the window, so a level the
-    training steps never saw (a city after a shock) is carried by that mean
-    instead of by trees that only know the old levels.
+    Variants race on the first horizon and the one with the lower validation
+    error there is kept and fitted for the other horizons: values as they are,
+    and counts on the log1p scale (a change of level is a shift) taken
+    *relative* to an anchor: each issue step's window, seasonal lags,
+    neighbours and target less the unit's anchor, so a level the training
+    steps never saw (a city after a shock, a city recovering from one) is
+    carried by the anchor instead of by trees that only know the old levels.
+    Two anchors (:data:`ANCHORS`): the mean over the input window (follows a
+    sudden shock at once) and the mean of the seasonal lags at the target step
+    (the same hour a day, two days and a week before: the level of that hour
+    of the day, which the window's mean over other hours of the day is not).
 
-    With ``budget_minutes`` the whole fit (both variants, their features and
+    With ``budget_minutes`` the whole fit (all variants, their features and
     validation forecasts) keeps to that budget (:class:`Allowance`).
     """
 
@@ -44,25 +48,28 @@ class GradientBoosting:
     threads: int | None = None
     progress: bool = True
     budget_minutes: float | None = None
-    #: (transform, relative) pairs tried; the lower validation error is kept
-    variants: tuple[tuple[str, bool], ...] = (("identity", False), ("log1p", True))
+    #: (transform, anchor) pairs tried (anchor: one of :data:`ANCHORS` or ``None``); the lowest validation error is kept
+    variants: tuple[tuple[str, str | None], ...] = (("identity", None), ("log1p", "window"), ("log1p", "season"))
     transform: str = "identity"  # the kept variant's
-    relative: bool = False
+    relative: str | None = None  # the kept variant's anchor
     boosters: list[list[str]] = field(default_factory=list)  # [h][c] model strings
     scaler: Scaler | None = None  # the scaler of the model's own transform, when not the inputs'
 
-    def _level(self, inputs: Inputs, ts: np.ndarray) -> np.ndarray:
-        """``(B, N)``: each unit's mean over the input window (0 without ``relative``)."""
+    def _level(self, inputs: Inputs, ts: np.ndarray, h: int) -> np.ndarray:
+        """``(B, N)``: each unit's anchor for horizon ``h`` of issue steps ``ts`` (0 without :attr:`relative`)."""
+        ts = np.asarray(ts)
         if not self.relative:
             return np.zeros((len(ts), inputs.z[0].shape[1]), dtype=np.float32)
-        return inputs.z[0][window_index(np.asarray(ts), inputs.history)].mean(axis=(1, 3))
+        if self.relative == "window":
+            return inputs.z[0][window_index(ts, inputs.history)].mean(axis=(1, 3))
+        return inputs.z[0][inputs.season[:, ts + h]].mean(axis=(0, 3))
 
     def _rows(self, inputs: Inputs, ts: np.ndarray, h: int, c: int, most: int,
               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = inputs.z[0].shape[1]
         x = self._features(inputs, ts, h)
         y, seen = inputs.table_target(ts, h)
-        y = y - self._level(inputs, ts)[..., None]
+        y = y - self._level(inputs, ts, h)[..., None]
         sd = inputs.scaler.sd[0][:, c]
         w = np.broadcast_to(((sd / sd.mean()) ** self.loss_power)[None], (len(ts), n)) * seen[:, :, c]
         x, y, w = x.reshape(len(ts) * n, -1), y[:, :, c].ravel(), w.ravel()
@@ -73,10 +80,10 @@ class GradientBoosting:
 
     def _features(self, inputs: Inputs, ts: np.ndarray, h: int) -> np.ndarray:
         x = inputs.table(ts, h, one_hot=False)
-        if self.relative:  # the window, the neighbours' recent steps and the seasonal lags, less the level
+        if self.relative:  # the window, the neighbours' recent steps and the seasonal lags, less the anchor
             c = inputs.channels
             lagged = (inputs.history + NEIGHBOUR_STEPS + inputs.season.shape[0]) * c
-            x[..., :lagged] -= self._level(inputs, ts)[..., None]
+            x[..., :lagged] -= self._level(inputs, ts, h)[..., None]
         unit = np.broadcast_to(np.arange(x.shape[1], dtype=np.float32)[None, :, None], (x.shape[0], x.shape[1], 1))
         return np.concatenate([x, unit], axis=2)
 
@@ -101,7 +108,7 @@ class GradientBoosting:
             self.scaler = scaler_for(inputs, split, transform)
             info = self._fit_variant(inputs, split, allowance, range(1, 2))
             err = float(np.mean((self.predict(inputs, val, horizons=1)[seen] - truth[seen]) ** 2))
-            tried[f"{transform}{', relative' if relative else ''}"] = err
+            tried[variant_name(transform, relative)] = err
             if best is None or err < best[0]:
                 best = (err, info, dict(boosters=self.boosters, scaler=self.scaler, transform=transform,
                                         relative=relative))
@@ -136,7 +143,7 @@ class GradientBoosting:
                   "num_threads": self.threads or os.cpu_count() or 1, "deterministic": True,
                   "force_row_wise": True, "seed": self.seed}
         self.boosters, rounds = [], []
-        variant = f"{transform}{' relative' if relative else ''}"
+        variant = variant_name(transform, relative)
         with progress_bar(len(horizons) * inputs.channels, desc=f"{self.name} {variant}", unit="model",
                           enabled=self.progress) as bar:
             for h in horizons:
@@ -176,15 +183,38 @@ class GradientBoosting:
             models = self.__dict__["_parsed"] = [[lgb.Booster(model_str=s) for s in row] for row in self.boosters]
         for h in range(1, horizons + 1):
             x = self._features(inputs, ts, h).reshape(len(ts) * n, -1)
+            anchor = self._level(inputs, ts, h)
             for c in range(inputs.channels):
                 out[:, :, h - 1, c] = models[h - 1][c].predict(
-                    x, num_threads=self.threads or os.cpu_count() or 1).reshape(len(ts), n)
-        return _unscale(inputs, out + self._level(inputs, ts)[:, :, None, None])
+                    x, num_threads=self.threads or os.cpu_count() or 1).reshape(len(ts), n) + anchor
+        return _unscale(inputs, out)
 
     def state(self) -> dict[str, Any]:
         return {"kind": "lightgbm", "name": self.name, "boosters": self.boosters, "loss_power": self.loss_power,
                 "transform": self.transform, "relative": self.relative,
                 "scaler": None if self.scaler is None else self.scaler.to_state()}
+
+
+#: what a relative variant's values are taken relative to: ``"window"``, the unit's mean over the input window;
+#: ``"season"``, the mean of its seasonal lags at the target step
+ANCHORS = ("window", "season")
+
+
+def variant_name(transform: str, relative: str | None) -> str:
+    """How a variant is named in a run's record, e.g. ``"log1p, relative to the season"``."""
+    return f"{transform}, relative to the {relative}" if relative else transform
+
+
+def anchor_of(state: dict[str, Any]) -> str | None:
+    """The anchor a stored model was fitted with (models stored before anchors were named used the window)."""
+    relative = state.get("relative")
+    if relative is True:
+        return "window"
+    if relative in ANCHORS:
+        return relative
+    if relative:
+        raise ValueError(f"unknown anchor {relative!r}; one of {', '.join(ANCHORS)}")
+    return None
 
 
 @dataclass

@@ -27,7 +27,7 @@ from ciu.alerts import AlertRule
 from ciu.errors import ValidationError
 from ciu.models.baselines import (Announced, Forecaster, HistoricalAverage, Neural, Persistence, Ridge, SeasonalNaive,
                                  inner, roll_up)
-from ciu.models.boosting import GradientBoosting
+from ciu.models.boosting import GradientBoosting, anchor_of
 from ciu.models.data import ExternalScaler, HierSeries, Scaler, Split, fit_stop
 from ciu.models.inputs import Inputs
 from ciu.models.metrics import alert_skill, level_metrics, skill
@@ -140,7 +140,7 @@ def from_state(state: dict[str, Any]) -> Forecaster:
                      scaler=None if state.get("scaler") is None else Scaler.from_state(state["scaler"]))
     if kind == "lightgbm":
         return GradientBoosting(name=state["name"], boosters=state["boosters"], loss_power=state["loss_power"],
-                                transform=state.get("transform", "identity"), relative=bool(state.get("relative")),
+                                transform=state.get("transform", "identity"), relative=anchor_of(state),
                                 scaler=None if state.get("scaler") is None else Scaler.from_state(state["scaler"]))
     if kind == "neural":
         device = pick_device(None)

@@ -8,7 +8,7 @@ import pytest
 
 from ciu.errors import ValidationError
 from ciu.models.baselines import Announced, HistoricalAverage, Neural, Persistence, Ridge, SeasonalNaive, roll_up
-from ciu.models.boosting import GradientBoosting
+from ciu.models.boosting import GradientBoosting, anchor_of, variant_name
 from ciu.models.champion import (BENCHMARK_MODELS, DEFAULT_MODELS, compete, from_state, load_forecaster, make,
                                  share_budget)
 from ciu.models.data import ExternalScaler, HierSeries, Level, Scaler, chronological_split, fit_stop
@@ -152,13 +152,20 @@ def test_lightgbm_keeps_the_variant_that_wins_on_validation_and_follows_a_shock(
     split, inputs = inputs_of(HierSeries(s.levels, values, s.times, s.channels, s.external, s.external_names))
     model = GradientBoosting(max_rows=20_000, rounds=100, threads=1, progress=False)
     tried = model.fit(inputs, split)["validation_mse"]
-    assert set(tried) == {"identity", "log1p, relative"}
-    kept = "log1p, relative" if model.relative else "identity"
+    assert set(tried) == {"identity", "log1p, relative to the window", "log1p, relative to the season"}
+    kept = variant_name(model.transform, model.relative)
     assert tried[kept] == min(tried.values())
-    assert kept == "log1p, relative" and tried[kept] < 0.5 * tried["identity"]  # the level moves with the window
+    # the level moves with the window; a week's seasonal lags still hold the full city the first days
+    assert kept == "log1p, relative to the window" and tried[kept] < 0.5 * tried["identity"]
     back = from_state(model.state())
-    assert back.relative and back.transform == "log1p"
+    assert back.relative == "window" and back.transform == "log1p"
     np.testing.assert_allclose(back.predict(inputs, split.val), model.predict(inputs, split.val), rtol=1e-5, atol=1e-5)
+    # the other anchor: the same hour a day, two days and a week before the target step
+    seasonal = GradientBoosting(relative="season")
+    ts = split.val[:5]
+    lags = np.stack([inputs.z[0][ts + 2 - 24 * d] for d in inputs.seasonal_days])
+    np.testing.assert_allclose(seasonal._level(inputs, ts, 2), lags.mean(axis=(0, 3)), rtol=1e-6)
+    assert anchor_of({"relative": True}) == "window" and anchor_of({"relative": False}) is None
 
 
 def test_the_training_budget_is_shared_among_the_learned_candidates():
