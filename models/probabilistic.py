@@ -22,8 +22,13 @@ Both are then calibrated (:class:`Calibration`) with nothing but the past:
   most recent :data:`WINDOW` issue steps whose targets were all observed by the
   issue time (a rolling conformal correction: it follows a regime shift that the
   validation residuals did not see, and the discreteness of small counts);
-- the risk is recalibrated per level by a logistic regression on the paths'
-  share and the unit's climatology, fitted on the validation steps.
+- the risk is recalibrated per level, fitted on the validation steps: first
+  the paths' share through an isotonic (monotone, free-form) map to the share
+  of those steps that exceeded, then a logistic regression on that and the
+  unit's climatology. The monotone map lets the two ends differ: the paths can
+  be over-confident at middling shares (the noise of small counts) and right
+  at the top (an announced crowd far above a capacity), which one logistic
+  slope would average into a risk that never reaches an alert.
 """
 
 from __future__ import annotations
@@ -228,30 +233,35 @@ def _logit(p: np.ndarray) -> np.ndarray:
 class Calibration:
     """What corrects the paths' quantiles and risk (see the module's notes); fitted on the validation steps."""
 
-    coef: list[np.ndarray]  # per level (3,): intercept, weight of the paths' risk, weight of climatology (logits)
+    coef: list[np.ndarray]  # per level (3,): intercept, weight of the mapped risk, weight of climatology (logits)
     rates: list[np.ndarray]  # per level (N_l, C): climatology
     active: list[np.ndarray]  # per level (N_l, C): units scored
     factors: list[np.ndarray]  # per level (H,): the band factors of the validation steps (used without history)
     nonnegative: bool = True
+    #: per level (2, K): the isotonic map of the paths' risk (its knots and values), the identity where too few exceeded
+    curves: list[np.ndarray] | None = None
 
     @classmethod
     def fit(cls, dist: Distribution, truth: list[np.ndarray], limits: list[np.ndarray], rates: list[np.ndarray],
             active: list[np.ndarray], *, nonnegative: bool = True) -> Calibration:
-        coef = []
+        coef, curves = [], []
         for i, (r, t, thr, rate) in enumerate(zip(dist.risk, truth, limits, rates)):
             keep = ~np.isnan(t) & active[i][None, :, None]
             event = (np.nan_to_num(t) > thr[None, :, None])[keep].astype(float)
-            x = np.stack([np.ones(event.size), _logit(r[keep]),
+            enough = min(event.sum(), event.size - event.sum()) >= 5
+            curve = monotone_map(r[keep], event) if enough else IDENTITY
+            x = np.stack([np.ones(event.size), _logit(np.interp(r[keep], *curve)),
                           _logit(np.broadcast_to(rate[None, :, None], t.shape)[keep])], axis=1)
-            coef.append(_logistic(x, event) if min(event.sum(), event.size - event.sum()) >= 5
-                        else np.array([0.0, 1.0, 0.0]))
-        return cls(coef, rates, active, band_factors(dist.quantiles, truth, active), nonnegative)
+            coef.append(_logistic(x, event) if enough else np.array([0.0, 1.0, 0.0]))
+            curves.append(curve)
+        return cls(coef, rates, active, band_factors(dist.quantiles, truth, active), nonnegative, curves)
 
     def risk(self, risk: list[np.ndarray]) -> list[np.ndarray]:
         """The paths' risk per level, recalibrated."""
         out = []
-        for r, c, rate in zip(risk, self.coef, self.rates):
-            z = c[0] + c[1] * _logit(r) + c[2] * _logit(rate)[None, :, None]
+        for i, (r, c, rate) in enumerate(zip(risk, self.coef, self.rates)):
+            curve = IDENTITY if self.curves is None else self.curves[i]
+            z = c[0] + c[1] * _logit(np.interp(r, *curve)) + c[2] * _logit(rate)[None, :, None]
             out.append(1.0 / (1.0 + np.exp(-z)))
         return out
 
@@ -262,12 +272,31 @@ class Calibration:
 
     def to_state(self) -> dict[str, Any]:
         return {"coef": self.coef, "rates": self.rates, "active": self.active, "factors": self.factors,
-                "nonnegative": self.nonnegative}
+                "nonnegative": self.nonnegative, "curves": self.curves}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Calibration:
+        curves = state.get("curves")  # none in runs stored before the isotonic map: the logistic alone
         return cls(*[[np.asarray(a) for a in state[k]] for k in ("coef", "rates", "active", "factors")],
-                   bool(state["nonnegative"]))
+                   bool(state["nonnegative"]), None if curves is None else [np.asarray(c) for c in curves])
+
+
+#: the map that leaves the paths' risk as it is
+IDENTITY = np.array([[0.0, 1.0], [0.0, 1.0]])
+
+
+def monotone_map(risk: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """``(2, K)``: the non-decreasing map from the paths' risk to the share of ``event`` (isotonic regression).
+
+    The paths' risk takes few distinct values (a share of a few hundred paths),
+    so the regression runs over those values weighted by their counts.
+    """
+    from scipy.optimize import isotonic_regression
+
+    values, inverse = np.unique(np.round(risk, 6), return_inverse=True)
+    weight = np.bincount(inverse).astype(float)
+    share = np.bincount(inverse, weights=event) / weight
+    return np.stack([values, isotonic_regression(share, weights=weight).x])
 
 
 def _logistic(x: np.ndarray, y: np.ndarray, *, ridge: float = 1e-3, steps: int = 50) -> np.ndarray:

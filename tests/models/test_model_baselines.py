@@ -15,7 +15,8 @@ from ciu.models.data import ExternalScaler, HierSeries, Level, Scaler, chronolog
 from ciu.models.datasets import manhattan_districts, manhattan_flows, shared_data
 from ciu.models.inputs import Inputs
 from ciu.models.metrics import coverage
-from ciu.models.probabilistic import QUANTILES, Calibration, _logistic, band_factors, distribution, rolling, widen
+from ciu.models.probabilistic import (QUANTILES, Calibration, Distribution, _logistic, band_factors, distribution,
+                                     rolling, widen)
 from ciu.models.train import TrainConfig
 
 CONFIG = TrainConfig(history=6, horizons=2, hidden=8, lstm_hidden=4, epochs=2, threads=1, progress=False,
@@ -253,6 +254,25 @@ def test_risk_recalibration_recovers_known_odds():
     x = np.column_stack([np.ones(20_000), rng.normal(size=20_000), rng.normal(size=20_000)])
     y = (rng.random(20_000) < 1 / (1 + np.exp(-(x @ np.array([-1.0, 2.0, 0.5]))))).astype(float)
     np.testing.assert_allclose(_logistic(x, y), [-1.0, 2.0, 0.5], atol=0.1)
+
+
+def test_risk_that_is_right_at_the_top_reaches_an_alert_when_middling_risk_is_over_confident():
+    """Paths that say 0.2 to 0.8 where 10 % exceed (the noise of small counts) and 1.0 where every one does (a crowd
+    far above capacity): the recalibrated risk keeps the top near 1 and brings the middle down to its 10 % (one
+    logistic slope over the paths' risk gives the top 0.69 here: no alert)."""
+    rng = np.random.default_rng(5)
+    b, n = 4000, 10
+    u = rng.random((b, n, 1, 1))
+    risk = np.where(u < 0.005, 1.0, np.where(u < 0.6, rng.choice([0.2, 0.4, 0.6, 0.8], size=u.shape), 0.0))
+    exceed = np.where(risk == 1.0, True, np.where(risk > 0, rng.random(risk.shape) < 0.1, False))
+    truth = np.where(exceed, 20.0, 5.0)
+    limits, rates, active = np.full((n, 1), 10.0), np.full((n, 1), 0.05), np.ones((n, 1), dtype=bool)
+    dist = Distribution([np.repeat(truth[..., None], len(QUANTILES), axis=-1)], [risk])
+    cal = Calibration.fit(dist, [truth], [limits], [rates], [active])
+    got = cal.risk([np.resize([1.0, 0.8, 0.4, 0.0], n).reshape(1, n, 1, 1)])[0].ravel()
+    assert got[0] > 0.95 and abs(got[1] - 0.1) < 0.03 and abs(got[2] - 0.1) < 0.03 and got[3] < 0.01
+    back = Calibration.from_state(cal.to_state())
+    np.testing.assert_allclose(back.risk([risk])[0], cal.risk([risk])[0])
 
 
 def test_series_checks_its_hierarchy():
