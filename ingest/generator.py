@@ -60,6 +60,9 @@ VARIABLES: tuple[Variable, ...] = (
 LAND_USES = ("residential", "office", "retail", "school", "hospital", "leisure")
 #: floor area per person at full occupancy (m²)
 M2_PER_PERSON = {"residential": 30.0, "office": 12.0, "retail": 6.0, "school": 5.0, "hospital": 15.0, "leisure": 3.0}
+#: the most of its capacity an ordinary hour fills on average: capacity is the limit a floor is licensed for, which
+#: ordinary crowds stay under (noise aside); only events push past it
+ORDINARY_MOST = 0.85
 
 
 class SampleConfig(BaseModel):
@@ -338,7 +341,7 @@ def _series(
     outdoor = np.isin(floor_use, ["retail", "leisure"])[:, None]
     warm = np.clip((city_temp - 18) / 10, -1, 1)[None, :]
     weather = np.where(outdoor, 1 - 0.3 * wet[None, :] + 0.15 * warm, 1 + 0.05 * wet[None, :])
-    mean_people = capacity[:, None] * np.clip(share * weather, 0, 1.5)
+    mean_people = capacity[:, None] * np.clip(share * weather, 0, ORDINARY_MOST)
 
     ev_rows = []
     venue = np.flatnonzero(bld["land_use"].isin(["leisure", "retail"]).to_numpy())
