@@ -13,7 +13,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from psycopg_pool import ConnectionPool
 from starlette.concurrency import run_in_threadpool
 
-from ciu.api.security import Authenticator, Principal
+from ciu.api.security import Authenticator, Principal, presented_token
 from ciu.api.settings import ApiSettings
 from ciu.errors import DatabaseUnavailable
 from ciu.store import ApiStore, Store
@@ -126,7 +126,7 @@ async def context(request: Request, key: Annotated[str | None, Depends(api_key_h
     thread hop and no database round trip; otherwise the lookup runs in a
     worker thread.
     """
-    token = key or (auth.credentials if auth is not None else None)
+    token = presented_token(request.headers)  # ``key`` and ``auth`` declare the schemes for OpenAPI
     client = request.client.host if request.client else "unknown"
     state = request.app.state
     pool = state.pool

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,30 @@ class TokenBucket:
                 raise RateLimited(f"more than {self.rate * 60:.0f} calls a minute; slow down",
                                   retry_after=(1.0 - tokens) / self.rate)
             self._state[who] = (tokens - 1.0, now)
+
+
+def presented_token(headers: Mapping[str, str]) -> str | None:
+    """The API key a request presents (``X-API-Key``, else ``Authorization: Bearer``); ``None`` when it presents none.
+
+    Whatever is presented as a credential must be a key: an empty ``X-API-Key``,
+    another ``Authorization`` scheme (``Basic …``) or a bare ``Bearer`` is
+    refused (401), never served as anonymous.
+    """
+    key = headers.get("x-api-key")
+    if key is not None:
+        if not key.strip():
+            raise Unauthorized("the X-API-Key header is empty; send an API key or leave the header out")
+        return key.strip()
+    auth = headers.get("authorization")
+    if auth is None:
+        return None
+    scheme, _, token = auth.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise Unauthorized(f"the Authorization scheme {scheme or '(none)'!r} is not accepted; send the API key as "
+                           "'Authorization: Bearer KEY' or in X-API-Key")
+    if not token.strip():
+        raise Unauthorized("'Authorization: Bearer' carries no key")
+    return token.strip()
 
 
 class Authenticator:

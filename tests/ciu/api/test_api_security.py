@@ -86,10 +86,19 @@ def test_unknown_and_revoked_keys_are_refused(api_world: ApiWorld) -> None:
         with TestClient(create_app(settings, database_url=api_world.url)) as c:
             assert c.get("/levels", headers={"X-API-Key": token}).status_code == 200
             assert c.get("/levels", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+            assert c.get("/levels", headers={"Authorization": f"bearer  {token} "}).status_code == 200
             api.revoke_key(key.id)
             r = c.get("/levels", headers={"X-API-Key": token})
             assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
             assert c.get("/levels", headers={"X-API-Key": "ciu_made_up"}).status_code == 401
+            # whatever is presented as a credential must be a key: never served as anonymous
+            for bad in ({"X-API-Key": ""}, {"X-API-Key": "  "}, {"Authorization": "Basic dXNlcjpwYXNz"},
+                        {"Authorization": "Bearer"}, {"Authorization": "Bearer "}, {"Authorization": token},
+                        {"Authorization": f"Token {token}"}):
+                r = c.get("/levels", headers=bad)
+                assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json", bad
+                assert r.json()["detail"], bad
+            assert c.get("/levels").status_code == 200  # nothing presented: anonymous
     closed = ApiSettings(allow_anonymous=False)
     with TestClient(create_app(closed, database_url=api_world.url)) as c:
         assert c.get("/levels").status_code == 401
