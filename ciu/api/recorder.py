@@ -13,6 +13,7 @@ from collections import deque
 from datetime import datetime, timezone
 from typing import Any
 
+import psycopg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from psycopg_pool import ConnectionPool
 
@@ -65,7 +66,13 @@ class Recorder:
             counts[1] += rec.status >= 400
 
     def flush(self) -> None:
-        """Write what is buffered; on a database error keep it for the next try."""
+        """Write what is buffered; on a database error keep it for the next try.
+
+        A batch the database refuses for its content (not for being down) is
+        written row by row, so one row it cannot take (none should remain, see
+        :func:`storable`) costs that row, counted as dropped, and never holds
+        back the rows after it.
+        """
         with self._lock:
             audit, self._audit = list(self._audit), deque()
             usage, self._usage = self._usage, {}
@@ -74,7 +81,14 @@ class Recorder:
         try:
             with self.pool.connection(timeout=self.settings.db_timeout_s) as conn:
                 store = ApiStore(conn)
-                store.write_audit(audit)
+                try:
+                    store.write_audit(audit)
+                except psycopg.DataError:
+                    for rec in audit:
+                        try:
+                            store.write_audit([rec])
+                        except psycopg.DataError:
+                            self.metrics.audit_dropped.inc()
                 store.add_usage({k: (v[0], v[1]) for k, v in usage.items()})
         except Exception:
             with self._lock:
@@ -193,8 +207,14 @@ class RecordingMiddleware:
         recorder.record(AuditRecord(
             at=datetime.now(timezone.utc), key_id=getattr(principal, "key_id", None),
             role=principal.role.name if principal is not None else "unknown",
-            method=scope.get("method", ""), path=scope.get("path", "")[:500],
-            query=scope.get("query_string", b"").decode("latin-1")[:1000], status=status,
+            method=storable(scope.get("method", ""), 16), path=storable(scope.get("path", ""), 500),
+            query=storable(scope.get("query_string", b"").decode("latin-1"), 1000), status=status,
             units=int(audit.get("units", 0)), restricted_read=bool(audit.get("restricted", False)),
             duration_ms=seconds * 1000.0,
         ), endpoint)
+
+
+def storable(text: str, most: int) -> str:
+    """``text`` as a database text column takes it: NUL characters and what UTF-8 cannot encode (a lone
+    surrogate from a percent-decoded path) escaped, at most ``most`` characters."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")[:most]

@@ -193,6 +193,23 @@ def test_rate_limit_and_body_limit(api_world: ApiWorld) -> None:
         assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json"
 
 
+def test_every_answer_reaches_the_audit_log_429s_and_odd_paths_included(api_world: ApiWorld) -> None:
+    """A path with a NUL character (percent-decoded) once stopped every row after it from being written."""
+    settings = ApiSettings(rate_limit_per_minute=60, rate_burst=3, audit_flush_s=0.2)
+    marker = f"/units/audit-{time.time_ns()}"
+    h = as_role(api_world, "viewer")
+    with TestClient(create_app(settings, database_url=api_world.url)) as c:
+        codes = [c.get(f"{marker}%00x", headers=h).status_code, c.get(f"{marker}%ED%A0%80", headers=h).status_code]
+        codes += [c.get(marker, headers=h).status_code for _ in range(8)]
+    # the app's shutdown writes what its recorder still holds
+    with Twin.connect(api_world.url, migrate=False) as twin:
+        rows = twin.store.conn.execute("SELECT path, status FROM ciu.api_audit WHERE path LIKE %s ORDER BY id",
+                                       (marker + "%",)).fetchall()
+    assert codes.count(429) >= 5
+    assert sorted(status for _, status in rows) == sorted(codes)
+    assert {path for path, _ in rows} >= {f"{marker}\\x00x", marker}
+
+
 INJECTIONS = ["'; DROP TABLE ciu.unit; --", "1 OR 1=1", "tiny' OR '1'='1", "\"; SELECT pg_sleep(5); --",
               "tiny/d01') UNION SELECT * FROM ciu.api_key --", "%27%3B--", "tiny/../../etc/passwd",
               "tiny/d01\x00", "\x00"]
