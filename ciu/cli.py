@@ -17,8 +17,10 @@ from ciu.viz import cli as viz_cli
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="CIU Twin: a city as a hierarchy of units in PostGIS.")
 db_app = typer.Typer(no_args_is_help=True, help="The twin's PostGIS database.")
 sample_app = typer.Typer(no_args_is_help=True, help="The project's sample city.")
+variables_app = typer.Typer(no_args_is_help=True, help="The variables the twin knows: what they measure, how they roll up.")
 app.add_typer(db_app, name="db")
 app.add_typer(sample_app, name="sample")
+app.add_typer(variables_app, name="variables")
 app.add_typer(api_cli.keys_app, name="keys")
 app.command("serve")(api_cli.serve)
 app.command("ingest")(ingest_cli.ingest_command)
@@ -134,6 +136,43 @@ def sample_build(
         typer.echo(f"sample city {cfg.name!r}: already built with this configuration, nothing to do")
     else:
         typer.echo(f"sample city {cfg.name!r} built in {time.perf_counter() - t0:.1f} s: {'; '.join(report.notes)}")
+
+
+# -- variables -----------------------------------------------------------------
+@variables_app.command("add")
+def variables_add(
+    name: Annotated[str, typer.Argument(help="lower-case letters, digits and _ (e.g. pedestrians)")],
+    unit: Annotated[str, typer.Option("--unit", help="unit of measure, e.g. persons, degC, mm")],
+    space: Annotated[str, typer.Option(help="physical, social, information or external")],
+    rollup: Annotated[str, typer.Option(help="how a parent's value comes from its children's: sum (counts), mean,"
+                                             " area_weighted_mean (e.g. temperature), max or min")],
+    resample: Annotated[str, typer.Option(help="how values combine over time: sum, mean, max or min")] = "mean",
+    scope: Annotated[str, typer.Option(help="public, or restricted (only roles that may read it)")] = "public",
+    description: Annotated[str, typer.Option(help="what it is, in words")] = "",
+) -> None:
+    """Register a variable so that series of it can be loaded (idempotent).
+
+    Example: ``ciu variables add pedestrians --unit persons --space social --rollup sum --resample sum``.
+    Registering a name again with the same definition does nothing; with another definition it is refused.
+    """
+    from ciu.domain import Variable
+
+    var = Variable(name=name, unit_of_measure=unit, space=space, rollup=rollup, resample=resample,  # type: ignore[arg-type]
+                   scope=scope, description=description)  # type: ignore[arg-type]
+    with _twin() as twin:
+        known = {v.name for v in twin.variables()}
+        twin.register_variables([var])
+    typer.echo(f"variable {name!r} {'already registered, unchanged' if name in known else 'registered'}:"
+               f" [{unit}] {space}/{scope}, roll-up {rollup}, resample {resample}")
+
+
+@variables_app.command("list")
+def variables_list() -> None:
+    """The registered variables."""
+    with _twin() as twin:
+        for var in twin.variables():
+            typer.echo(f"{var.name}\t[{var.unit_of_measure}]\t{var.space}/{var.scope}\troll-up {var.rollup}\t"
+                       f"resample {var.resample}\t{var.description}")
 
 
 # -- info ----------------------------------------------------------------------

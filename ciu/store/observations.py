@@ -83,7 +83,8 @@ class Observations(StoreBase):
         unknown_var = ~frame["variable"].isin(known)
         if unknown_var.any():
             i = int(np.flatnonzero(unknown_var.to_numpy())[0])
-            raise ValidationError(f"variable {frame['variable'].iloc[i]!r} is not registered",
+            raise ValidationError(f"variable {frame['variable'].iloc[i]!r} is not registered (register it first:"
+                                  " ciu variables add NAME --unit … --space … --rollup …; see ciu variables list)",
                                   source=source, row=i, field="variable")
         t_py = times.dt.tz_convert("UTC")
         micros = pg_micros(t_py)

@@ -45,6 +45,17 @@ def test_embedded_database_lifecycle_and_sample(home, tmp_path):
     info = invoke("info")
     assert re.search(r"building\s+8\n", info) and "people" in info and "sha256" in info
     assert "ingest.generator" in invoke("sources")
+    # a variable of the user's own, registered once; the same again changes nothing, another definition is refused
+    add = ["variables", "add", "pedestrians", "--unit", "persons", "--space", "social", "--rollup", "sum",
+           "--resample", "sum"]
+    assert "'pedestrians' registered" in invoke(*add)
+    assert "already registered, unchanged" in invoke(*add)
+    clash = CliRunner().invoke(app, add[:-4] + ["--rollup", "mean"])
+    assert clash.exit_code != 0 and "rollup='sum'" in str(clash.exception)
+    bad = CliRunner().invoke(app, ["variables", "add", "Pedestrians", "--unit", "p", "--space", "social",
+                                   "--rollup", "sum"])
+    assert bad.exit_code != 0 and "lower-case" in str(bad.exception)
+    assert re.search(r"pedestrians\t\[persons\]\tsocial/public\troll-up sum", invoke("variables", "list"))
     html = tmp_path / "view.html"
     assert "written to" in invoke("view", "--out", str(html))
     assert html.stat().st_size > 100_000
