@@ -88,9 +88,9 @@ class CityJSONLoader(Loader):
         if super().can_open(path):
             return True
         if str(path).lower().endswith(".json"):
-            from ciu.ingest.vector import _sniff
+            from ciu.ingest.vector import json_type_is
 
-            return _sniff(Path(path), b'"CityJSON"')
+            return json_type_is(Path(path), "CityJSON")
         return False
 
     def read(self, path: Path | str, *, crs: Any = None, **_: Any) -> Layer:

@@ -9,6 +9,7 @@ duplicate identifiers) before anything reaches the database.
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,7 @@ class VectorLoader(Loader):
         if name.endswith(".parquet"):
             return _is_geoparquet(Path(path))
         if name.endswith(".json"):
-            return not name.endswith(".city.json") and _sniff(Path(path), b'"FeatureCollection"')
+            return not name.endswith(".city.json") and json_type_is(Path(path), "FeatureCollection")
         return super().can_open(path)
 
     def read(self, path: Path | str, *, crs: Any = None, key: str | None = None, columns: Sequence[str] = (),
@@ -154,12 +155,24 @@ def _arrow() -> bool:
     return importlib.util.find_spec("pyarrow") is not None
 
 
-def _sniff(path: Path, needle: bytes, *, size: int = 4096) -> bool:
+def json_type_is(path: Path, kind: str, *, chunk: int = 1 << 20) -> bool:
+    """Whether the JSON file ``path`` says ``"type": kind`` (e.g. ``CityJSON``, ``FeatureCollection``) anywhere.
+
+    Read in chunks, so a file whose ``type`` comes after megabytes of
+    vertices or features is recognised too; it stops at the first match.
+    """
+    pattern = re.compile(rb'"type"\s*:\s*"' + re.escape(kind.encode()) + rb'"')
+    overlap = 64
     try:
         with open(path, "rb") as fh:
-            return needle in fh.read(size)
+            tail = b""
+            while block := fh.read(chunk):
+                if pattern.search(tail + block):
+                    return True
+                tail = block[-overlap:]
     except OSError:
         return False
+    return False
 
 
 def _is_geoparquet(path: Path) -> bool:

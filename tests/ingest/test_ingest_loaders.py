@@ -84,6 +84,25 @@ def test_cityjson_building_storeys_and_height(tmp_path):
     assert list(storeys["z_min"]) == [0.0, 3.0, 6.0] and list(storeys["z_max"]) == [3.0, 6.0, 9.0]
 
 
+def test_json_files_are_told_apart_by_their_type_wherever_it_stands(tmp_path):
+    """A CityJSON file whose "type" comes after megabytes of city objects, named plain .json."""
+    doc = cityjson_doc()
+    late = {k: v for k, v in doc.items() if k != "type"}
+    late["metadata"] = {**late.get("metadata", {}), "note": "x" * 3_000_000}
+    late["type"] = doc["type"]
+    path = write_json(late, tmp_path / "late.json")
+    assert path.read_bytes().index(b'"CityJSON"') > 3_000_000  # far past any first block a reader might peek at
+    assert loader_for(path).name == "cityjson" and len(CityJSONLoader().read(path).frame) == 1
+    geo = write_vector(footprints(CENTRES), tmp_path / "b.geojson")
+    plain = tmp_path / "b.json"
+    plain.write_bytes(geo.read_bytes())
+    assert loader_for(plain).name == "vector"
+    other = tmp_path / "other.json"
+    other.write_text('{"name": "not a layer", "kind": "CityJSONFeature", "type": "Catalog"}')
+    with pytest.raises(ValidationError, match="no loader opens this file"):
+        loader_for(other)
+
+
 def test_cityjson_without_reference_system_needs_a_crs(tmp_path):
     path = write_json(cityjson_doc(epsg=None), tmp_path / "nocrs.city.json")
     with pytest.raises(ValidationError) as err:
