@@ -66,7 +66,8 @@ def parse_times(values: pd.Series, *, tz: str, source: str, field: str, rows: np
     tz = check_tz(tz, source=source)
     if pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
         text = values.astype(str).str.strip()
-        unread = pd.to_datetime(text, errors="coerce", format="mixed", utc=True).isna().to_numpy()
+        parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)  # naive ones read as UTC here
+        unread = parsed.isna().to_numpy()
         if unread.any():
             i = int(np.flatnonzero(unread)[0])
             raise ValidationError(f"{values.iloc[i]!r} is not a timestamp", source=source, row=int(rows[i]),
@@ -78,7 +79,7 @@ def parse_times(values: pd.Series, *, tz: str, source: str, field: str, rows: np
             raise ValidationError(f"{values.iloc[i]!r} {'states' if stated[i] else 'lacks'} a UTC offset while most"
                                   f" rows {'lack' if stated[i] else 'state'} one: give every time an offset, or"
                                   f" none (then --tz)", source=source, row=int(rows[i]), field=field)
-        times = pd.to_datetime(text, errors="coerce", format="mixed", utc=bool(stated.any()))
+        times = parsed if stated.any() else parsed.dt.tz_localize(None)  # parsed once: naive back to wall clock
     else:
         times = pd.to_datetime(values, errors="coerce")
     bad = times.isna().to_numpy()

@@ -67,9 +67,10 @@ class GradientBoosting:
     def _rows(self, inputs: Inputs, ts: np.ndarray, h: int, c: int, most: int,
               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = inputs.z[0].shape[1]
-        x = self._features(inputs, ts, h)
+        anchor = self._level(inputs, ts, h)
+        x = self._features(inputs, ts, h, anchor)
         y, seen = inputs.table_target(ts, h)
-        y = y - self._level(inputs, ts, h)[..., None]
+        y = y - anchor[..., None]
         sd = inputs.scaler.sd[0][:, c]
         w = np.broadcast_to(((sd / sd.mean()) ** self.loss_power)[None], (len(ts), n)) * seen[:, :, c]
         x, y, w = x.reshape(len(ts) * n, -1), y[:, :, c].ravel(), w.ravel()
@@ -78,12 +79,14 @@ class GradientBoosting:
             keep = np.sort(rng.choice(keep, size=most, replace=False))
         return x[keep], y[keep], w[keep]
 
-    def _features(self, inputs: Inputs, ts: np.ndarray, h: int) -> np.ndarray:
+    def _features(self, inputs: Inputs, ts: np.ndarray, h: int, anchor: np.ndarray) -> np.ndarray:
+        """The table of horizon ``h``, its lagged values less ``anchor`` (:meth:`_level`, computed once by the
+        caller, which needs it too)."""
         x = inputs.table(ts, h, one_hot=False)
         if self.relative:  # the window, the neighbours' recent steps and the seasonal lags, less the anchor
             c = inputs.channels
             lagged = (inputs.history + NEIGHBOUR_STEPS + inputs.season.shape[0]) * c
-            x[..., :lagged] -= self._level(inputs, ts, h)[..., None]
+            x[..., :lagged] -= anchor[..., None]
         unit = np.broadcast_to(np.arange(x.shape[1], dtype=np.float32)[None, :, None], (x.shape[0], x.shape[1], 1))
         return np.concatenate([x, unit], axis=2)
 
@@ -182,8 +185,8 @@ class GradientBoosting:
         if models is None or len(models) != len(self.boosters):  # parsing a model string takes seconds: once
             models = self.__dict__["_parsed"] = [[lgb.Booster(model_str=s) for s in row] for row in self.boosters]
         for h in range(1, horizons + 1):
-            x = self._features(inputs, ts, h).reshape(len(ts) * n, -1)
             anchor = self._level(inputs, ts, h)
+            x = self._features(inputs, ts, h, anchor).reshape(len(ts) * n, -1)
             for c in range(inputs.channels):
                 out[:, :, h - 1, c] = models[h - 1][c].predict(
                     x, num_threads=self.threads or os.cpu_count() or 1).reshape(len(ts), n) + anchor
